@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Kafka's kafka-topics tool against the local broker (bootstrap server added for you).
+# Examples:
+#   deploy/kafka-topics.sh --list
+#   deploy/kafka-topics.sh --create --topic smoke --partitions 2
+#   deploy/kafka-topics.sh --describe --topic smoke
+#   deploy/kafka-topics.sh --delete --topic smoke
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ -f "$KAFKA_LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] || die "Kafka jars missing: run deploy/install.sh --kafka-only"
+exec java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+  "-Dlog4j.configuration=file:$DEPLOY_DIR/kafka/log4j.properties" \
+  -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
+  --bootstrap-server "$HOST:$KAFKA_PORT" "$@"

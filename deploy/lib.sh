@@ -1,0 +1,216 @@
+# shellcheck shell=bash disable=SC2034  # variables here are used by the scripts that source it
+# deploy/lib.sh: shared helpers for the deploy/*.sh scripts. Source it, don't run it:
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Defines paths (REPO, DEPLOY_DIR, VAR_DIR, RUN_DIR, LOG_DIR, ...), ports, logging
+# helpers, pid-file helpers (start_daemon / is_running / stop_pid) and waiters
+# (wait_port / wait_http / wait_until). Every path and port can be overridden
+# through environment variables; see deploy/README.md.
+
+if [[ -n "${SPLITEE_LIB_SOURCED:-}" ]]; then return 0; fi
+SPLITEE_LIB_SOURCED=1
+
+# --- paths ------------------------------------------------------------------
+# The repo root is derived from this file's location, so every script works from
+# any cwd and from a clone in any folder.
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO="$(cd "$DEPLOY_DIR/.." && pwd -P)"
+
+# All runtime state (data, configs rendered from templates, pid files, logs)
+# lives under VAR_DIR, which is git-ignored.
+VAR_DIR="${SPLITEE_VAR_DIR:-$REPO/var}"
+mkdir -p "$VAR_DIR"
+VAR_DIR="$(cd "$VAR_DIR" && pwd -P)"   # absolute, symlinks resolved
+RUN_DIR="$VAR_DIR/run"
+LOG_DIR="$VAR_DIR/log"
+
+# Downloaded artefacts that can be shared by every clone on this machine.
+CACHE_DIR="${SPLITEE_CACHE_DIR:-$HOME/.cache/splitee}"
+
+# --- ports (everything binds to 127.0.0.1 only) ----------------------------
+HOST=127.0.0.1
+KAFKA_PORT="${SPLITEE_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${SPLITEE_KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${SPLITEE_REDIS_PORT:-6379}"
+PROMETHEUS_PORT="${SPLITEE_PROMETHEUS_PORT:-9090}"
+
+# --- Kafka ------------------------------------------------------------------
+# The version is pinned in deploy/kafka/pom.xml (single source of truth).
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$DEPLOY_DIR/kafka/pom.xml")"
+KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+KAFKA_HEAP_OPTS="${SPLITEE_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+
+# --- logging ----------------------------------------------------------------
+# Short, greppable lines on stderr so stdout stays free for data.
+_tag() { printf '[splitee] '; }
+log()  { _tag >&2; printf '%s\n' "$*" >&2; }
+warn() { _tag >&2; printf 'WARNING: %s\n' "$*" >&2; }
+err()  { _tag >&2; printf 'ERROR: %s\n' "$*" >&2; }
+die()  { err "$@"; exit 1; }
+
+# Path relative to the repo when it is inside it (for short messages).
+relpath() {
+  case "$1" in
+    "$REPO"/*) printf '%s\n' "${1#"$REPO"/}" ;;
+    *) printf '%s\n' "$1" ;;
+  esac
+}
+
+# Print the last lines of a log file, indented, to stderr (used on failures).
+show_log_tail() { # FILE [LINES]
+  local file="$1" lines="${2:-20}"
+  [[ -f "$file" ]] || return 0
+  err "last $lines lines of $(relpath "$file"):"
+  tail -n "$lines" "$file" | sed 's/^/    /' >&2
+}
+
+# Replace @KEY@ placeholders. Usage: render TEMPLATE OUTPUT KEY=VALUE...
+# Values must not contain '|' or newlines. The output is written atomically.
+render() {
+  local tmpl="$1" out="$2" kv key val args=()
+  shift 2
+  for kv in "$@"; do
+    key="${kv%%=*}"; val="${kv#*=}"
+    val="${val//\\/\\\\}"; val="${val//&/\\&}"
+    args+=(-e "s|@${key}@|${val}|g")
+  done
+  sed "${args[@]}" "$tmpl" > "$out.tmp"
+  if grep -q '@[A-Z_][A-Z_]*@' "$out.tmp"; then
+    rm -f "$out.tmp"
+    die "unrendered placeholder left in $(relpath "$tmpl"): $(grep -o '@[A-Z_][A-Z_]*@' "$tmpl" | sort -u | tr '\n' ' ')"
+  fi
+  mv -f "$out.tmp" "$out"
+}
+
+# --- pid files ----------------------------------------------------------------
+pid_file() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
+
+# PID recorded for NAME (empty if none).
+read_pid() {
+  local f; f="$(pid_file "$1")"
+  [[ -r "$f" ]] && tr -dc '0-9' < "$f"
+  return 0
+}
+
+# True if the pid file of NAME points to a live process that we started:
+# every daemon is started with its cwd under VAR_DIR, which guards against a
+# recycled pid belonging to an unrelated process.
+is_running() { # NAME
+  local pid cwd
+  pid="$(read_pid "$1")"
+  [[ -n "$pid" ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # zombies count as dead
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
+  cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 0  # can't tell: trust the pid file
+  [[ "$cwd" == "$VAR_DIR" || "$cwd" == "$VAR_DIR"/* ]]
+}
+
+# Start a long-running foreground command in the background, detached from
+# the caller's session, stdout+stderr appended to LOGFILE, cwd WORKDIR (must
+# be under VAR_DIR), and its pid recorded in var/run/NAME.pid.
+# Usage: start_daemon NAME WORKDIR LOGFILE -- CMD [ARGS...]
+start_daemon() {
+  local name="$1" workdir="$2" logfile="$3" pid
+  shift 3
+  [[ "${1:-}" == "--" ]] && shift
+  mkdir -p "$RUN_DIR" "$(dirname "$logfile")" "$workdir"
+  {
+    printf '\n===== %s: starting %s: %s\n' "$(date '+%F %T')" "$name" "$*"
+  } >> "$logfile"
+  # setsid: own session, so a Ctrl-C (or pytest's process-group kill) in the
+  # caller does not take the server down. A non-interactive shell's background
+  # job is never a process-group leader, so setsid execs in place and $! is
+  # the server's own pid.
+  # fd 9 is the start scripts' flock: the daemon must not keep holding it.
+  (cd "$workdir" && exec setsid "$@" >> "$logfile" 2>&1 < /dev/null 9>&-) &
+  pid=$!
+  printf '%s\n' "$pid" > "$(pid_file "$name")"
+}
+
+# Wait until PID has exited (up to TIMEOUT seconds). Returns 1 on timeout.
+wait_pid_exit() { # PID TIMEOUT
+  local pid="$1" deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]] && return 0
+    (( SECONDS >= deadline )) && return 1
+    sleep 0.2
+  done
+  return 0
+}
+
+# Stop daemon NAME: SIGTERM, wait up to SPLITEE_STOP_TIMEOUT (default 20) s,
+# then SIGKILL. Removes the pid file. Returns 0 if it is not running afterwards.
+stop_pid() { # NAME [TIMEOUT]
+  local name="$1" timeout="${2:-${SPLITEE_STOP_TIMEOUT:-20}}" pid
+  pid="$(read_pid "$name")"
+  if ! is_running "$name"; then
+    rm -f "$(pid_file "$name")"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_pid_exit "$pid" "$timeout"; then
+    warn "$name (pid $pid) did not stop within ${timeout}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    if ! wait_pid_exit "$pid" 5; then
+      err "$name (pid $pid) survived SIGKILL"
+      return 1
+    fi
+  fi
+  rm -f "$(pid_file "$name")"
+  return 0
+}
+
+# --- waiting ----------------------------------------------------------------
+# True if something accepts TCP connections on HOST:PORT (bash /dev/tcp, no deps).
+port_open() { # HOST PORT
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Run CMD... every 0.25 s until it succeeds, for at most TIMEOUT seconds.
+# With NAME given (not "-"), give up early if daemon NAME has died.
+wait_until() { # TIMEOUT NAME CMD [ARGS...]
+  local deadline=$((SECONDS + $1)) name="$2"
+  shift 2
+  until "$@"; do
+    if [[ "$name" != - ]] && ! is_running "$name"; then
+      err "$name exited during startup"
+      return 1
+    fi
+    (( SECONDS >= deadline )) && return 1
+    sleep 0.25
+  done
+}
+
+wait_port() { # HOST PORT TIMEOUT [NAME]
+  wait_until "$3" "${4:--}" port_open "$1" "$2"
+}
+
+# True if GET http://HOST:PORT/PATH answers with status 200.
+http_ok() { # HOST PORT PATH
+  local status
+  status="$({
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$3" "$1" "$2" >&3
+    IFS=' ' read -r -t 5 _ code _ <&3 && printf '%s' "$code"
+  } 2>/dev/null)"
+  [[ "$status" == 200 ]]
+}
+
+wait_http() { # HOST PORT PATH TIMEOUT [NAME]
+  wait_until "$4" "${5:--}" http_ok "$1" "$2" "$3"
+}
+
+# Refuse to start when a port is already taken by a process that is not ours.
+# Prints who holds it (if ss can tell) and a hint.
+require_port_free() { # PORT WHAT ENVVAR
+  local port="$1" what="$2" envvar="$3" holder=""
+  port_open "$HOST" "$port" || return 0
+  if command -v ss >/dev/null 2>&1; then
+    holder="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(([^)]*))' | head -n1)"
+  fi
+  err "port $HOST:$port (needed by $what) is already in use${holder:+ by $holder}."
+  err "Stop that process (a system service? e.g. 'systemctl stop prometheus') or pick another port with $envvar=..."
+  return 1
+}

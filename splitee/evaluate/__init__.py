@@ -1,0 +1,1 @@
+"""Offline evaluation: exit outputs, vectorised policy replay, scoring and reports."""

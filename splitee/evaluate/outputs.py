@@ -1,0 +1,80 @@
+"""Per-frame exit outputs (confidence and prediction at every exit), computed once and cached.
+
+The offline evaluator never reruns the network per policy: one forward pass per distortion
+setting yields every exit's confidence and prediction, and every policy replays over those.
+The cache key covers the checkpoint's bytes, the frames, the distortion and its seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splitee.distortions import Distortion
+from splitee.train import to_input
+
+
+@dataclass(frozen=True)
+class ExitOutputs:
+    """(N, L) float32 max-softmax confidence and (N, L) int16 argmax of every exit."""
+
+    confidence: np.ndarray
+    prediction: np.ndarray
+
+    def correct(self, labels: np.ndarray) -> np.ndarray:
+        return self.prediction == labels[:, None]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def compute_outputs(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 500
+) -> ExitOutputs:
+    model.eval()
+    confs, preds = [], []
+    for s in range(0, len(images), batch_size):
+        logits = torch.stack(model.forward_all(to_input(images[s : s + batch_size])), dim=1)
+        c, p = logits.float().softmax(dim=2).max(dim=2)
+        confs.append(c.numpy().astype(np.float32))
+        preds.append(p.numpy().astype(np.int16))
+    return ExitOutputs(np.concatenate(confs), np.concatenate(preds))
+
+
+def exit_outputs(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    distortion: Distortion,
+    seed: int,
+    cache_dir: Path | None,
+    model_digest: str,
+    batch_size: int = 500,
+) -> ExitOutputs:
+    """Outputs for ``images`` under ``distortion``, through an .npz cache (no pickle)."""
+    path = None
+    if cache_dir is not None:
+        h = hashlib.sha256()
+        h.update(model_digest.encode())
+        h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())
+        h.update(f"{distortion}|{seed}".encode())
+        path = Path(cache_dir) / "outputs" / f"{h.hexdigest()[:24]}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                return ExitOutputs(z["confidence"], z["prediction"])
+    out = compute_outputs(model, distortion.apply(images, seed=seed), batch_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, confidence=out.confidence, prediction=out.prediction)
+        tmp.replace(path)
+    return out

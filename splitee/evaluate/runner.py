@@ -1,0 +1,172 @@
+"""``splitee evaluate``: exit outputs once per distortion, then every method replayed over them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from policy_store.policies import UCB1, ISplitEE
+from policy_store.rewards import CostModel
+from splitee.data import Dataset
+from splitee.distortions import Distortion
+from splitee.evaluate.methods import (
+    MethodResult,
+    Setting,
+    best_fixed,
+    cloud_only,
+    edge_only,
+    fixed_arm,
+    score_arms,
+)
+from splitee.evaluate.outputs import ExitOutputs, exit_outputs, file_digest
+from splitee.evaluate.replay import random_orders, replay
+
+# The bandit methods: (name, policy class, side-observation variant)
+BANDITS = (
+    ("splitee-ucb1", UCB1, "online"),
+    ("isplitee-online", ISplitEE, "online"),
+    ("isplitee-full", ISplitEE, "full"),
+)
+
+
+@dataclass
+class EvalConfig:
+    gamma: float = 0.1
+    mu: float = 1.0
+    alpha: float = 0.5
+    offload_cost: float = 0.5
+    beta: float = 1.0
+    runs: int = 20
+    seed: int = 0
+    sweep_o: list[float] = field(default_factory=list)
+    distortions: list[str] = field(
+        default_factory=lambda: [
+            "pristine",
+            "noise:0.05",
+            "noise:0.1",
+            "noise:0.2",
+            "blur:0.5",
+            "blur:1.0",
+            "blur:1.5",
+        ]
+    )
+
+
+@dataclass
+class SettingOutputs:
+    """One setting's exit outputs and labels, from the model or from a recording."""
+
+    distortion: Distortion
+    outputs: ExitOutputs
+    labels: np.ndarray
+
+
+def model_outputs(
+    model_path: Path, dataset: Dataset, distortions: list[str], seed: int, cache_dir: Path | None
+) -> tuple[list[SettingOutputs], dict]:
+    """Run the model once per distortion (cached) and describe the model for the summary."""
+    from splitee.models import load_checkpoint
+    from splitee.models.checkpoint import load_card
+
+    model = load_checkpoint(model_path)
+    digest = file_digest(model_path)
+    out = []
+    for spec in tqdm(distortions, desc="exit outputs", unit="setting"):
+        d = Distortion.parse(spec)
+        o = exit_outputs(model, dataset.images, d, seed, cache_dir, digest)
+        out.append(SettingOutputs(d, o, dataset.labels))
+    card = load_card(model_path)
+    info = {
+        "checkpoint": str(model_path),
+        "sha256": digest,
+        "arch": model.arch,
+        "exit_depths": model.exit_depths,
+        "final_exit_accuracy": card.get("final_exit_accuracy"),
+        "frames": len(dataset),
+        "data": dataset.source,
+    }
+    return out, info
+
+
+def evaluate_setting(
+    setting: Setting, orders: np.ndarray, cfg: EvalConfig, replays: dict[str, np.ndarray]
+) -> list[MethodResult]:
+    """Every method on one setting; ``replays`` holds each bandit's (R, T) arms."""
+    L = setting.cost_model.num_arms
+    results = [score_arms(name, setting, arms, orders) for name, arms in replays.items()]
+    results.append(best_fixed(setting)[1])
+    rng = np.random.default_rng(cfg.seed + 1)
+    results.append(score_arms("random", setting, rng.integers(0, L, orders.shape), orders))
+    results.append(fixed_arm(setting, L - 1, "final-exit"))
+    results.append(edge_only(setting))
+    results.append(cloud_only(setting))
+    results.extend(fixed_arm(setting, k) for k in range(L))
+    return results
+
+
+def run_evaluation(
+    settings_outputs: list[SettingOutputs], depths: list[int], cfg: EvalConfig
+) -> dict:
+    """Replay and score every method; returns the summary dict (plus curves for plotting)."""
+    n = len(settings_outputs[0].labels)
+    orders = random_orders(n, cfg.runs, cfg.seed)
+    rows: list[dict] = []
+    curves: dict[str, dict[str, list[float]]] = {}
+    arm_use: dict[str, dict[str, list[float]]] = {}
+    steps, seconds = 0, 0.0
+    for o in cfg.sweep_o or [cfg.offload_cost]:
+        cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o)
+        settings = [
+            Setting(str(so.distortion), so.distortion.level, so.outputs, so.labels, cm)
+            for so in settings_outputs
+        ]
+        rewards = np.stack([s.rewards for s in settings])
+        exits = np.stack([s.exits for s in settings])
+        replays: dict[str, np.ndarray] = {}
+        for name, cls, side in BANDITS:
+            t0 = time.perf_counter()
+            res = replay(cls(beta=cfg.beta), rewards, exits, orders, side)
+            seconds += time.perf_counter() - t0
+            steps += res.steps
+            replays[name] = res.arms
+        for i, setting in enumerate(settings):
+            per = {k: v[i] for k, v in replays.items()}
+            for r in evaluate_setting(setting, orders, cfg, per):
+                row = r.row(setting)
+                row["offload_cost"] = o
+                rows.append(row)
+                if o == (cfg.sweep_o or [cfg.offload_cost])[0] and r.regret_curve is not None:
+                    curves.setdefault(setting.name, {})[r.method] = r.regret_curve.tolist()
+                    arm_use.setdefault(setting.name, {})[r.method] = r.arm_counts.tolist()
+    return {
+        "settings": asdict(cfg),
+        "results": rows,
+        "replay": {
+            "policy_steps": steps,
+            "seconds": round(seconds, 3),
+            "steps_per_second": round(steps / seconds) if seconds else None,
+        },
+        "_curves": curves,
+        "_arm_use": arm_use,
+    }
+
+
+def write_outputs(summary: dict, out_dir: Path) -> None:
+    """summary.json, table.md and the PNG plots."""
+    from splitee.evaluate.report import plot_accuracy_cost, plot_regret, plot_sweep, table_md
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = summary.pop("_curves", {})
+    arm_use = summary.pop("_arm_use", {})
+    summary["arm_use"] = arm_use
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out_dir / "table.md").write_text(table_md(summary))
+    plot_regret(curves, out_dir / "regret.png")
+    plot_accuracy_cost(summary, out_dir / "accuracy_cost.png")
+    if len(summary["settings"].get("sweep_o") or []) > 1:
+        plot_sweep(summary, out_dir / "sweep_o.png")

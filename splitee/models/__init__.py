@@ -1,0 +1,16 @@
+"""Multi-exit CIFAR ResNets and their split API."""
+
+from splitee.models.checkpoint import load_checkpoint, save_checkpoint
+from splitee.models.multi_exit import EarlyExitResult, MultiExitNet, default_exit_depths
+from splitee.models.resnet import CifarResNet, load_pretrained, pretrained_file
+
+__all__ = [
+    "CifarResNet",
+    "EarlyExitResult",
+    "MultiExitNet",
+    "default_exit_depths",
+    "load_checkpoint",
+    "load_pretrained",
+    "pretrained_file",
+    "save_checkpoint",
+]

@@ -1,0 +1,169 @@
+"""Typed settings for every role, from one TOML file and/or environment variables.
+
+Precedence (highest first): keyword arguments, environment variables, the TOML file named by
+``SPLITEE_CONFIG`` (or passed to :func:`load_settings`), then the defaults below.
+
+Environment variables use the prefix ``SPLITEE_`` and ``__`` between nested names, e.g.
+``SPLITEE_POLICY__ALPHA=0.6`` or ``SPLITEE_KAFKA__BOOTSTRAP=127.0.0.1:9092``. Every field is
+documented in the README's settings table, generated from this module by
+``splitee settings --markdown``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: The repository root (where ``assets/`` lives) when running from a checkout.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS = REPO_ROOT / "assets"
+
+
+def _default_data_dir() -> Path | None:
+    """``../shared/data/cifar10`` beside the checkout, when it exists (the dev machines)."""
+    candidate = REPO_ROOT.parent / "shared" / "data" / "cifar10"
+    return candidate if candidate.is_dir() else None
+
+
+class DataSettings(BaseModel):
+    """Where CIFAR-10 comes from."""
+
+    dir: Path | None = Field(
+        default_factory=_default_data_dir,
+        description="Directory holding cifar10-jpeg-{train,test}.zip or the official "
+        "cifar-10-binary.tar.gz / cifar-10-batches-bin.",
+    )
+    cache_dir: Path = Field(
+        default=Path(os.path.expanduser("~/.cache/splitee")),
+        description="Decoded-array cache (uint8 .npy files), model outputs cache, jar cache.",
+    )
+    download: bool = Field(
+        default=False,
+        description="Download the official CIFAR-10 binary archive into data.dir when missing.",
+    )
+    sample: Path = Field(
+        default=ASSETS / "cifar10-sample.zip",
+        description="Small JPEG sample shipped in the repo, used by the demo.",
+    )
+
+
+class ModelSettings(BaseModel):
+    """The multi-exit network."""
+
+    arch: Literal["resnet20", "resnet32", "resnet44", "resnet56"] = "resnet56"
+    exit_every: int = Field(default=3, ge=1, description="An exit after every n-th block.")
+    checkpoint: Path = Field(
+        default=ASSETS / "resnet56-multiexit.safetensors",
+        description="Trained multi-exit checkpoint (safetensors) used by workers and evaluate.",
+    )
+    pretrained_dir: Path | None = Field(
+        default=REPO_ROOT.parent / "shared" / "data" / "weights" / "resnet_cifar10_akamaster",
+        description="Folder with the akamaster CIFAR ResNet checkpoints used to start training.",
+    )
+    device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch default.")
+
+
+class PolicySettings(BaseModel):
+    """Bandit and reward parameters (I-SplitEE defaults)."""
+
+    name: Literal["ucb1", "isplitee"] = "isplitee"
+    gamma: float = Field(default=0.1, ge=0, description="Edge compute cost per block (λ_k=γ·ℓ_k).")
+    mu: float = Field(default=1.0, ge=0, description="Cost-to-confidence conversion factor.")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Exit confidence threshold.")
+    offload_cost: float = Field(default=0.5, ge=0, description="Offload (communication) cost o.")
+    beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
+    seed: int = 0
+    key: str = Field(default="global", description="Policy name in the store (its Redis key).")
+
+
+class KafkaSettings(BaseModel):
+    """Kafka connection, topics and size limits (kept equal to the broker's)."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    api_version: str = Field(default="3.9", description="Explicit protocol version for clients.")
+    frames_topic: str = "frames"
+    truth_topic: str = "truth"
+    offload_topic: str = "offload"
+    results_topic: str = "results"
+    partitions: int = Field(default=4, ge=1)
+    max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        description="Must equal the broker's message.max.bytes (deploy/kafka).",
+    )
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "splitee"
+    read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
+
+
+class EvalSettings(BaseModel):
+    runs: int = Field(default=20, ge=1, description="Random stream orders per setting.")
+    distortions: list[str] = Field(
+        default=[
+            "pristine",
+            "noise:0.05",
+            "noise:0.1",
+            "noise:0.2",
+            "blur:0.5",
+            "blur:1.0",
+            "blur:1.5",
+        ],
+        description="Distortion settings as kind:level.",
+    )
+    batch_size: int = Field(default=500, ge=1)
+
+
+class Settings(BaseSettings):
+    """All settings. See the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPLITEE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file=None,
+    )
+
+    log_level: str = Field(default="WARNING", description="Structured log level.")
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    policy: PolicySettings = PolicySettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    eval: EvalSettings = EvalSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = os.environ.get("SPLITEE_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config:
+            path = Path(config)
+            if not path.is_file():
+                raise FileNotFoundError(f"SPLITEE_CONFIG points to {path}, which does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config: Path | str | None = None, **overrides: object) -> Settings:
+    """Load settings, optionally from an explicit TOML file (takes the place of SPLITEE_CONFIG)."""
+    if config is not None:
+        os.environ["SPLITEE_CONFIG"] = str(config)
+    return Settings(**overrides)  # type: ignore[arg-type]
