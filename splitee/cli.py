@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -141,6 +142,228 @@ def evaluate(ctx: click.Context, **o: object) -> None:
     write_outputs(summary, out_dir)
     click.echo((out_dir / "table.md").read_text())
     click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
+
+
+@main.group()
+def topics() -> None:
+    """Create or delete the pipeline's Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create every missing topic (partitions and size limits from the settings)."""
+    from splitee.kafka_io import create_topics, pipeline_topics
+
+    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    made = create_topics(k)
+    click.echo(f"topics: {', '.join(sorted(pipeline_topics(k)))} (created: {len(made)})")
+
+
+@topics.command("delete")
+@click.confirmation_option(prompt="Delete every pipeline topic and its data?")
+@click.pass_context
+def topics_delete(ctx: click.Context) -> None:
+    from splitee.kafka_io import delete_topics, pipeline_topics
+
+    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    delete_topics(k, pipeline_topics(k))
+
+
+@main.command()
+@click.option("--camera", "cameras", multiple=True, help="Only these camera ids (default: all).")
+@click.option("--count", type=int, default=None, help="Frames per camera (0 = endless).")
+@click.option("--fps", type=float, default=None, help="Override every camera's frame rate.")
+@click.option("--run-id", default=None, help="Tag frames with a run id.")
+@click.pass_context
+def produce(
+    ctx: click.Context,
+    cameras: tuple[str, ...],
+    count: int | None,
+    fps: float | None,
+    run_id: str | None,
+) -> None:
+    """Run the configured cameras (one thread each) until their frame counts are sent."""
+    import threading
+
+    from producers.camera import Camera
+    from producers.schedule import Schedule
+    from producers.sources import load_frames
+    from splitee.kafka_io import producer
+
+    s = _settings(ctx)
+    ps = s.producer
+    frames = load_frames(ps.source, s)
+    prod = producer(s.kafka)
+    sent: dict[str, int] = {}
+    threads = []
+    for cs in ps.cameras:
+        if cameras and cs.id not in cameras:
+            continue
+        cam = Camera(
+            cs.id,
+            frames,
+            Schedule.parse(cs.schedule, cs.cycle),
+            fps or cs.fps,
+            cs.order,
+            cs.seed,
+            ps.jpeg_quality,
+            run_id if run_id is not None else ps.run_id,
+        )
+        n = ps.count if count is None else count
+        t = threading.Thread(
+            target=lambda c=cam, n=n: sent.__setitem__(
+                c.camera_id, c.run(prod, s.kafka.frames_topic, s.kafka.truth_topic, n)
+            ),
+            name=cs.id,
+        )
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    prod.flush()
+    prod.close()
+    click.echo(json.dumps({"sent": sent}))
+
+
+@main.command()
+@click.option("--worker-id", default="edge-1", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def edge(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Run an edge worker (faust) in the foreground."""
+    from edge_workers.app import main as edge_main
+
+    edge_main(_settings(ctx), worker_id, metrics_port)
+
+
+@main.command()
+@click.option("--worker-id", default="cloud-1", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Run a cloud worker (faust) in the foreground; CUDA when present."""
+    from cloud_workers.app import main as cloud_main
+
+    cloud_main(_settings(ctx), worker_id, metrics_port)
+
+
+def _store(s: Settings):
+    from policy_store.redis_store import RedisStore
+    from splitee.models.checkpoint import read_metadata
+
+    arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
+    return RedisStore(s.redis.url, s.redis.namespace, arms, 0.0)
+
+
+@main.group()
+def policy() -> None:
+    """Inspect and manage the shared policy statistics in Redis."""
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def policy_show(ctx: click.Context, as_json: bool) -> None:
+    """Pulls, observations and mean reward per arm of every policy."""
+    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    snap = store.snapshot()
+    if as_json:
+        click.echo(json.dumps(snap["policies"]))
+        return
+    if not snap["policies"]:
+        click.echo(f"no policies under namespace {store.namespace!r}")
+    for name, st in snap["policies"].items():
+        click.echo(f"policy {name}: t={st['t']:.0f}")
+        click.echo("  arm   pulls  observations  mean reward")
+        for a, (p, n, sm) in enumerate(zip(st["pulls"], st["n"], st["s"], strict=True)):
+            mean = f"{sm / n:.4f}" if n else "-"
+            click.echo(f"  {a + 1:>3} {p:>7.0f} {n:>13.0f} {mean:>12}")
+
+
+@policy.command("reset")
+@click.argument("name", required=False)
+@click.pass_context
+def policy_reset(ctx: click.Context, name: str | None) -> None:
+    """Forget one policy's statistics (or all in the namespace)."""
+    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    names = [name] if name else store.keys()
+    for n in names:
+        store.reset(n)
+    click.echo(f"reset: {', '.join(names) or 'nothing'}")
+
+
+@policy.command("snapshot")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_snapshot(ctx: click.Context, file: Path) -> None:
+    """Write every policy's statistics to a versioned JSON file."""
+    from policy_store.redis_store import save_snapshot
+
+    snap = save_snapshot(_store(_settings(ctx.parent)), file)  # type: ignore[arg-type]
+    click.echo(f"wrote {file} ({len(snap['policies'])} policies)")
+
+
+@policy.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_restore(ctx: click.Context, file: Path) -> None:
+    """Replace the namespace's policies with a snapshot's."""
+    from policy_store.redis_store import load_snapshot
+
+    try:
+        names = _store(_settings(ctx.parent)).restore(load_snapshot(file))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored: {', '.join(names)}")
+
+
+@main.command()
+@click.option("--expect", type=int, default=0, help="Wait until this many frames have results.")
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--run-id", default="", help="Only frames of this run id.")
+@click.pass_context
+def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> None:
+    """Join results with ground truth and print the run's summary (last line: JSON)."""
+    from policy_store.rewards import CostModel
+    from splitee.models.checkpoint import read_metadata
+    from splitee.results import collect_results, collect_truth, summarize
+
+    s = _settings(ctx)
+    truth = collect_truth(s.kafka, timeout_s=min(timeout, 30))
+    if run_id:
+        truth = {f: t for f, t in truth.items() if t.get("run_id", "") == run_id}
+    ids = set(truth) if expect else None
+    view = collect_results(s.kafka, ids, timeout, run_id)
+    depths = json.loads(read_metadata(s.model.checkpoint)["exit_depths"])
+    cm = CostModel(depths, s.policy.gamma, s.policy.mu, s.policy.alpha, s.policy.offload_cost)
+    out = summarize(view.results, truth, cm.final_cost)
+    out["duplicates_dropped"] = view.duplicates
+    out["missing"] = len(set(truth) - set(view.results))
+    click.echo(f"frames            {out.get('frames', 0)} (missing {out['missing']})")
+    if out.get("frames"):
+        click.echo(f"accuracy          {100 * out['accuracy']:.2f} %")
+        click.echo(f"cost reduction    {100 * out['cost_reduction']:.2f} % (vs final exit)")
+        click.echo(f"offloaded         {100 * out['offload_fraction']:.2f} %")
+        click.echo(f"arms chosen       {out['arms']}")
+        click.echo(
+            f"latency p50/p99   {out['latency_p50_s'] * 1000:.1f} / "
+            f"{out['latency_p99_s'] * 1000:.1f} ms (capture to result)"
+        )
+    click.echo(json.dumps(out))
+
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="The settings reference as a Markdown table.")
+@click.pass_context
+def settings_cmd(ctx: click.Context, markdown: bool) -> None:
+    """Show the effective settings (or document every field)."""
+    from splitee.settings import settings_markdown
+
+    if markdown:
+        click.echo(settings_markdown())
+    else:
+        click.echo(_settings(ctx).model_dump_json(indent=2))
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -250,3 +250,18 @@ def load_from_settings(split: str, settings: object) -> Dataset:
     """Convenience wrapper taking a :class:`splitee.settings.Settings`."""
     data = settings.data  # type: ignore[attr-defined]
     return load_cifar10(split, data.dir, data.cache_dir, data.download)
+
+
+def write_sample(src_zip: Path, dest: Path, per_class: int = 200) -> int:
+    """Copy the first ``per_class`` frames of each class, byte for byte, into a new zip."""
+    taken: dict[str, int] = {}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(src_zip) as src, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as out:
+        for name in sorted(src.namelist()):
+            if not name.endswith(".jpg"):
+                continue
+            cls = name.split("/")[-2]
+            if taken.get(cls, 0) < per_class:
+                out.writestr(name, src.read(name))
+                taken[cls] = taken.get(cls, 0) + 1
+    return sum(taken.values())

@@ -84,6 +84,9 @@ class PolicySettings(BaseModel):
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")
+    scope: Literal["global", "camera"] = Field(
+        default="global", description="One policy for all cameras, or one per camera."
+    )
 
 
 class KafkaSettings(BaseModel):
@@ -95,7 +98,8 @@ class KafkaSettings(BaseModel):
     truth_topic: str = "truth"
     offload_topic: str = "offload"
     results_topic: str = "results"
-    partitions: int = Field(default=4, ge=1)
+    partitions: int = Field(default=4, ge=1, description="Partitions of frames and offload.")
+    dlq_suffix: str = Field(default=".dlq", description="Dead-letter topic = source + suffix.")
     max_message_bytes: int = Field(
         default=16 * 1024 * 1024,
         description="Must equal the broker's message.max.bytes (deploy/kafka).",
@@ -106,6 +110,66 @@ class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "splitee"
     read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
+
+
+class EdgeSettings(BaseModel):
+    """Edge workers: batching, codec of offloaded features, side observations."""
+
+    batch_size: int = Field(default=32, ge=1, description="Frames per batch (max).")
+    batch_wait_ms: float = Field(default=20.0, ge=0, description="Max wait to fill a batch.")
+    codec: Literal["float32", "float16", "int8"] = Field(
+        default="float16", description="Encoding of offloaded feature tensors."
+    )
+    threads: int = Field(default=1, ge=1, description="torch threads per edge worker.")
+    max_frame_bytes: int = Field(default=1 << 20, description="Larger frames go to the DLQ.")
+
+
+class CloudSettings(BaseModel):
+    batch_size: int = Field(default=64, ge=1)
+    batch_wait_ms: float = Field(default=20.0, ge=0)
+    threads: int = Field(default=1, ge=1, description="torch threads per cloud worker (CPU).")
+
+
+class CameraSettings(BaseModel):
+    """One simulated camera."""
+
+    id: str
+    fps: float = Field(default=25.0, gt=0)
+    order: Literal["random", "fixed"] = "random"
+    seed: int = 0
+    schedule: list[str] = Field(
+        default=["pristine"],
+        description="Phases 'distortion@duration', duration in seconds ('60s') or frames "
+        "('500f'); the last phase lasts forever unless cycle is true.",
+    )
+    cycle: bool = Field(default=False, description="Repeat the schedule (e.g. day/night).")
+
+
+class ProducerSettings(BaseModel):
+    source: Literal["sample", "test", "train"] = Field(
+        default="sample", description="Frames: the shipped sample, or data.dir's test/train."
+    )
+    count: int = Field(default=0, ge=0, description="Frames per camera; 0 = endless.")
+    jpeg_quality: int = Field(
+        default=90,
+        ge=1,
+        le=95,
+        description="Re-encode quality of "
+        "distorted frames (pristine frames are sent byte for byte).",
+    )
+    run_id: str = Field(default="", description="Tag carried by every frame (replays).")
+    cameras: list[CameraSettings] = Field(
+        default_factory=lambda: [
+            CameraSettings(id="cam-1", seed=1),
+            CameraSettings(id="cam-2", seed=2),
+        ]
+    )
+
+
+class DeploySettings(BaseModel):
+    edge_workers: int = Field(default=2, ge=0)
+    cloud_workers: int = Field(default=1, ge=0)
+    metrics_port_base: int = Field(default=9200, description="Worker i serves metrics on base+i.")
 
 
 class EvalSettings(BaseModel):
@@ -142,6 +206,10 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     eval: EvalSettings = EvalSettings()
+    edge: EdgeSettings = EdgeSettings()
+    cloud: CloudSettings = CloudSettings()
+    producer: ProducerSettings = ProducerSettings()
+    deploy: DeploySettings = DeploySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -167,3 +235,27 @@ def load_settings(config: Path | str | None = None, **overrides: object) -> Sett
     if config is not None:
         os.environ["SPLITEE_CONFIG"] = str(config)
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_markdown() -> str:
+    """Every setting with its environment variable, default and description (for the README)."""
+    rows = ["| setting | environment variable | default | description |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            path = f"{prefix}{name}"
+            if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "cameras":
+                walk(ann, path + ".")
+                continue
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, Path):
+                default = str(default).replace(str(REPO_ROOT), "<repo>")
+            if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+                default = f"{len(default)} entries"
+            env = "SPLITEE_" + path.upper().replace(".", "__")
+            desc = (f.description or "").replace("|", "\\|")
+            rows.append(f"| `{path}` | `{env}` | `{default}` | {desc} |")
+
+    walk(Settings, "")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Cloud workers: finish offloaded frames with the network's suffix and apply offload rewards."""

@@ -1,0 +1,52 @@
+"""The cloud worker process: offload topic → suffix (CUDA when present) → results topic."""
+
+from __future__ import annotations
+
+import torch
+
+from cloud_workers.processor import CloudProcessor
+from policy_store.policies import make_policy
+from policy_store.redis_store import RedisStore
+from policy_store.rewards import CostModel
+from splitee import metrics
+from splitee.faust_app import attach_batch_agent, build_app, run_worker
+from splitee.kafka_io import dlq
+from splitee.models import load_checkpoint
+from splitee.models.checkpoint import resolve_device
+from splitee.settings import Settings
+
+
+def build_processor(s: Settings) -> CloudProcessor:
+    device = resolve_device(s.model.device)
+    if device.type == "cpu":
+        torch.set_num_threads(s.cloud.threads)
+    model = load_checkpoint(s.model.checkpoint)
+    p = s.policy
+    cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
+    store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
+    return CloudProcessor(
+        model,
+        cm,
+        store,
+        side_observations=make_policy(p.name).side_observations,
+        device=device,
+        max_bytes=s.kafka.max_message_bytes,
+    )
+
+
+def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+    processor = build_processor(s)
+    app = build_app("splitee-cloud", s)
+    k = s.kafka
+    attach_batch_agent(
+        app,
+        k.offload_topic,
+        processor,
+        k.results_topic,
+        dlq(k.offload_topic, k),
+        s.cloud.batch_size,
+        s.cloud.batch_wait_ms / 1000.0,
+    )
+    metrics.serve(metrics_port)
+    metrics.register_target("cloud", worker_id, metrics_port)
+    run_worker(app, s.log_level)

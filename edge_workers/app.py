@@ -1,0 +1,54 @@
+"""The edge worker process: frames topic → batched early exit → results / offload topics."""
+
+from __future__ import annotations
+
+import torch
+
+from edge_workers.processor import EdgeProcessor
+from policy_store.policies import make_policy
+from policy_store.redis_store import RedisStore
+from policy_store.rewards import CostModel
+from splitee import metrics
+from splitee.faust_app import attach_batch_agent, build_app, run_worker
+from splitee.kafka_io import dlq
+from splitee.models import load_checkpoint
+from splitee.settings import Settings
+
+
+def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
+    torch.set_num_threads(s.edge.threads)
+    model = load_checkpoint(s.model.checkpoint)
+    p = s.policy
+    cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
+    store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
+    policy = make_policy(p.name, p.beta)
+    return EdgeProcessor(
+        model,
+        cm,
+        policy,
+        store,
+        policy_key=p.key,
+        codec=s.edge.codec,
+        worker_id=worker_id,
+        max_frame_bytes=s.edge.max_frame_bytes,
+        policy_scope=p.scope,
+    )
+
+
+def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+    processor = build_processor(s, worker_id)
+    app = build_app("splitee-edge", s)
+    k = s.kafka
+    attach_batch_agent(
+        app,
+        k.frames_topic,
+        processor,
+        k.results_topic,
+        dlq(k.frames_topic, k),
+        s.edge.batch_size,
+        s.edge.batch_wait_ms / 1000.0,
+        offload_topic=k.offload_topic,
+    )
+    metrics.serve(metrics_port)
+    metrics.register_target("edge", worker_id, metrics_port)
+    run_worker(app, s.log_level)

@@ -1,0 +1,218 @@
+"""The edge worker's batch step, independent of Kafka plumbing (so it is easy to test).
+
+One call takes a batch of raw ``frames`` records and returns what to publish: results for
+frames that exit at the edge, encoded features for frames to offload, dead letters for bad
+input, and the policy delta of the rewards the edge already knows (frames that exited; the
+cloud applies the rewards of offloaded frames once it knows ``C_L``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from policy_store.policies import ArmStats, Policy
+from policy_store.rewards import CostModel
+from policy_store.store import Delta, PolicyStore
+from splitee import metrics as m
+from splitee.data import CorruptFrameError, decode_jpeg
+from splitee.models import MultiExitNet
+from splitee.train import to_input
+from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+
+
+@dataclass(frozen=True)
+class InRecord:
+    """A consumed Kafka record, as the processors see it."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class OutRecord:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class DeadLetter:
+    record: InRecord
+    reason: str
+    detail: str
+
+
+@dataclass
+class StepOutput:
+    results: list[OutRecord] = field(default_factory=list)
+    offloads: list[OutRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    deltas: dict[str, Delta] = field(default_factory=dict)
+    arms: list[int] = field(default_factory=list)
+
+
+def choose_arms(policy: Policy, stats: ArmStats, count: int) -> list[int]:
+    """Arms for ``count`` frames from one statistics snapshot.
+
+    UCB is deterministic, so a batch would otherwise give every frame the same arm. After each
+    choice the chosen arm gets a *virtual* pull at its current mean: its exploration bonus
+    shrinks (and ``t`` grows) without changing its estimate, so one batch spreads over the arms
+    a sequential learner would try. The virtual pulls are never written to the store.
+    """
+    local = stats.copy()
+    out = []
+    for _ in range(count):
+        a = int(policy.pull(local))
+        out.append(a)
+        mean = local.s[a] / local.n[a] if local.n[a] > 0 else 0.0
+        local.n[a] += 1
+        local.s[a] += mean
+        local.t = local.t + 1
+    return out
+
+
+class EdgeProcessor:
+    def __init__(
+        self,
+        model: MultiExitNet,
+        cost_model: CostModel,
+        policy: Policy,
+        store: PolicyStore,
+        policy_key: str = "global",
+        codec: str = "float16",
+        worker_id: str = "edge",
+        max_frame_bytes: int = 1 << 20,
+        policy_scope: str = "global",
+    ) -> None:
+        self.model = model.eval()
+        self.cm = cost_model
+        self.policy = policy
+        self.store = store
+        self.policy_key = policy_key
+        self.codec = codec
+        self.worker_id = worker_id
+        self.max_frame_bytes = max_frame_bytes
+        self.policy_scope = policy_scope
+
+    def key_for(self, meta: FrameMeta) -> str:
+        """The policy a frame belongs to: one global policy or one per camera."""
+        if self.policy_scope == "camera":
+            return f"{self.policy_key}:{meta.camera_id}"
+        return self.policy_key
+
+    def process(self, records: list[InRecord]) -> StepOutput:
+        out = StepOutput()
+        t0 = time.perf_counter()
+        m.FRAMES_IN.labels("edge").inc(len(records))
+        m.BATCH.labels("edge").observe(len(records))
+        metas: list[FrameMeta] = []
+        images: list[np.ndarray] = []
+        for rec in records:
+            try:
+                if rec.value is None:
+                    raise WireError("empty", "frame record has no value")
+                if len(rec.value) > self.max_frame_bytes:
+                    raise WireError(
+                        "oversized", f"frame of {len(rec.value)} bytes > {self.max_frame_bytes}"
+                    )
+                meta = FrameMeta.from_headers(rec.headers)
+                try:
+                    img = decode_jpeg(rec.value)
+                except CorruptFrameError as exc:
+                    reason = "wrong_shape" if "shape" in str(exc) else "corrupt_jpeg"
+                    raise WireError(reason, str(exc)) from None
+            except WireError as exc:
+                out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
+                m.DEAD_LETTERS.labels("edge", exc.reason).inc()
+                continue
+            metas.append(meta)
+            images.append(img)
+        t1 = time.perf_counter()
+        m.STAGE.labels("decode").observe(t1 - t0)
+        if not metas:
+            return out
+
+        # Arms per policy key, from one read of each policy's statistics.
+        keys = [self.key_for(meta) for meta in metas]
+        arms = np.zeros(len(metas), dtype=np.int64)
+        for key in dict.fromkeys(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            chosen = choose_arms(self.policy, self.store.read(key), len(idx))
+            arms[idx] = chosen
+        t2 = time.perf_counter()
+        m.STAGE.labels("policy_read").observe(t2 - t1)
+
+        x = to_input(np.stack(images))
+        res = self.model.early_exit(
+            x, torch.from_numpy(arms), self.cm.alpha, self.policy.side_observations
+        )
+        t3 = time.perf_counter()
+        m.STAGE.labels("edge_compute").observe(t3 - t2)
+
+        conf = res.confidence.numpy()
+        pred = res.prediction.numpy()
+        now = time.time()
+        L = self.cm.num_arms
+        offload_of = {}
+        for k, (idx, feats) in res.offloaded.items():
+            arr = feats.float().numpy()
+            for j, i in enumerate(idx.tolist()):
+                offload_of[i] = (k, arr[j])
+        for i, meta in enumerate(metas):
+            a = int(arms[i])
+            out.arms.append(a)
+            m.ARM_CHOSEN.labels(meta.camera_id, str(a), keys[i]).inc()
+            m.CURRENT_ARM.labels(meta.camera_id).set(a)
+            row = [None if np.isnan(c) else float(c) for c in conf[i]]
+            if bool(res.exited[i]):
+                cost = float(self.cm.compute_cost[a])
+                r = Result(
+                    frame_id=meta.frame_id,
+                    camera_id=meta.camera_id,
+                    prediction=int(pred[i, a]),
+                    confidence=float(conf[i, a]),
+                    arm=a,
+                    where="edge",
+                    capture_ts=meta.capture_ts,
+                    done_ts=now,
+                    policy=keys[i],
+                    run_id=meta.run_id,
+                    cost=cost,
+                    timings={"edge_s": t3 - t0},
+                )
+                out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
+                m.EXITS.labels(str(a)).inc()
+                m.FRAMES_OUT.labels("edge", "edge").inc()
+                m.COST.labels("edge").inc(cost)
+                m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
+                obs = self.cm.observations(a, row, None, self.policy.side_observations)
+                delta = out.deltas.setdefault(keys[i], Delta.zeros(L))
+                delta.add(a, obs)
+                for arm_j, rew in obs:
+                    m.REWARD.labels(str(arm_j)).inc(rew)
+                    m.REWARD_COUNT.labels(str(arm_j)).inc()
+            else:
+                k, feats = offload_of[i]
+                payload = encode_tensor(feats, self.codec)
+                om = OffloadMeta(k, row, self.codec, keys[i], now, self.worker_id)
+                out.offloads.append(
+                    OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
+                )
+                m.OFFLOADS.labels(str(a)).inc()
+                m.OFFLOAD_BYTES.labels(self.codec).inc(len(payload))
+        m.STAGE.labels("edge_encode").observe(time.perf_counter() - t3)
+        return out
+
+    def apply(self, out: StepOutput) -> None:
+        """Fold the batch's known rewards into the shared policy (one round trip per key)."""
+        for key, delta in out.deltas.items():
+            if delta:
+                self.store.apply(key, delta)

@@ -1,0 +1,1 @@
+"""Simulated cameras that push JPEG frames (and ground truth for evaluation) into Kafka."""

@@ -1,0 +1,70 @@
+"""Prometheus metrics of every role, named after Prometheus conventions.
+
+A process is one worker; ``role`` and ``worker`` reach Prometheus as target labels from file
+service discovery (see :func:`register_target`), so the series here carry only the labels that
+vary inside a process: camera, arm, policy, reason, stage. No label takes unbounded values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+FRAMES_IN = Counter("splitee_frames_in_total", "Records consumed", ["role"])
+FRAMES_OUT = Counter(
+    "splitee_frames_out_total", "Results produced, by where the frame finished", ["role", "where"]
+)
+EXITS = Counter("splitee_exits_total", "Frames that exited at the edge, by arm", ["arm"])
+OFFLOADS = Counter("splitee_offloads_total", "Frames offloaded to the cloud, by arm", ["arm"])
+ARM_CHOSEN = Counter(
+    "splitee_arm_chosen_total", "Split arm chosen per frame", ["camera", "arm", "policy"]
+)
+CURRENT_ARM = Gauge("splitee_current_arm", "Last split arm chosen for a camera", ["camera"])
+REWARD = Counter("splitee_reward_total", "Sum of rewards applied to the policy", ["arm"])
+REWARD_COUNT = Counter("splitee_reward_observations_total", "Rewards applied", ["arm"])
+COST = Counter("splitee_cost_total", "Sum of per-frame costs (λ_k + o if offloaded)", ["role"])
+OFFLOAD_BYTES = Counter("splitee_offload_bytes_total", "Encoded offload bytes", ["codec"])
+STAGE = Histogram(
+    "splitee_stage_seconds", "Time per batch in each stage", ["stage"], buckets=LATENCY_BUCKETS
+)
+END_TO_END = Histogram(
+    "splitee_end_to_end_seconds",
+    "Capture to result, per frame",
+    ["where"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH = Histogram(
+    "splitee_batch_size", "Records per processed batch", ["role"], buckets=BATCH_BUCKETS
+)
+DEAD_LETTERS = Counter("splitee_dead_letters_total", "Records sent to a DLQ", ["role", "reason"])
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on 127.0.0.1:port (0 = disabled)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+
+
+def targets_dir() -> Path:
+    base = Path(os.environ.get("SPLITEE_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+    return base / "prometheus" / "targets"
+
+
+def register_target(role: str, worker: str, port: int) -> Path | None:
+    """Write a file_sd target so Prometheus scrapes this process (removed on clean exit)."""
+    if not port:
+        return None
+    d = targets_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{worker}.json"
+    entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"role": role, "worker": worker}}]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry))
+    tmp.replace(path)
+    return path

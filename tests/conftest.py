@@ -1,0 +1,49 @@
+"""Shared fixtures. Tests that need real servers start them through deploy/ scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "assets" / "cifar10-sample.zip"
+CHECKPOINT = REPO / "assets" / "resnet56-multiexit.safetensors"
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_frames():
+    from splitee.data import load_source
+
+    return load_source(SAMPLE, "test", cache_dir=None)
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    from splitee.models import load_checkpoint
+
+    if not CHECKPOINT.exists():
+        pytest.fail(f"{CHECKPOINT} is missing: the repo ships it (run `splitee train`)")
+    return load_checkpoint(CHECKPOINT)
+
+
+@pytest.fixture
+def tiny_model():
+    from splitee.models import MultiExitNet
+
+    torch.manual_seed(0)
+    m = MultiExitNet("resnet20", [2, 4, 6, 9])
+    # Random BN statistics so that eval mode is not an identity map.
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

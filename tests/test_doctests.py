@@ -1,0 +1,23 @@
+"""The docstring examples in the core modules run and hold."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "splitee.wire",
+    "splitee.distortions",
+    "policy_store.policies",
+    "policy_store.rewards",
+    "policy_store.store",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0

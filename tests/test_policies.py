@@ -1,0 +1,159 @@
+"""Rewards, side observations and UCB1 on hand-made inputs and synthetic bandits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from policy_store import UCB1, CostModel, Delta, ISplitEE, MemoryStore, make_policy
+from policy_store.policies import ArmStats
+from splitee.evaluate.replay import random_orders, replay
+
+CM = CostModel(depths=(3, 6, 9, 12), gamma=0.1, mu=1.0, alpha=0.6, offload_cost=0.5)
+
+
+def test_costs_follow_depth():
+    assert np.allclose(CM.compute_cost, [0.3, 0.6, 0.9, 1.2])
+    assert CM.final_cost == pytest.approx(1.2)
+
+
+def test_reward_rules_on_hand_made_rows():
+    conf = np.array(
+        [
+            [0.9, 0.95, 0.97, 0.99],  # confident everywhere: every early arm exits
+            [0.3, 0.5, 0.7, 0.8],  # arms 0, 1 offload (need C_L = 0.8), arm 2 exits
+        ]
+    )
+    r = CM.reward_matrix(conf)
+    assert r[0].tolist() == pytest.approx([0.9 - 0.3, 0.95 - 0.6, 0.97 - 0.9, 0.99 - 1.2])
+    assert r[1].tolist() == pytest.approx([0.8 - 0.8, 0.8 - 1.1, 0.7 - 0.9, 0.8 - 1.2])
+    costs = CM.cost_matrix(conf)
+    assert costs[1].tolist() == pytest.approx([0.8, 1.1, 0.9, 1.2])
+    # the scalar rule agrees with the matrix
+    assert CM.reward(0, 0.3, 0.8) == pytest.approx(r[1, 0])
+    with pytest.raises(ValueError, match="needs C_L"):
+        CM.reward(0, 0.3, None)
+
+
+def test_side_observations_online_rule():
+    # Arm 2 pulled and it exits (C_2 = 0.7 ≥ 0.6): C_L unknown.
+    row = [0.3, 0.65, 0.7, float("nan")]
+    obs = dict(CM.observations(2, row, c_final=None, side=True))
+    assert set(obs) == {2, 1}  # arm 0 needs C_L: not updated online
+    assert obs[1] == pytest.approx(0.65 - 0.6)
+    # Arm 2 offloaded (C_2 = 0.4): C_L known from the cloud, every shallower arm is revealed.
+    row = [0.3, 0.65, 0.4, float("nan")]
+    obs = dict(CM.observations(2, row, c_final=0.9, side=True))
+    assert obs == pytest.approx({2: 0.9 - 1.4, 1: 0.65 - 0.6, 0: 0.9 - 0.8})
+    # Without side observations only the pulled arm.
+    assert [a for a, _ in CM.observations(2, row, 0.9, side=False)] == [2]
+
+
+def test_policy_observe_mask_matches_scalar_rule():
+    p = ISplitEE()
+    exits = np.array([False, True, True, True])
+    known = np.ones(4, bool)
+    m = p.observe(np.array(2), known, exits, np.array(False))
+    assert m.tolist() == [False, True, True, False]
+    m = p.observe(np.array(2), known, exits, np.array(True))
+    assert m.tolist() == [True, True, True, False]
+    assert UCB1().observe(np.array(2), known, exits, np.array(True)).tolist() == [
+        False,
+        False,
+        True,
+        False,
+    ]
+
+
+def reference_ucb1(rewards: np.ndarray, beta: float) -> list[int]:
+    """A plain loop written straight from the formula in algorithms.md."""
+    n_arms = rewards.shape[1]
+    S, N = [0.0] * n_arms, [0] * n_arms
+    chosen = []
+    for t, row in enumerate(rewards):
+        if t < n_arms:
+            a = t  # play every arm once
+        else:
+            ucb = [S[k] / N[k] + beta * math.sqrt(math.log(t) / N[k]) for k in range(n_arms)]
+            a = max(range(n_arms), key=lambda k: (ucb[k], -k))
+        S[a] += row[a]
+        N[a] += 1
+        chosen.append(a)
+    return chosen
+
+
+def test_ucb1_matches_reference_loop():
+    rng = np.random.default_rng(3)
+    conf = np.clip(rng.normal([0.5, 0.6, 0.7, 0.9], 0.2, size=(400, 4)), 0, 1)
+    rewards = CM.reward_matrix(conf)
+    exits = CM.exits_at(conf)
+    order = np.arange(400)[None, :]
+    got = replay(UCB1(beta=1.0), rewards[None], exits[None], order).arms[0, 0].tolist()
+    assert got == reference_ucb1(rewards, 1.0)
+
+
+def test_vectorised_replay_equals_one_stream_at_a_time():
+    rng = np.random.default_rng(4)
+    conf = np.clip(rng.normal([0.5, 0.6, 0.7, 0.9], 0.2, size=(2, 300, 4)), 0, 1)
+    rewards = np.stack([CM.reward_matrix(c) for c in conf])
+    exits = np.stack([CM.exits_at(c) for c in conf])
+    orders = random_orders(300, 3, seed=1)
+    batched = replay(ISplitEE(), rewards, exits, orders).arms
+    for s in range(2):
+        for r in range(3):
+            one = replay(ISplitEE(), rewards[s : s + 1], exits[s : s + 1], orders[r : r + 1])
+            assert (one.arms[0, 0] == batched[s, r]).all()
+
+
+def synthetic_problem(rng, n: int, means=(0.45, 0.6, 0.75, 0.7)):
+    conf = np.clip(rng.normal(means, 0.15, size=(n, len(means))), 0, 1)
+    return CM.reward_matrix(conf)[None], CM.exits_at(conf)[None]
+
+
+@pytest.mark.parametrize("policy", [UCB1(), ISplitEE()], ids=["ucb1", "isplitee"])
+def test_regret_grows_sublinearly(policy):
+    rng = np.random.default_rng(5)
+    rewards, exits = synthetic_problem(rng, 20_000)
+    orders = random_orders(20_000, 5, seed=2)
+    arms = replay(policy, rewards, exits, orders).arms[0]
+    means = rewards[0].mean(0)
+    regret = np.cumsum(means.max() - means[arms], axis=1).mean(0)
+    # Regret over the second half is much smaller than over the first half (log-like growth),
+    # and the average regret per frame vanishes.
+    first, second = regret[9_999], regret[-1] - regret[9_999]
+    assert second < 0.5 * first
+    assert regret[-1] / 20_000 < 0.1 * (means.max() - means.min())
+
+
+def test_pull_plays_unobserved_arms_first_then_index():
+    p = UCB1()
+    st = ArmStats.zeros(3)
+    st.n[:] = [5, 0, 5]
+    st.s[:] = [1, 0, 4]
+    st.t = np.array(10.0)
+    assert int(p.pull(st)) == 1
+    st.n[1], st.s[1] = 5, 0.5
+    assert int(p.pull(st)) == 2
+
+
+def test_memory_store_applies_batched_deltas():
+    store = MemoryStore(4)
+    d = Delta.zeros(4)
+    d.add(2, CM.observations(2, [0.3, 0.65, 0.4, None], 0.9, side=True))
+    d.add(3, [(3, 0.2)])
+    store.apply("cam-1", d)
+    st = store.read("cam-1")
+    assert st.n.tolist() == [1, 1, 1, 1]
+    assert st.pulls.tolist() == [0, 0, 1, 1]
+    assert float(st.t) == 2 == st.pulls.sum()
+    assert store.keys() == ["cam-1"]
+    store.reset("cam-1")
+    assert store.read("cam-1").t == 0
+
+
+def test_make_policy():
+    assert isinstance(make_policy("isplitee"), ISplitEE)
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("nope")
