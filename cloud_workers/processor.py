@@ -102,8 +102,7 @@ class CloudProcessor:
                 obs = self.cm.observations(arm, list(om.confidences), float(c_final), self.side)
                 out.deltas.setdefault(om.policy, Delta.zeros(L)).add(arm, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j)).inc(rew)
-                    m.REWARD_COUNT.labels(str(arm_j)).inc()
+                    m.REWARD.labels(str(arm_j)).observe(rew)
         return out
 
     def apply(self, out: StepOutput) -> None:

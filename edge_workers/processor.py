@@ -197,8 +197,7 @@ class EdgeProcessor:
                 delta = out.deltas.setdefault(keys[i], Delta.zeros(L))
                 delta.add(a, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j)).inc(rew)
-                    m.REWARD_COUNT.labels(str(arm_j)).inc()
+                    m.REWARD.labels(str(arm_j)).observe(rew)
             else:
                 k, feats = offload_of[i]
                 payload = encode_tensor(feats, self.codec)

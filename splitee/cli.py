@@ -353,6 +353,24 @@ def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> Non
     click.echo(json.dumps(out))
 
 
+@main.command("wait-ready")
+@click.option("--edge", "n_edge", type=int, default=0, help="Edge workers to wait for.")
+@click.option("--cloud", "n_cloud", type=int, default=0, help="Cloud workers to wait for.")
+@click.option("--timeout", type=float, default=180.0, show_default=True)
+@click.pass_context
+def wait_ready(ctx: click.Context, n_edge: int, n_cloud: int, timeout: float) -> None:
+    """Wait until the worker consumer groups are stable with every partition assigned."""
+    from splitee.kafka_io import wait_groups
+
+    s = _settings(ctx)
+    want = {"splitee-edge": n_edge, "splitee-cloud": n_cloud}
+    try:
+        wait_groups(s.kafka, {g: n for g, n in want.items() if n}, timeout)
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("workers ready")
+
+
 @main.command("settings")
 @click.option("--markdown", is_flag=True, help="The settings reference as a Markdown table.")
 @click.pass_context

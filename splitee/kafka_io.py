@@ -134,3 +134,35 @@ def dlq_headers(
         ("dlq_ts", repr(time.time()).encode()),
     ]
     return out
+
+
+def group_members(k: KafkaSettings, groups: list[str]) -> dict[str, tuple[str, int, int]]:
+    """group -> (state, members, assigned partitions) as the broker's coordinator sees it."""
+    client = admin(k)
+    try:
+        out = {}
+        for g in client.describe_consumer_groups(groups):
+            assigned = 0
+            for mem in g.members:
+                a = mem.member_assignment
+                if a is not None and hasattr(a, "assignment"):
+                    assigned += sum(len(parts) for _, parts in a.assignment)
+            out[g.group] = (g.state, len(g.members), assigned)
+        return out
+    finally:
+        client.close()
+
+
+def wait_groups(k: KafkaSettings, want: dict[str, int], timeout_s: float) -> None:
+    """Block until each group is Stable with at least ``want[group]`` members."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, tuple[str, int, int]] = {}
+    while time.monotonic() < deadline:
+        try:
+            last = group_members(k, list(want))
+        except Exception:  # the coordinator may not exist yet
+            last = {}
+        if all(last.get(g, ("", 0, 0))[0] == "Stable" and last[g][1] >= n for g, n in want.items()):
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"consumer groups not ready after {timeout_s:.0f}s: {last}")

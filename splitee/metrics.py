@@ -26,8 +26,12 @@ ARM_CHOSEN = Counter(
     "splitee_arm_chosen_total", "Split arm chosen per frame", ["camera", "arm", "policy"]
 )
 CURRENT_ARM = Gauge("splitee_current_arm", "Last split arm chosen for a camera", ["camera"])
-REWARD = Counter("splitee_reward_total", "Sum of rewards applied to the policy", ["arm"])
-REWARD_COUNT = Counter("splitee_reward_observations_total", "Rewards applied", ["arm"])
+REWARD = Histogram(
+    "splitee_reward",
+    "Rewards applied to the policy, per arm (side observations included)",
+    ["arm"],
+    buckets=(-3, -2, -1.5, -1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1),
+)
 COST = Counter("splitee_cost_total", "Sum of per-frame costs (λ_k + o if offloaded)", ["role"])
 OFFLOAD_BYTES = Counter("splitee_offload_bytes_total", "Encoded offload bytes", ["codec"])
 STAGE = Histogram(

@@ -47,3 +47,38 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _script(name: str, *args: str, timeout: float = 600) -> None:
+    import subprocess
+
+    subprocess.run(["bash", str(REPO / "deploy" / name), *args], check=True, timeout=timeout)
+
+
+def _running(what: str) -> bool:
+    import subprocess
+
+    out = subprocess.run(
+        ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, text=True
+    ).stdout
+    return any(line.startswith(what) and " running " in line for line in out.splitlines())
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real Redis started through deploy/redis-start.sh (stopped after, if we started it)."""
+    was = _running("redis")
+    _script("redis-start.sh")
+    yield "redis://127.0.0.1:6379/0"
+    if not was:
+        _script("redis-stop.sh")
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """Kafka, Redis and Prometheus started through deploy/servers-up.sh, stopped after."""
+    was = all(_running(s) for s in ("kafka", "redis", "prometheus"))
+    _script("servers-up.sh")
+    yield
+    if not was:
+        _script("servers-down.sh")

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Start the whole pipeline from one settings file:
+#   servers (Kafka, Redis, Prometheus; installed when missing), the virtual environment,
+#   the topics, N edge workers, M cloud workers (N, M from [deploy] in the settings),
+#   and the cameras (unless --no-producers).
+# Usage: deploy/up.sh [--config FILE] [--no-producers] [--no-wait]
+# The settings file may also come from $SPLITEE_CONFIG. Idempotent: what runs stays up.
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+producers=1 wait=1
+while (( $# )); do
+  case "$1" in
+    --config) export SPLITEE_CONFIG="$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")"; shift ;;
+    --no-producers) producers=0 ;;
+    --no-wait) wait=0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (try --help)" ;;
+  esac
+  shift
+done
+
+"$DEPLOY_DIR/setup.sh" >/dev/null
+"$DEPLOY_DIR/servers-up.sh"
+SPLITEE="$REPO/.venv/bin/splitee"
+"$SPLITEE" topics create >&2
+
+read -r N_EDGE N_CLOUD PORT_BASE < <("$REPO/.venv/bin/python" -c '
+from splitee.settings import Settings
+d = Settings().deploy
+print(d.edge_workers, d.cloud_workers, d.metrics_port_base)')
+
+WORK="$VAR_DIR/workers"
+port=$PORT_BASE
+start_worker() { # ROLE NAME
+  local role="$1" name="$2"
+  port=$((port + 1))
+  if is_running "$name"; then return 0; fi
+  start_daemon "$name" "$WORK" "$LOG_DIR/$name.log" -- \
+    "$SPLITEE" "$role" --worker-id "$name" --metrics-port "$port"
+  log "started $name (pid $(read_pid "$name"), metrics 127.0.0.1:$port)"
+}
+for i in $(seq 1 "$N_EDGE"); do start_worker edge "edge-$i"; done
+for i in $(seq 1 "$N_CLOUD"); do start_worker cloud "cloud-$i"; done
+
+if (( wait )); then
+  "$SPLITEE" wait-ready --edge "$N_EDGE" --cloud "$N_CLOUD" >&2
+fi
+if (( producers )) && ! is_running producers; then
+  start_daemon producers "$WORK" "$LOG_DIR/producers.log" -- "$SPLITEE" produce
+  log "started the cameras (pid $(read_pid producers))"
+fi
+log "pipeline up; deploy/status.sh shows it, deploy/down.sh stops it"

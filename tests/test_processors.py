@@ -1,0 +1,132 @@
+"""Edge and cloud batch steps without Kafka: outputs, rewards, and every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cloud_workers.processor import CloudProcessor
+from edge_workers.processor import EdgeProcessor, InRecord, choose_arms
+from policy_store import UCB1, CostModel, ISplitEE, MemoryStore
+from policy_store.policies import ArmStats
+from splitee.data import encode_jpeg
+from splitee.wire import FrameMeta, Result, decode_tensor, encode_tensor
+
+
+def frame_record(i: int, img: np.ndarray, **meta_overrides) -> InRecord:
+    meta = FrameMeta(f"cam-1:t:{i:08d}", "cam-1", 1000.0 + i)
+    headers = meta.headers()
+    if meta_overrides.get("schema"):
+        headers = [(k, v) for k, v in headers if k != "schema"]
+        headers.append(("schema", str(meta_overrides["schema"]).encode()))
+    value = meta_overrides.get("value", encode_jpeg(img))
+    return InRecord(b"cam-1", value, headers, "frames", 0, i)
+
+
+@pytest.fixture
+def setup(tiny_model, sample_frames):
+    cm = CostModel(tiny_model.exit_depths, gamma=0.1, mu=1.0, alpha=0.3, offload_cost=0.5)
+    store = MemoryStore(cm.num_arms)
+    edge = EdgeProcessor(tiny_model, cm, ISplitEE(), store, codec="float16", max_frame_bytes=4096)
+    cloud = CloudProcessor(tiny_model, cm, store, side_observations=True)
+    return edge, cloud, store, cm, sample_frames.images
+
+
+def as_input(out_records, topic="offload"):
+    return [InRecord(r.key, r.value, r.headers, topic, 0, i) for i, r in enumerate(out_records)]
+
+
+def test_edge_then_cloud_gives_one_result_per_frame(setup):
+    edge, cloud, store, _, images = setup
+    recs = [frame_record(i, images[i]) for i in range(40)]
+    out = edge.process(recs)
+    assert not out.dead
+    assert len(out.results) + len(out.offloads) == 40
+    for r in out.offloads:  # features decode to the arm's shape
+        arm = int(dict(r.headers)["arm"])
+        assert decode_tensor(r.value).shape == edge.model.feature_shape(arm)
+    edge.apply(out)
+    back = cloud.process(as_input(out.offloads))
+    assert not back.dead
+    cloud.apply(back)
+    ids = [Result.decode(r.value).frame_id for r in out.results + back.results]
+    assert sorted(ids) == sorted(r.headers[0][1].decode() for r in recs)
+    st = store.read("global")
+    assert st.pulls.sum() == 40 == float(st.t)  # every decision counted exactly once
+    assert st.n.sum() >= 40  # plus side observations
+
+
+def test_choose_arms_spreads_a_batch_like_a_sequential_learner():
+    stats = ArmStats.zeros(4)
+    arms = choose_arms(UCB1(), stats, 8)
+    assert arms[:4] == [0, 1, 2, 3]  # every arm once, even within one batch
+    assert stats.t == 0  # virtual pulls never touch the caller's statistics
+
+
+def test_edge_dead_letters_and_goes_on(setup):
+    edge, _, _, _, images = setup
+    big = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    recs = [
+        frame_record(0, images[0]),
+        frame_record(1, images[1], value=b"\xff\xd8 not a jpeg"),
+        frame_record(2, images[2], value=encode_jpeg(np.zeros((64, 64, 3), np.uint8))),
+        frame_record(3, images[3], schema=99),
+        frame_record(4, images[4], value=encode_jpeg(big, 95) * 8),
+        frame_record(5, images[5]),
+    ]
+    out = edge.process(recs)
+    reasons = {d.record.offset: d.reason for d in out.dead}
+    assert reasons == {1: "corrupt_jpeg", 2: "wrong_shape", 3: "unknown_version", 4: "oversized"}
+    assert len(out.results) + len(out.offloads) == 2
+
+
+def test_cloud_dead_letters_and_goes_on(setup):
+    edge, cloud, _, _, images = setup
+    edge.cm = CostModel(edge.model.exit_depths, alpha=1.01)  # offload everything
+    out = edge.process([frame_record(i, images[i]) for i in range(5)])
+    offl = as_input(out.offloads)
+    assert len(offl) >= 5 - sum(1 for r in out.results)
+    good = offl[0]
+    arm = int(dict(good.headers)["arm"])
+    wrong = encode_tensor(np.zeros((3, 4, 4), np.float32))
+    bad_version = bytes([*good.value[:4], 9, *good.value[5:]])
+    recs = [
+        good,
+        InRecord(good.key, good.value[:-10], good.headers, "offload", 0, 101),
+        InRecord(good.key, wrong, good.headers, "offload", 0, 102),
+        InRecord(good.key, bad_version, good.headers, "offload", 0, 103),
+        InRecord(
+            good.key, good.value, [h for h in good.headers if h[0] != "arm"], "offload", 0, 104
+        ),
+    ]
+    back = cloud.process(recs)
+    reasons = {d.record.offset: d.reason for d in back.dead}
+    assert reasons == {
+        101: "size_mismatch",
+        102: "wrong_shape",
+        103: "unknown_version",
+        104: "missing_header",
+    }
+    assert len(back.results) == 1 and Result.decode(back.results[0].value).arm == arm
+
+
+@pytest.mark.parametrize("codec,tol", [("float32", 0), ("float16", 1e-2), ("int8", 2e-2)])
+def test_codecs_roundtrip(codec, tol):
+    x = np.random.default_rng(1).standard_normal((16, 32, 32)).astype(np.float32)
+    y = decode_tensor(encode_tensor(x, codec))
+    assert y.shape == x.shape
+    assert np.abs(y - x).max() <= tol * np.abs(x).max() + 1e-7
+    assert len(encode_tensor(x, codec)) < len(encode_tensor(x, "float32")) or codec == "float32"
+
+
+def test_decode_rejects_oversized_and_non_finite():
+    from splitee.wire import WireError
+
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(WireError) as e:
+        decode_tensor(encode_tensor(x), max_bytes=10)
+    assert e.value.reason == "oversized"
+    x[0, 0] = np.nan
+    with pytest.raises(WireError) as e:
+        decode_tensor(encode_tensor(x))
+    assert e.value.reason == "not_finite"
