@@ -36,7 +36,7 @@ def build_processor(s: Settings) -> CloudProcessor:
 
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
     processor = build_processor(s)
-    app = build_app("splitee-cloud", s)
+    app = build_app(f"{s.kafka.group_prefix}-cloud", s)
     k = s.kafka
     attach_batch_agent(
         app,

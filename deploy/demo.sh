@@ -14,7 +14,8 @@ case "${1:-}" in
   "") ;;
   *) die "unknown argument: $1 (try --help)" ;;
 esac
-export SPLITEE_CONFIG="$(cd "$(dirname "$config")" && pwd -P)/$(basename "$config")"
+SPLITEE_CONFIG="$(cd "$(dirname "$config")" && pwd -P)/$(basename "$config")"
+export SPLITEE_CONFIG
 
 cleanup() { "$DEPLOY_DIR/down.sh" >/dev/null 2>&1 || true; }
 trap cleanup EXIT

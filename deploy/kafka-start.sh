@@ -84,8 +84,6 @@ kafka_started() {
 
 start=$SECONDS
 if ! wait_until "$TIMEOUT" "$NAME" kafka_started; then
-  show_log_tail "$LOGFILE"
-  stop_pid "$NAME" 10 || true
-  die "kafka did not become ready within ${TIMEOUT}s (log: $(relpath "$LOGFILE"))"
+  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
 fi
 log "kafka $KAFKA_VERSION started (pid $(read_pid "$NAME"), $HOST:$KAFKA_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"

@@ -170,13 +170,13 @@ port_open() { # HOST PORT
 
 # Run CMD... every 0.25 s until it succeeds, for at most TIMEOUT seconds.
 # With NAME given (not "-"), give up early if daemon NAME has died.
+# Returns 0 on success, 1 on timeout, 2 if NAME died.
 wait_until() { # TIMEOUT NAME CMD [ARGS...]
   local deadline=$((SECONDS + $1)) name="$2"
   shift 2
   until "$@"; do
     if [[ "$name" != - ]] && ! is_running "$name"; then
-      err "$name exited during startup"
-      return 1
+      return 2
     fi
     (( SECONDS >= deadline )) && return 1
     sleep 0.25
@@ -200,6 +200,18 @@ http_ok() { # HOST PORT PATH
 
 wait_http() { # HOST PORT PATH TIMEOUT [NAME]
   wait_until "$4" "${5:--}" http_ok "$1" "$2" "$3"
+}
+
+# Report a failed start: log tail, stop what is left, exit 1.
+fail_start() { # NAME LOGFILE TIMEOUT
+  local name="$1" logfile="$2" timeout="$3"
+  show_log_tail "$logfile"
+  if is_running "$name"; then
+    stop_pid "$name" 10 || true
+    die "$name did not become ready within ${timeout}s; stopped it (log: $(relpath "$logfile"))"
+  fi
+  rm -f "$(pid_file "$name")"
+  die "$name exited during startup (log: $(relpath "$logfile"))"
 }
 
 # Refuse to start when a port is already taken by a process that is not ours.

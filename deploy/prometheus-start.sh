@@ -48,8 +48,6 @@ start_daemon "$NAME" "$PROM_DIR" "$LOGFILE" -- \
 
 start=$SECONDS
 if ! wait_http "$HOST" "$PROMETHEUS_PORT" /-/ready "$TIMEOUT" "$NAME"; then
-  show_log_tail "$LOGFILE"
-  stop_pid "$NAME" 10 || true
-  die "prometheus not ready within ${TIMEOUT}s (log: $(relpath "$LOGFILE"))"
+  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
 fi
 log "prometheus started (pid $(read_pid "$NAME"), http://$HOST:$PROMETHEUS_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"

@@ -52,8 +52,6 @@ start_daemon "$NAME" "$REDIS_DIR" "$LOGFILE" -- redis-server "$CONFIG"
 
 start=$SECONDS
 if ! wait_until "$TIMEOUT" "$NAME" redis_ping; then
-  show_log_tail "$LOGFILE"
-  stop_pid "$NAME" 10 || true
-  die "redis did not answer PING within ${TIMEOUT}s (log: $(relpath "$LOGFILE"))"
+  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
 fi
 log "redis started (pid $(read_pid "$NAME"), $HOST:$REDIS_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"

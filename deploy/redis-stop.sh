@@ -17,7 +17,7 @@ if ! is_running "$NAME"; then
 fi
 pid="$(read_pid "$NAME")"
 if command -v redis-cli >/dev/null 2>&1 &&
-   timeout 10 redis-cli -h "$HOST" -p "$REDIS_PORT" shutdown >/dev/null 2>&1; then
+   timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" shutdown >/dev/null 2>&1; then
   wait_pid_exit "$pid" "${SPLITEE_STOP_TIMEOUT:-20}" || true
 fi
 stop_pid "$NAME" || die "could not stop redis (pid $pid)"

@@ -23,6 +23,6 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && "$VENV/bin/python" -c '
 fi
 echo "[setup] installing splitee[dev] into $VENV (first time: PyTorch, a few minutes)"
 "$VENV/bin/pip" install --quiet --upgrade pip
-"$VENV/bin/pip" install --quiet -e "$REPO[dev]"
+"$VENV/bin/pip" install --quiet -e "${REPO}[dev]"
 echo "$HASH" > "$STAMP"
 echo "[setup] done: $VENV/bin/splitee"

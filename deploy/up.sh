@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 producers=1 wait=1
 while (( $# )); do
   case "$1" in
-    --config) export SPLITEE_CONFIG="$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")"; shift ;;
+    --config) SPLITEE_CONFIG="$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")"; export SPLITEE_CONFIG; shift ;;
     --no-producers) producers=0 ;;
     --no-wait) wait=0 ;;
     -h|--help) sed -n '2,7p' "$0"; exit 0 ;;

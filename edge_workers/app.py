@@ -37,7 +37,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
 
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
     processor = build_processor(s, worker_id)
-    app = build_app("splitee-edge", s)
+    app = build_app(f"{s.kafka.group_prefix}-edge", s)
     k = s.kafka
     attach_batch_agent(
         app,

@@ -100,7 +100,7 @@ class RedisStore:
         self.r.delete(self.key(key))
         self._cache.pop(key, None)
 
-    def keys(self) -> list[str]:
+    def policies(self) -> list[str]:
         prefix = f"{self.namespace}:{{"
         out = []
         for k in self.r.scan_iter(match=f"{self.namespace}:{{*}}:arms"):
@@ -116,7 +116,7 @@ class RedisStore:
             "namespace": self.namespace,
             "arms": self.num_arms,
             "created": time.time(),
-            "policies": {k: self.read_fresh(k).to_dict() for k in self.keys()},
+            "policies": {k: self.read_fresh(k).to_dict() for k in self.policies()},
         }
 
     def read_fresh(self, key: str) -> ArmStats:
@@ -130,7 +130,7 @@ class RedisStore:
         if int(snap.get("arms", -1)) != self.num_arms:
             raise ValueError(f"snapshot has {snap.get('arms')} arms, this store {self.num_arms}")
         pipe = self.r.pipeline(transaction=True)
-        for k in self.keys():
+        for k in self.policies():
             pipe.delete(self.key(k))
         for name, st in snap["policies"].items():
             mapping: dict[str, str] = {"arms": str(self.num_arms), "t": repr(float(st["t"]))}

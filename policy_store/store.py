@@ -59,7 +59,7 @@ class PolicyStore(Protocol):
 
     def reset(self, key: str) -> None: ...
 
-    def keys(self) -> list[str]: ...
+    def policies(self) -> list[str]: ...
 
 
 class MemoryStore:
@@ -91,6 +91,6 @@ class MemoryStore:
         with self._lock:
             self._stats.pop(key, None)
 
-    def keys(self) -> list[str]:
+    def policies(self) -> list[str]:
         with self._lock:
             return sorted(self._stats)

@@ -287,7 +287,7 @@ def policy_show(ctx: click.Context, as_json: bool) -> None:
 def policy_reset(ctx: click.Context, name: str | None) -> None:
     """Forget one policy's statistics (or all in the namespace)."""
     store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
-    names = [name] if name else store.keys()
+    names = [name] if name else store.policies()
     for n in names:
         store.reset(n)
     click.echo(f"reset: {', '.join(names) or 'nothing'}")
@@ -363,7 +363,8 @@ def wait_ready(ctx: click.Context, n_edge: int, n_cloud: int, timeout: float) ->
     from splitee.kafka_io import wait_groups
 
     s = _settings(ctx)
-    want = {"splitee-edge": n_edge, "splitee-cloud": n_cloud}
+    g = s.kafka.group_prefix
+    want = {f"{g}-edge": n_edge, f"{g}-cloud": n_cloud}
     try:
         wait_groups(s.kafka, {g: n for g, n in want.items() if n}, timeout)
     except TimeoutError as exc:
@@ -389,3 +390,7 @@ def run() -> None:  # pragma: no cover - console entry
 
 
 __all__ = ["main"]
+
+
+if __name__ == "__main__":  # python -m splitee.cli
+    main()

@@ -39,6 +39,7 @@ class DataSettings(BaseModel):
 
     dir: Path | None = Field(
         default_factory=_default_data_dir,
+        json_schema_extra={"doc_default": "<repo>/../shared/data/cifar10 when it exists"},
         description="Directory holding cifar10-jpeg-{train,test}.zip or the official "
         "cifar-10-binary.tar.gz / cifar-10-batches-bin.",
     )
@@ -93,6 +94,9 @@ class KafkaSettings(BaseModel):
     """Kafka connection, topics and size limits (kept equal to the broker's)."""
 
     bootstrap: str = "127.0.0.1:9092"
+    group_prefix: str = Field(
+        default="splitee", description="Consumer groups are <prefix>-edge and <prefix>-cloud."
+    )
     api_version: str = Field(default="3.9", description="Explicit protocol version for clients.")
     frames_topic: str = "frames"
     truth_topic: str = "truth"
@@ -248,9 +252,15 @@ def settings_markdown() -> str:
             if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "cameras":
                 walk(ann, path + ".")
                 continue
-            default = f.get_default(call_default_factory=True)
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            default = extra.get("doc_default", f.get_default(call_default_factory=True))
             if isinstance(default, Path):
-                default = str(default).replace(str(REPO_ROOT), "<repo>")
+                default = (
+                    str(default)
+                    .replace(str(REPO_ROOT), "<repo>")
+                    .replace(str(REPO_ROOT.parent), "<repo>/..")
+                    .replace(os.path.expanduser("~"), "~")
+                )
             if isinstance(default, list) and default and isinstance(default[0], BaseModel):
                 default = f"{len(default)} entries"
             env = "SPLITEE_" + path.upper().replace(".", "__")

@@ -148,7 +148,7 @@ def test_memory_store_applies_batched_deltas():
     assert st.n.tolist() == [1, 1, 1, 1]
     assert st.pulls.tolist() == [0, 0, 1, 1]
     assert float(st.t) == 2 == st.pulls.sum()
-    assert store.keys() == ["cam-1"]
+    assert store.policies() == ["cam-1"]
     store.reset("cam-1")
     assert store.read("cam-1").t == 0
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.servers
 def store(redis_server):
     s = RedisStore(redis_server, f"test-{uuid.uuid4().hex[:8]}", num_arms=4, cache_ms=0)
     yield s
-    for k in s.keys():
+    for k in s.policies():
         s.reset(k)
 
 
@@ -86,7 +86,7 @@ def test_snapshot_restore_roundtrip_and_validation(store, tmp_path):
     store.reset("global")
     store.apply("other", d)
     assert store.restore(snap) == ["cam:cam-1", "global"]
-    assert store.keys() == ["cam:cam-1", "global"]
+    assert store.policies() == ["cam:cam-1", "global"]
     assert store.read("global").n.tolist() == [1, 0, 1, 0]
     with pytest.raises(ValueError, match="format"):
         store.restore({"format": "nope"})
