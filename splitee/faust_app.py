@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -35,15 +36,15 @@ class BatchProcessor(Protocol):
 
 def build_app(app_id: str, s: Settings) -> faust.App:
     """A faust app with the project's size limits, memory tables and no web server."""
-    var = os.environ.get("SPLITEE_VAR_DIR") or str(
-        __import__("pathlib").Path(__file__).resolve().parent.parent / "var"
-    )
+    var = Path(os.environ.get("SPLITEE_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+    datadir = var / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=f"kafka://{s.kafka.bootstrap}",
         store="memory://",
         web_enabled=False,
-        datadir=os.path.join(var, "faust", app_id),
+        datadir=str(datadir),
         producer_max_request_size=s.kafka.max_message_bytes,
         consumer_max_fetch_size=s.kafka.max_message_bytes,
         producer_acks=-1,

@@ -90,16 +90,27 @@ class Pipeline:
         p.wait(30)
 
     def wait_ready(self, edge: int, cloud: int, timeout: float = 240) -> None:
-        self.cli(
-            "wait-ready",
-            "--edge",
-            str(edge),
-            "--cloud",
-            str(cloud),
-            "--timeout",
-            str(timeout),
-            timeout=timeout + 30,
-        )
+        """Until both consumer groups are stable with every worker in; fail fast if one dies."""
+        from splitee.kafka_io import group_members
+
+        k = self.settings.kafka
+        want = {f"{k.group_prefix}-edge": edge, f"{k.group_prefix}-cloud": cloud}
+        deadline = time.monotonic() + timeout
+        last: dict = {}
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({p.returncode}):\n{self.log_tail(name)}")
+            try:
+                last = group_members(k, list(want))
+            except Exception:
+                last = {}
+            if all(
+                last.get(g, ("", 0))[0] == "Stable" and last[g][1] >= n for g, n in want.items()
+            ):
+                return
+            time.sleep(1.0)
+        raise TimeoutError(f"workers not ready after {timeout}s: {last}")
 
     def stop(self) -> None:
         for p in self.procs.values():
