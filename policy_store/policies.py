@@ -133,12 +133,37 @@ class ISplitEE(UCB1):
     side_observations = True
 
 
+class FixedArm(Policy):
+    """Always the same arm (a baseline, and a way to pin the split for benchmarks).
+
+    >>> int(FixedArm(2).pull(ArmStats.zeros(4)))
+    2
+    """
+
+    name = "fixed"
+
+    def __init__(self, arm: int) -> None:
+        self.arm = arm
+
+    def pull(self, stats: ArmStats) -> np.ndarray:
+        if not 0 <= self.arm < stats.num_arms:
+            raise ValueError(f"fixed arm {self.arm} outside 0..{stats.num_arms - 1}")
+        return np.full(stats.n.shape[:-1], self.arm, dtype=np.int64)
+
+
 POLICIES: dict[str, type[Policy]] = {"ucb1": UCB1, "isplitee": ISplitEE}
 
 
 def make_policy(name: str, beta: float = 1.0) -> Policy:
-    """Build a policy by name (``ucb1`` or ``isplitee``)."""
+    """Build a policy by name: ``ucb1``, ``isplitee`` or ``fixed:<arm>`` (1-based arm)."""
+    if name.startswith("fixed:"):
+        try:
+            return FixedArm(int(name.split(":", 1)[1]) - 1)
+        except ValueError:
+            raise ValueError(f"bad fixed policy {name!r}; use fixed:<arm>, arm from 1") from None
     try:
         return POLICIES[name](beta=beta)  # type: ignore[call-arg]
     except KeyError:
-        raise ValueError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}") from None
+        raise ValueError(
+            f"unknown policy {name!r}; expected one of {sorted(POLICIES)} or fixed:<arm>"
+        ) from None

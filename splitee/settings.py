@@ -77,7 +77,11 @@ class ModelSettings(BaseModel):
 class PolicySettings(BaseModel):
     """Bandit and reward parameters (I-SplitEE defaults)."""
 
-    name: Literal["ucb1", "isplitee"] = "isplitee"
+    name: str = Field(
+        default="isplitee",
+        pattern=r"^(ucb1|isplitee|fixed:[1-9][0-9]*)$",
+        description="ucb1 (SplitEE), isplitee (side observations) or fixed:<arm>.",
+    )
     gamma: float = Field(default=0.1, ge=0, description="Edge compute cost per block (λ_k=γ·ℓ_k).")
     mu: float = Field(default=1.0, ge=0, description="Cost-to-confidence conversion factor.")
     alpha: float = Field(default=0.5, ge=0, le=1, description="Exit confidence threshold.")
@@ -93,7 +97,11 @@ class PolicySettings(BaseModel):
 class KafkaSettings(BaseModel):
     """Kafka connection, topics and size limits (kept equal to the broker's)."""
 
-    bootstrap: str = "127.0.0.1:9092"
+    bootstrap: str = Field(
+        default_factory=lambda: f"127.0.0.1:{os.environ.get('SPLITEE_KAFKA_PORT', '9092')}",
+        json_schema_extra={"doc_default": "127.0.0.1:$SPLITEE_KAFKA_PORT (9092)"},
+        description="Broker address; follows the deploy scripts' SPLITEE_KAFKA_PORT.",
+    )
     group_prefix: str = Field(
         default="splitee", description="Consumer groups are <prefix>-edge and <prefix>-cloud."
     )
@@ -111,7 +119,13 @@ class KafkaSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = Field(
+        default_factory=lambda: (
+            f"redis://127.0.0.1:{os.environ.get('SPLITEE_REDIS_PORT', '6379')}/0"
+        ),
+        json_schema_extra={"doc_default": "redis://127.0.0.1:$SPLITEE_REDIS_PORT (6379)/0"},
+        description="Redis URL; follows the deploy scripts' SPLITEE_REDIS_PORT.",
+    )
     namespace: str = "splitee"
     read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
 
