@@ -28,7 +28,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         model,
         cm,
         store,
-        side_observations=make_policy(p.name).side_observations,
+        policy=make_policy(p.name, p.beta, p.discount, p.window, p.side_observations),
         device=device,
         max_bytes=s.kafka.max_message_bytes,
     )

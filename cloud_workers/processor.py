@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from edge_workers.processor import DeadLetter, InRecord, OutRecord, StepOutput
+from policy_store.policies import Policy
 from policy_store.rewards import CostModel
 from policy_store.store import Delta, PolicyStore
 from splitee import metrics as m
@@ -30,12 +31,15 @@ class CloudProcessor:
         side_observations: bool = True,
         device: torch.device | str = "cpu",
         max_bytes: int | None = None,
+        policy: Policy | None = None,
     ) -> None:
+        """``policy`` (the edge's) sets side observations, discounting and windows of updates."""
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cm = cost_model
         self.store = store
-        self.side = side_observations
+        self.policy = policy
+        self.side = policy.side_observations if policy is not None else side_observations
         self.max_bytes = max_bytes
 
     def process(self, records: list[InRecord]) -> StepOutput:
@@ -100,9 +104,9 @@ class CloudProcessor:
                 m.COST.labels("cloud").inc(cost)
                 m.END_TO_END.labels("cloud").observe(max(0.0, now - meta.capture_ts))
                 obs = self.cm.observations(arm, list(om.confidences), float(c_final), self.side)
-                out.deltas.setdefault(om.policy, Delta.zeros(L)).add(arm, obs)
+                out.deltas.setdefault(om.policy, Delta.for_policy(self.policy, L)).add(arm, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j)).observe(rew)
+                    m.REWARD.labels(str(arm_j + 1)).observe(rew)  # 1-based in metrics
         return out
 
     def apply(self, out: StepOutput) -> None:

@@ -21,7 +21,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     p = s.policy
     cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
     store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
-    policy = make_policy(p.name, p.beta)
+    policy = make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)
     return EdgeProcessor(
         model,
         cm,

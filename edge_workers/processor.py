@@ -169,8 +169,9 @@ class EdgeProcessor:
         for i, meta in enumerate(metas):
             a = int(arms[i])
             out.arms.append(a)
-            m.ARM_CHOSEN.labels(meta.camera_id, str(a), keys[i]).inc()
-            m.CURRENT_ARM.labels(meta.camera_id).set(a)
+            # metrics name arms 1-based, like the tables (the code is 0-based)
+            m.ARM_CHOSEN.labels(meta.camera_id, str(a + 1), keys[i]).inc()
+            m.CURRENT_ARM.labels(meta.camera_id).set(a + 1)
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
             if bool(res.exited[i]):
                 cost = float(self.cm.compute_cost[a])
@@ -189,15 +190,15 @@ class EdgeProcessor:
                     timings={"edge_s": t3 - t0},
                 )
                 out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-                m.EXITS.labels(str(a)).inc()
+                m.EXITS.labels(str(a + 1)).inc()
                 m.FRAMES_OUT.labels("edge", "edge").inc()
                 m.COST.labels("edge").inc(cost)
                 m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
                 obs = self.cm.observations(a, row, None, self.policy.side_observations)
-                delta = out.deltas.setdefault(keys[i], Delta.zeros(L))
+                delta = out.deltas.setdefault(keys[i], Delta.for_policy(self.policy, L))
                 delta.add(a, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j)).observe(rew)
+                    m.REWARD.labels(str(arm_j + 1)).observe(rew)
             else:
                 k, feats = offload_of[i]
                 payload = encode_tensor(feats, self.codec)
@@ -205,7 +206,7 @@ class EdgeProcessor:
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
                 )
-                m.OFFLOADS.labels(str(a)).inc()
+                m.OFFLOADS.labels(str(a + 1)).inc()
                 m.OFFLOAD_BYTES.labels(self.codec).inc(len(payload))
         m.STAGE.labels("edge_encode").observe(time.perf_counter() - t3)
         return out

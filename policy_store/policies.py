@@ -37,6 +37,7 @@ class ArmStats:
     s: np.ndarray
     pulls: np.ndarray
     t: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    ring: dict[str, np.ndarray] | None = None  # sliding-window history (SlidingWindowUCB)
 
     @classmethod
     def zeros(cls, num_arms: int, batch: tuple[int, ...] = ()) -> ArmStats:
@@ -52,8 +53,9 @@ class ArmStats:
             return np.where(self.n > 0, self.s / np.maximum(self.n, 1e-300), 0.0)
 
     def copy(self) -> ArmStats:
+        ring = None if self.ring is None else {k: v.copy() for k, v in self.ring.items()}
         return ArmStats(
-            self.n.copy(), self.s.copy(), self.pulls.copy(), np.array(self.t, copy=True)
+            self.n.copy(), self.s.copy(), self.pulls.copy(), np.array(self.t, copy=True), ring
         )
 
     def to_dict(self) -> dict[str, list[float] | float]:
@@ -66,10 +68,16 @@ class ArmStats:
 
 
 class Policy:
-    """Base class: UCB-style index policies differ only in ``index``."""
+    """Base class: UCB-style index policies differ only in ``index``.
+
+    ``discount`` and ``window`` describe how statistics evolve between frames (1.0 and 0 mean
+    they simply accumulate); stores honour them when applying a batch's :class:`Delta`.
+    """
 
     name = "policy"
     side_observations = False
+    discount = 1.0
+    window = 0
 
     def index(self, stats: ArmStats) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -133,6 +141,90 @@ class ISplitEE(UCB1):
     side_observations = True
 
 
+class DiscountedUCB(UCB1):
+    """D-UCB (Garivier & Moulines 2011): every statistic decays by ``discount`` per frame.
+
+    Old rewards fade with a half-life of ``ln 2 / (1 - discount)`` frames, so after the best arm
+    changes the index follows within a few half-lives. The exploration term uses the discounted
+    total count ``Σ_j N_j`` in place of ``t``.
+
+    >>> p = DiscountedUCB(discount=0.5)
+    >>> st = ArmStats.zeros(2)
+    >>> p.update(st, np.array([True, False]), np.array([1.0, 0.0]))
+    >>> p.update(st, np.array([False, True]), np.array([0.0, 1.0]))
+    >>> st.n.tolist(), float(st.t)
+    ([0.5, 1.0], 2.0)
+    """
+
+    name = "ducb"
+
+    def __init__(self, discount: float = 0.995, beta: float = 1.0, side: bool = False) -> None:
+        if not 0 < discount <= 1:
+            raise ValueError(f"discount must be in (0, 1], got {discount}")
+        super().__init__(beta)
+        self.discount = discount
+        self.side_observations = side
+
+    def index(self, stats: ArmStats) -> np.ndarray:
+        n = np.maximum(stats.n, 1e-12)
+        total = np.maximum(stats.n.sum(axis=-1, keepdims=True), 1.0)
+        return stats.s / n + self.beta * np.sqrt(np.log(total) / n)
+
+    def update(self, stats: ArmStats, mask: np.ndarray, rewards: np.ndarray, pulled=None) -> None:
+        stats.n *= self.discount
+        stats.s *= self.discount
+        super().update(stats, mask, rewards, pulled)
+
+
+class SlidingWindowUCB(UCB1):
+    """SW-UCB (Garivier & Moulines 2011): statistics over the last ``window`` frames only.
+
+    An arm with no observation inside the window is played again, and ``ln t`` is capped at
+    ``ln window``. The history is a ring buffer in ``stats.ring`` (offline) or a Redis list
+    (live), trimmed atomically with every batch.
+
+    >>> p = SlidingWindowUCB(window=2)
+    >>> st = ArmStats.zeros(2)
+    >>> for arm in (0, 0, 1):
+    ...     p.update(st, np.arange(2) == arm, np.ones(2))
+    >>> st.n.tolist()
+    [1.0, 1.0]
+    """
+
+    name = "swucb"
+
+    def __init__(self, window: int = 1000, beta: float = 1.0, side: bool = False) -> None:
+        if window < 1:
+            raise ValueError(f"window must be ≥ 1, got {window}")
+        super().__init__(beta)
+        self.window = int(window)
+        self.side_observations = side
+
+    def index(self, stats: ArmStats) -> np.ndarray:
+        n = np.maximum(stats.n, 1e-12)
+        t = np.minimum(np.maximum(np.asarray(stats.t, dtype=np.float64), 1.0), self.window)
+        return stats.s / n + self.beta * np.sqrt(np.log(t)[..., None] / n)
+
+    def update(self, stats: ArmStats, mask: np.ndarray, rewards: np.ndarray, pulled=None) -> None:
+        shape = mask.shape
+        if stats.ring is None:
+            stats.ring = {
+                "mask": np.zeros((self.window, *shape), dtype=bool),
+                "r": np.zeros((self.window, *shape)),
+                "pos": np.zeros((), dtype=np.int64),
+            }
+        ring = stats.ring
+        slot = int(ring["pos"]) % self.window
+        if int(ring["pos"]) >= self.window:  # evict the oldest frame
+            old_m, old_r = ring["mask"][slot], ring["r"][slot]
+            stats.n -= old_m
+            stats.s -= np.where(old_m, old_r, 0.0)
+        ring["mask"][slot] = mask
+        ring["r"][slot] = np.where(mask, rewards, 0.0)
+        ring["pos"] = ring["pos"] + 1
+        super().update(stats, mask, rewards, pulled)
+
+
 class FixedArm(Policy):
     """Always the same arm (a baseline, and a way to pin the split for benchmarks).
 
@@ -151,11 +243,29 @@ class FixedArm(Policy):
         return np.full(stats.n.shape[:-1], self.arm, dtype=np.int64)
 
 
-POLICIES: dict[str, type[Policy]] = {"ucb1": UCB1, "isplitee": ISplitEE}
+POLICIES: dict[str, type[Policy]] = {
+    "ucb1": UCB1,
+    "isplitee": ISplitEE,
+    "ducb": DiscountedUCB,
+    "swucb": SlidingWindowUCB,
+}
 
 
-def make_policy(name: str, beta: float = 1.0) -> Policy:
-    """Build a policy by name: ``ucb1``, ``isplitee`` or ``fixed:<arm>`` (1-based arm)."""
+def make_policy(
+    name: str,
+    beta: float = 1.0,
+    discount: float = 0.995,
+    window: int = 1000,
+    side: bool = False,
+) -> Policy:
+    """Build a policy by name: ``ucb1``, ``isplitee``, ``ducb``, ``swucb`` or ``fixed:<arm>``.
+
+    ``discount``, ``window`` and ``side`` (side observations) apply to ``ducb``/``swucb``.
+    """
+    if name == "ducb":
+        return DiscountedUCB(discount, beta, side)
+    if name == "swucb":
+        return SlidingWindowUCB(window, beta, side)
     if name.startswith("fixed:"):
         try:
             return FixedArm(int(name.split(":", 1)[1]) - 1)

@@ -28,16 +28,50 @@ from policy_store.store import Delta
 
 SNAPSHOT_FORMAT = "splitee-policy-snapshot/1"
 
-# KEYS[1] = hash; ARGV = arms, t, then (field, increment) pairs.
+# KEYS[1] = statistics hash, KEYS[2] = window history list, KEYS[3] = applied-tags log.
+# ARGV = arms, t, decay, window, tag, pair count, (field, increment) pairs, then window entries
+# "arm,reward;arm,reward" (one per frame). Decay multiplies n and s before adding; entries past
+# the window are popped and subtracted. Numbers travel as strings with 17 significant digits.
 _APPLY = """
-local arms = redis.call('HGET', KEYS[1], 'arms')
-if arms and tonumber(arms) ~= tonumber(ARGV[1]) then
-  return redis.error_reply('policy has ' .. arms .. ' arms, update has ' .. ARGV[1])
+local key, hist = KEYS[1], KEYS[2]
+local arms = tonumber(ARGV[1])
+local cur = redis.call('HGET', key, 'arms')
+if cur and tonumber(cur) ~= arms then
+  return redis.error_reply('policy has ' .. cur .. ' arms, update has ' .. ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'arms', ARGV[1])
-redis.call('HINCRBYFLOAT', KEYS[1], 't', ARGV[2])
-for i = 3, #ARGV, 2 do
-  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+redis.call('HSET', key, 'arms', ARGV[1])
+local decay = tonumber(ARGV[3])
+if decay ~= 1 then
+  for a = 0, arms - 1 do
+    for _, p in ipairs({'n:', 's:'}) do
+      local v = redis.call('HGET', key, p .. a)
+      if v then redis.call('HSET', key, p .. a, string.format('%.17g', tonumber(v) * decay)) end
+    end
+  end
+end
+redis.call('HINCRBYFLOAT', key, 't', ARGV[2])
+local window = tonumber(ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[5])
+  redis.call('LTRIM', KEYS[3], -10000, -1)
+end
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if window > 0 then
+  for j = i, #ARGV do redis.call('RPUSH', hist, ARGV[j]) end
+  local excess = redis.call('LLEN', hist) - window
+  while excess > 0 do
+    local old = redis.call('LPOP', hist)
+    for a, r in string.gmatch(old, '(%d+),([^;]+)') do
+      redis.call('HINCRBYFLOAT', key, 'n:' .. a, '-1')
+      local neg = (string.sub(r, 1, 1) == '-') and string.sub(r, 2) or ('-' .. r)
+      redis.call('HINCRBYFLOAT', key, 's:' .. a, neg)
+    end
+    excess = excess - 1
+  end
 end
 return 1
 """
@@ -64,6 +98,16 @@ class RedisStore:
     def key(self, policy: str) -> str:
         return f"{self.namespace}:{{{policy}}}:arms"
 
+    def history_key(self, policy: str) -> str:
+        return f"{self.namespace}:{{{policy}}}:window"
+
+    def log_key(self, policy: str) -> str:
+        """Tags of tagged deltas in the order they were applied (audits and tests)."""
+        return f"{self.namespace}:{{{policy}}}:log"
+
+    def applied_tags(self, policy: str) -> list[str]:
+        return [t.decode() for t in self.r.lrange(self.log_key(policy), 0, -1)]
+
     # ------------------------------------------------------------------ reads
     def read(self, key: str) -> ArmStats:
         now = time.monotonic()
@@ -88,16 +132,31 @@ class RedisStore:
 
     # ------------------------------------------------------------------ writes
     def apply(self, key: str, delta: Delta) -> None:
-        """Add a batch's delta atomically, in one round trip."""
-        args: list[object] = [self.num_arms, int(delta.t)]
+        """Apply a batch's delta atomically, in one round trip (decay and window included)."""
+        decay = delta.discount**delta.t if delta.discount != 1.0 else 1.0
+        pairs: list[object] = []
         for prefix, arr in (("n", delta.n), ("s", delta.s), ("p", delta.pulls)):
             for arm in np.flatnonzero(arr):
-                args += [f"{prefix}:{arm}", repr(float(arr[arm]))]
-        self._apply(keys=[self.key(key)], args=args)
+                pairs += [f"{prefix}:{arm}", repr(float(arr[arm]))]
+        entries = (
+            [";".join(f"{j},{float(r)!r}" for j, r in obs) for obs in delta.frames]
+            if delta.window
+            else []
+        )
+        args = [
+            self.num_arms,
+            int(delta.t),
+            repr(decay),
+            int(delta.window),
+            delta.tag,
+            len(pairs) // 2,
+        ]
+        keys = [self.key(key), self.history_key(key), self.log_key(key)]
+        self._apply(keys=keys, args=[*args, *pairs, *entries])
         self._cache.pop(key, None)
 
     def reset(self, key: str) -> None:
-        self.r.delete(self.key(key))
+        self.r.delete(self.key(key), self.history_key(key), self.log_key(key))
         self._cache.pop(key, None)
 
     def policies(self) -> list[str]:
@@ -117,6 +176,11 @@ class RedisStore:
             "arms": self.num_arms,
             "created": time.time(),
             "policies": {k: self.read_fresh(k).to_dict() for k in self.policies()},
+            "history": {
+                k: [e.decode() for e in self.r.lrange(self.history_key(k), 0, -1)]
+                for k in self.policies()
+                if self.r.exists(self.history_key(k))
+            },
         }
 
     def read_fresh(self, key: str) -> ArmStats:
@@ -131,7 +195,7 @@ class RedisStore:
             raise ValueError(f"snapshot has {snap.get('arms')} arms, this store {self.num_arms}")
         pipe = self.r.pipeline(transaction=True)
         for k in self.policies():
-            pipe.delete(self.key(k))
+            pipe.delete(self.key(k), self.history_key(k))
         for name, st in snap["policies"].items():
             mapping: dict[str, str] = {"arms": str(self.num_arms), "t": repr(float(st["t"]))}
             for prefix, field in (("n", "n"), ("s", "s"), ("p", "pulls")):
@@ -140,6 +204,9 @@ class RedisStore:
                     raise ValueError(f"policy {name}: {field} has {len(vals)} arms")
                 mapping.update({f"{prefix}:{i}": repr(float(v)) for i, v in enumerate(vals)})
             pipe.hset(self.key(name), mapping=mapping)
+        for name, entries in snap.get("history", {}).items():
+            if entries:
+                pipe.rpush(self.history_key(name), *entries)
         pipe.execute()
         self._cache.clear()
         return sorted(snap["policies"])
