@@ -45,6 +45,27 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--holdout", default=2000, show_default=True, type=int)
 @click.option("--test-limit", default=None, type=int, help="Evaluate on N test frames only.")
 @click.option("--no-bf16", is_flag=True, help="Train in fp32 (slower on CPU).")
+@click.option(
+    "--head",
+    type=click.Choice(["conv1", "conv2"]),
+    default="conv1",
+    show_default=True,
+    help="Exit head design.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this multi-exit checkpoint instead of the pretrained backbone.",
+)
+@click.option("--heads-only", is_flag=True, help="Freeze the backbone; train the exits only.")
+@click.option(
+    "--distill",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of distillation from the final exit (0..1).",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
@@ -68,6 +89,10 @@ def train(ctx: click.Context, **opts: object) -> None:
         holdout=int(opts["holdout"]),  # type: ignore[arg-type]
         seed=int(opts["seed"]),  # type: ignore[arg-type]
         limit=opts["limit"],  # type: ignore[arg-type]
+        head=str(opts["head"]),
+        init=opts["init"],  # type: ignore[arg-type]
+        heads_only=bool(opts["heads_only"]),
+        distill=float(opts["distill"]),  # type: ignore[arg-type]
     )
     train_set = load_from_settings("train", s)
     test_set = load_from_settings("test", s)
@@ -170,11 +195,47 @@ def topics_delete(ctx: click.Context) -> None:
     delete_topics(k, pipeline_topics(k))
 
 
+@main.command("evaluate-shift")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Checkpoint (default: model.checkpoint).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--phases", default=",".join(("pristine", "noise:0.1", "blur:1.0",
+                                            "brightness:0.4", "pristine")), show_default=True)
+@click.option("--phase-frames", type=int, default=1000, show_default=True)
+@click.option("--cameras", type=int, default=2, show_default=True)
+@click.option("--runs", type=int, default=5, show_default=True)
+@click.pass_context
+def evaluate_shift(ctx: click.Context, model_path: Path | None, out_dir: Path, phases: str,
+                   phase_frames: int, cameras: int, runs: int) -> None:
+    """Shift experiment: distortions change every N frames; global vs per-camera policies."""
+    from splitee.data import load_from_settings
+    from splitee.distortions import Distortion
+    from splitee.evaluate.runner import model_outputs
+    from splitee.evaluate.shift import ShiftConfig, shift_experiment, write_shift
+
+    s = _settings(ctx)
+    p = s.policy
+    specs = tuple(str(Distortion.parse(x)) for x in phases.split(","))
+    dataset = load_from_settings("test", s)
+    mp = Path(model_path or s.model.checkpoint)
+    outs, info = model_outputs(mp, dataset, list(dict.fromkeys(specs)), p.seed, s.data.cache_dir)
+    cfg = ShiftConfig(specs, phase_frames, cameras, runs, p.seed, discount=p.discount,
+                      window=p.window, beta=p.beta)
+    cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": p.alpha, "offload_cost": p.offload_cost}
+    summary = shift_experiment({str(o.distortion): o.outputs for o in outs}, dataset.labels,
+                               info["exit_depths"], cm_args, cfg)
+    summary["model"] = info
+    write_shift(summary, out_dir)
+    click.echo((out_dir / "table.md").read_text())
+
+
 @main.command()
 @click.option("--camera", "cameras", multiple=True, help="Only these camera ids (default: all).")
 @click.option("--count", type=int, default=None, help="Frames per camera (0 = endless).")
 @click.option("--fps", type=float, default=None, help="Override every camera's frame rate.")
 @click.option("--run-id", default=None, help="Tag frames with a run id.")
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.option("--worker-id", default="producers", show_default=True, help="Metrics target name.")
 @click.pass_context
 def produce(
     ctx: click.Context,
@@ -182,13 +243,20 @@ def produce(
     count: int | None,
     fps: float | None,
     run_id: str | None,
+    metrics_port: int,
+    worker_id: str,
 ) -> None:
-    """Run the configured cameras (one thread each) until their frame counts are sent."""
+    """Run the configured cameras (one thread each) until their frame counts are sent.
+
+    SIGTERM stops the cameras cleanly: pending frames are flushed, the metrics target removed.
+    """
+    import signal
     import threading
 
     from producers.camera import Camera
     from producers.schedule import Schedule
     from producers.sources import load_frames
+    from splitee import metrics
     from splitee.kafka_io import producer
 
     s = _settings(ctx)
@@ -197,6 +265,10 @@ def produce(
     prod = producer(s.kafka)
     sent: dict[str, int] = {}
     threads = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    metrics.serve(metrics_port)
+    metrics.register_target("producer", worker_id, metrics_port)
     for cs in ps.cameras:
         if cameras and cs.id not in cameras:
             continue
@@ -213,7 +285,8 @@ def produce(
         n = ps.count if count is None else count
         t = threading.Thread(
             target=lambda c=cam, n=n: sent.__setitem__(
-                c.camera_id, c.run(prod, s.kafka.frames_topic, s.kafka.truth_topic, n)
+                c.camera_id,
+                c.run(prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop),
             ),
             name=cs.id,
         )
@@ -390,6 +463,310 @@ def run() -> None:  # pragma: no cover - console entry
 
 
 __all__ = ["main"]
+
+
+# --------------------------------------------------------------------------- record / replay
+class _ShowRecordingWarnings:
+    """Print recording warnings (truncated tails …) as one 'warning:' line each on stderr."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        from splitee.recording import RecordingWarning
+
+        self._cm = warnings.catch_warnings(record=True)
+        self._caught = self._cm.__enter__()
+        warnings.simplefilter("always", RecordingWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
+        seen: set[str] = set()
+        for w in self._caught:
+            msg = str(w.message)
+            if msg not in seen:
+                seen.add(msg)
+                click.echo(f"warning: {msg}", err=True)
+
+
+@main.command()
+@click.option(
+    "--topics",
+    default="frames,truth",
+    show_default=True,
+    help="Comma list of roles (frames, truth, offload, results) or topic names; "
+    "--count counts the first one.",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder.")
+@click.option("--duration", type=float, default=None, help="Stop after S seconds.")
+@click.option("--count", type=int, default=None, help="Stop after N records of the first topic.")
+@click.option("--from-beginning", is_flag=True, help="Start at the topics' first offsets.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def record(
+    ctx: click.Context,
+    topics: str,
+    out: Path,
+    duration: float | None,
+    count: int | None,
+    from_beginning: bool,
+    no_progress: bool,
+) -> None:
+    """Record Kafka topics into an Arrow IPC recording (until --count, --duration or Ctrl-C)."""
+    import signal
+    import threading
+
+    from splitee.recording import RecordingError
+    from splitee.recording import record as run_record
+
+    def ready() -> None:
+        stop = f"{count} records" if count else f"{duration} s" if duration else "Ctrl-C"
+        click.echo(f"recording {topics} into {out} (until {stop})", err=True)
+
+    term = threading.Event()  # SIGTERM ends the recording cleanly, like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, lambda *_: term.set())
+    try:
+        with _ShowRecordingWarnings():
+            m = run_record(
+                _settings(ctx),
+                out,
+                topics.split(","),
+                duration,
+                count,
+                from_beginning,
+                progress=not no_progress,
+                stop=term.is_set,
+                on_ready=ready,
+            )
+    except RecordingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(
+        json.dumps(
+            {
+                "out": str(out),
+                "counts": m.counts,
+                "seconds": round(m.seconds, 3),
+                "stop_reason": m.stop_reason,
+                "bytes": {t.key: t.bytes for t in m.topics},
+            }
+        )
+    )
+
+
+@main.command()
+@click.argument("rec", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--speed", default="1", show_default=True, help="Pace factor, or 'max'.")
+@click.option("--loop", "loops", type=int, default=1, show_default=True, help="Play N times.")
+@click.option("--run-id", default=None, help="Run id of the replayed frames (default: new).")
+@click.option("--restore-policy", is_flag=True, help="Restore the recording's start snapshot.")
+@click.option("--offline", is_flag=True, help="No Kafka: A/B the policies on the recording.")
+@click.option("--policies", default="isplitee,ucb1", show_default=True, help="Offline only.")
+@click.option("--seeds", type=int, default=None, help="Offline: stream orders (eval.runs).")
+@click.option("--seed", type=int, default=None, help="Offline: first seed (policy.seed).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--allow-partial", is_flag=True, help="Read what is readable of a damaged file.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def replay(ctx: click.Context, rec: Path, **o: object) -> None:
+    """Replay a recording into Kafka (paced, with a run id), or --offline through the evaluator."""
+    from splitee.recording import RecordingError, open_recording
+    from splitee.replay import offline_ab, parse_speed, replay_to_kafka
+
+    s = _settings(ctx)
+    try:
+        with _ShowRecordingWarnings():
+            recording = open_recording(rec, allow_partial=bool(o["allow_partial"]))
+            if o["offline"]:
+                if not o["out_dir"]:
+                    raise click.UsageError("--offline needs --out DIR")
+                if o["restore_policy"]:
+                    raise click.UsageError("--restore-policy is for replays into Kafka")
+                from splitee.evaluate.runner import write_outputs
+
+                summary = offline_ab(
+                    s,
+                    recording,
+                    str(o["policies"]).split(","),
+                    int(o["seeds"] or s.eval.runs),  # type: ignore[arg-type]
+                    o["seed"],  # type: ignore[arg-type]
+                    o["model_path"],  # type: ignore[arg-type]
+                )
+                out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
+                write_outputs(summary, out_dir)
+                click.echo((out_dir / "table.md").read_text())
+                click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
+                return
+            stats = replay_to_kafka(
+                s,
+                recording,
+                parse_speed(str(o["speed"])),
+                int(o["loops"]),  # type: ignore[arg-type]
+                o["run_id"],  # type: ignore[arg-type]
+                bool(o["restore_policy"]),
+                progress=not o["no_progress"],
+            )
+    except (RecordingError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(stats.to_dict()))
+
+
+# ---------------------------------------------------------------- observability (issue 4)
+@main.command("evaluator")
+@click.option("--worker-id", default="evaluator", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def evaluator_cmd(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Join results with ground truth live; export accuracy, cost reduction and regret."""
+    from splitee.observability.evaluator import run as run_evaluator
+
+    try:
+        run_evaluator(_settings(ctx), worker_id, metrics_port)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("exporter")
+@click.option("--worker-id", default="exporter", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def exporter_cmd(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Export Kafka consumer lag and the Redis policy state as Prometheus metrics."""
+    from splitee.observability.exporter import run as run_exporter
+
+    try:
+        run_exporter(_settings(ctx), worker_id, metrics_port)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def dashboards() -> None:
+    """Grafana dashboards: generate the JSON files, or push them to a Grafana."""
+
+
+@dashboards.command("build")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder (default: deploy/grafana/dashboards).",
+)
+def dashboards_build(out_dir: Path | None) -> None:
+    """Write every dashboard as Grafana JSON (what file provisioning reads)."""
+    from splitee.observability import dashboards as d
+
+    for name, model in d.render_all().items():
+        problems = d.validate(model)
+        if problems:
+            raise click.ClickException(f"dashboard {name}: {problems[0]}")
+    for path in d.write_all(out_dir or d.DASHBOARDS_DIR):
+        click.echo(f"wrote {path}")
+
+
+@dashboards.command("push")
+@click.option("--url", required=True, help="Grafana, e.g. http://127.0.0.1:3000")
+@click.option(
+    "--token", envvar="SPLITEE_GRAFANA_TOKEN", default=None, help="Service account token."
+)
+@click.option("--basic", default=None, help="USER:PASSWORD instead of a token.")
+@click.option("--prometheus-url", default=None, help="Datasource URL (default: settings).")
+@click.option("--overwrite", is_flag=True, help="Replace dashboards changed in Grafana meanwhile.")
+@click.pass_context
+def dashboards_push(
+    ctx: click.Context,
+    url: str,
+    token: str | None,
+    basic: str | None,
+    prometheus_url: str | None,
+    overwrite: bool,
+) -> None:
+    """Create or update the folder, the Prometheus datasource and every dashboard."""
+    from splitee.observability import dashboards as d
+    from splitee.observability.grafana import PushError, push
+
+    o = _settings(ctx.parent).observability  # type: ignore[arg-type]
+    try:
+        steps = push(
+            url,
+            d.render_all(),
+            prometheus_url or o.prometheus_url,
+            o.scrape_interval,
+            o.grafana_folder,
+            token=token,
+            basic=basic,
+            overwrite=overwrite,
+        )
+    except PushError as exc:
+        raise click.ClickException(str(exc)) from None
+    for step in steps:
+        click.echo(str(step))
+
+
+@main.command()
+@click.option("--url", default=None, help="Prometheus (default: observability.prometheus_url).")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: the numbers as JSON.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Refresh seconds.")
+@click.pass_context
+def top(ctx: click.Context, url: str | None, once: bool, as_json: bool, interval: float) -> None:
+    """Live view of a running deployment (from Prometheus), refreshed in place."""
+    from rich.console import Console
+
+    from splitee.observability import top as view
+    from splitee.observability.promapi import PromClient, PromError, rate_window
+
+    o = _settings(ctx).observability
+    client = PromClient(url or o.prometheus_url)
+    window = rate_window(o.scrape_interval)
+    try:
+        if as_json:
+            click.echo(json.dumps(view.collect(client, window).to_json()))
+            return
+        view.run(client, window, interval, once, Console())
+    except PromError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--since", required=True, help="Start: a duration ago (30m), unix seconds or ISO.")
+@click.option("--until", default=None, help="End (default: now), same forms.")
+@click.option("--step", type=float, default=None, help="Seconds between points (default: auto).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--url", default=None, help="Prometheus (default: observability.prometheus_url).")
+@click.pass_context
+def report(
+    ctx: click.Context,
+    since: str,
+    until: str | None,
+    step: float | None,
+    out_dir: Path,
+    url: str | None,
+) -> None:
+    """PNG charts of a run (throughput, latency, arms, quality per phase) and an index."""
+    import time
+
+    from splitee.observability import report as rep
+    from splitee.observability.promapi import PromClient, PromError, parse_time
+
+    o = _settings(ctx).observability
+    now = time.time()
+    try:
+        start = parse_time(since, now)
+        end = parse_time(until, now) if until else now
+        index = rep.build(
+            PromClient(url or o.prometheus_url), start, end, out_dir, o.scrape_interval, step
+        )
+    except (ValueError, PromError) as exc:
+        raise click.ClickException(str(exc)) from None
+    series = [s for c in index["charts"] for s in c["series"]]
+    empty = sum(1 for s in series if not s["points"])
+    click.echo(
+        f"wrote {len(index['charts'])} charts ({len(series)} series, {empty} empty) "
+        f"and {out_dir / 'index.md'}"
+    )
 
 
 if __name__ == "__main__":  # python -m splitee.cli
