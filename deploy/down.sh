@@ -20,7 +20,8 @@ stop_named() { # NAME
 }
 stop_named producers
 shopt -s nullglob
-for f in "$RUN_DIR"/edge-*.pid "$RUN_DIR"/cloud-*.pid "$RUN_DIR"/evaluator*.pid; do
+for f in "$RUN_DIR"/edge-*.pid "$RUN_DIR"/cloud-*.pid "$RUN_DIR"/evaluator*.pid \
+  "$RUN_DIR"/exporter*.pid; do
   stop_named "$(basename "$f" .pid)"
 done
 rm -f "$VAR_DIR"/prometheus/targets/*.json

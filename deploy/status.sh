@@ -6,7 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$DEPLOY_DIR/servers-status.sh" || true
 shopt -s nullglob
-for f in "$RUN_DIR"/producers.pid "$RUN_DIR"/edge-*.pid "$RUN_DIR"/cloud-*.pid; do
+for f in "$RUN_DIR"/producers.pid "$RUN_DIR"/edge-*.pid "$RUN_DIR"/cloud-*.pid \
+  "$RUN_DIR"/evaluator*.pid "$RUN_DIR"/exporter*.pid; do
   name="$(basename "$f" .pid)"
   if is_running "$name"; then
     printf '%-10s running  pid %-8s log %s\n' "$name" "$(read_pid "$name")" \

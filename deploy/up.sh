@@ -3,6 +3,8 @@
 #   servers (Kafka, Redis, Prometheus; installed when missing), the virtual environment,
 #   the topics, N edge workers, M cloud workers (N, M from [deploy] in the settings),
 #   and the cameras (unless --no-producers).
+#   Also the evaluator and the exporter (observability); every process serves metrics on
+#   deploy.metrics_port_base + i and registers itself with Prometheus.
 # Usage: deploy/up.sh [--config FILE] [--no-producers] [--no-wait]
 # The settings file may also come from $SPLITEE_CONFIG. Idempotent: what runs stays up.
 set -euo pipefail
@@ -15,7 +17,7 @@ while (( $# )); do
     --config) SPLITEE_CONFIG="$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")"; export SPLITEE_CONFIG; shift ;;
     --no-producers) producers=0 ;;
     --no-wait) wait=0 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
   shift
@@ -43,12 +45,15 @@ start_worker() { # ROLE NAME
 }
 for i in $(seq 1 "$N_EDGE"); do start_worker edge "edge-$i"; done
 for i in $(seq 1 "$N_CLOUD"); do start_worker cloud "cloud-$i"; done
+start_worker evaluator evaluator   # accuracy, cost, regret from results + truth
+start_worker exporter exporter     # consumer lag, policy state from Redis
 
 if (( wait )); then
   "$SPLITEE" wait-ready --edge "$N_EDGE" --cloud "$N_CLOUD" >&2
 fi
 if (( producers )) && ! is_running producers; then
-  start_daemon producers "$WORK" "$LOG_DIR/producers.log" -- "$SPLITEE" produce
+  port=$((port + 1))
+  start_daemon producers "$WORK" "$LOG_DIR/producers.log" -- "$SPLITEE" produce --metrics-port "$port"
   log "started the cameras (pid $(read_pid producers))"
 fi
 log "pipeline up; deploy/status.sh shows it, deploy/down.sh stops it"

@@ -11,6 +11,7 @@ number, so a rerun sends identical bytes) and re-encoded. The ground-truth label
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from producers.schedule import Schedule
+from splitee import metrics
 from splitee.data import decode_jpeg, encode_jpeg
 from splitee.wire import FrameMeta
 
@@ -98,12 +100,18 @@ class Camera:
         truth_topic: str,
         count: int,
         on_sent: Callable[[SentFrame], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> int:
-        """Send ``count`` frames at ``fps`` (0 = as fast as possible); returns frames sent."""
+        """Send ``count`` frames at ``fps`` (0 = as fast as possible); returns frames sent.
+
+        ``stop``, when set, ends the stream early (a clean SIGTERM of ``splitee produce``).
+        """
         interval = 1.0 / self.fps if self.fps > 0 else 0.0
         next_t = time.monotonic()
         sent = 0
         for f in self.frames(count):
+            if stop is not None and stop.is_set():
+                break
             producer.send(
                 frames_topic, key=self.camera_id.encode(), value=f.jpeg, headers=f.meta.headers()
             )
@@ -118,6 +126,7 @@ class Camera:
                 truth_topic, key=f.meta.frame_id.encode(), value=json.dumps(truth).encode()
             )
             sent += 1
+            metrics.FRAMES_SENT.labels(self.camera_id, f.distortion).inc()
             if on_sent:
                 on_sent(f)
             if interval:

@@ -132,6 +132,11 @@ def train(ctx: click.Context, **opts: object) -> None:
 @click.option("--beta", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option(
+    "--alpha-grid",
+    default=None,
+    help="Comma list of thresholds: also learn the (arm, α) pair, e.g. 0.5,0.7,0.9",
+)
+@click.option(
     "--sweep-o", default=None, help="Comma list of offload costs to sweep, e.g. 0.1,0.2,..."
 )
 @click.pass_context
@@ -152,6 +157,7 @@ def evaluate(ctx: click.Context, **o: object) -> None:
         runs=pick("runs", s.eval.runs),
         seed=pick("seed", p.seed),
         sweep_o=[float(v) for v in str(o["sweep_o"]).split(",")] if o["sweep_o"] else [],
+        alpha_grid=[float(v) for v in str(o["alpha_grid"]).split(",")] if o["alpha_grid"] else [],
         distortions=str(o["distortions"]).split(",") if o["distortions"] else s.eval.distortions,
     )
     data = Path(o["data_dir"]) if o["data_dir"] else s.data.dir  # type: ignore[arg-type]
@@ -196,17 +202,32 @@ def topics_delete(ctx: click.Context) -> None:
 
 
 @main.command("evaluate-shift")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Checkpoint (default: model.checkpoint).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint (default: model.checkpoint).",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--phases", default=",".join(("pristine", "noise:0.1", "blur:1.0",
-                                            "brightness:0.4", "pristine")), show_default=True)
+@click.option(
+    "--phases",
+    default=",".join(("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")),
+    show_default=True,
+)
 @click.option("--phase-frames", type=int, default=1000, show_default=True)
 @click.option("--cameras", type=int, default=2, show_default=True)
 @click.option("--runs", type=int, default=5, show_default=True)
 @click.pass_context
-def evaluate_shift(ctx: click.Context, model_path: Path | None, out_dir: Path, phases: str,
-                   phase_frames: int, cameras: int, runs: int) -> None:
+def evaluate_shift(
+    ctx: click.Context,
+    model_path: Path | None,
+    out_dir: Path,
+    phases: str,
+    phase_frames: int,
+    cameras: int,
+    runs: int,
+) -> None:
     """Shift experiment: distortions change every N frames; global vs per-camera policies."""
     from splitee.data import load_from_settings
     from splitee.distortions import Distortion
@@ -219,11 +240,24 @@ def evaluate_shift(ctx: click.Context, model_path: Path | None, out_dir: Path, p
     dataset = load_from_settings("test", s)
     mp = Path(model_path or s.model.checkpoint)
     outs, info = model_outputs(mp, dataset, list(dict.fromkeys(specs)), p.seed, s.data.cache_dir)
-    cfg = ShiftConfig(specs, phase_frames, cameras, runs, p.seed, discount=p.discount,
-                      window=p.window, beta=p.beta)
+    cfg = ShiftConfig(
+        specs,
+        phase_frames,
+        cameras,
+        runs,
+        p.seed,
+        discount=p.discount,
+        window=p.window,
+        beta=p.beta,
+    )
     cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": p.alpha, "offload_cost": p.offload_cost}
-    summary = shift_experiment({str(o.distortion): o.outputs for o in outs}, dataset.labels,
-                               info["exit_depths"], cm_args, cfg)
+    summary = shift_experiment(
+        {str(o.distortion): o.outputs for o in outs},
+        dataset.labels,
+        info["exit_depths"],
+        cm_args,
+        cfg,
+    )
     summary["model"] = info
     write_shift(summary, out_dir)
     click.echo((out_dir / "table.md").read_text())

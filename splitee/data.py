@@ -64,8 +64,14 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int) -> Dataset:
-        return Dataset(self.images[:n], self.labels[:n], f"{self.source}[:{n}]")
+    def subset(self, n: int, seed: int = 0) -> Dataset:
+        """A seeded random subset of n frames (files are sorted by class, so no prefix)."""
+        if n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        return Dataset(
+            self.images[idx], self.labels[idx], f"{self.source}[random {n}, seed {seed}]"
+        )
 
 
 # --------------------------------------------------------------------------- JPEG frames

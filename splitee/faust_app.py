@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import faust
 
+from splitee import metrics
 from splitee.kafka_io import dlq_headers
 from splitee.settings import Settings
 
@@ -100,6 +102,7 @@ def attach_batch_agent(
                     for e in events
                 ]
                 out = await loop.run_in_executor(pool, processor.process, recs)
+                t_produce = time.perf_counter()
                 futs = []
                 for r in out.results:
                     futs.append(await results.send(key=r.key, value=r.value, headers=r.headers))
@@ -113,6 +116,7 @@ def attach_batch_agent(
                     )
                     futs.append(await dlq.send(key=rec.key, value=rec.value or b"", headers=h))
                 await asyncio.gather(*futs)
+                metrics.STAGE.labels("produce").observe(time.perf_counter() - t_produce)
                 await loop.run_in_executor(pool, processor.apply, out)
             except Exception:  # fail-stop: never acknowledge a batch we did not finish
                 log.exception("batch failed; exiting without acknowledging it")

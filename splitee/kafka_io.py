@@ -45,6 +45,8 @@ def consumer(k: KafkaSettings, *topics: str, **overrides: object) -> KafkaConsum
         "api_version": api_version(k),
         "fetch_max_bytes": k.max_message_bytes,
         "max_partition_fetch_bytes": k.max_message_bytes,
+        # one fetch response may carry a full fetch_max_bytes plus protocol overhead
+        "receive_message_max_bytes": k.max_message_bytes + (1 << 20),
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,
     }

@@ -7,6 +7,8 @@ vary inside a process: camera, arm, policy, reason, stage. No label takes unboun
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -47,6 +49,11 @@ BATCH = Histogram(
     "splitee_batch_size", "Records per processed batch", ["role"], buckets=BATCH_BUCKETS
 )
 DEAD_LETTERS = Counter("splitee_dead_letters_total", "Records sent to a DLQ", ["role", "reason"])
+FRAMES_SENT = Counter(
+    "splitee_frames_sent_total",
+    "Frames a camera sent to Kafka, by the distortion phase in force",
+    ["camera", "distortion"],
+)
 
 
 def serve(port: int) -> None:
@@ -71,4 +78,12 @@ def register_target(role: str, worker: str, port: int) -> Path | None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry))
     tmp.replace(path)
+    atexit.register(unregister_target, path, port)
     return path
+
+
+def unregister_target(path: Path, port: int) -> None:
+    """Remove this process's file_sd target, unless another process has taken the name since."""
+    with contextlib.suppress(OSError, ValueError):
+        if f"127.0.0.1:{port}" in json.loads(path.read_text())[0]["targets"]:
+            path.unlink()

@@ -79,8 +79,14 @@ class PolicySettings(BaseModel):
 
     name: str = Field(
         default="isplitee",
-        pattern=r"^(ucb1|isplitee|fixed:[1-9][0-9]*)$",
-        description="ucb1 (SplitEE), isplitee (side observations) or fixed:<arm>.",
+        pattern=r"^(ucb1|isplitee|ducb|swucb|fixed:[1-9][0-9]*)$",
+        description="ucb1 (SplitEE), isplitee (side observations), ducb (discounted UCB), "
+        "swucb (sliding-window UCB) or fixed:<arm>.",
+    )
+    discount: float = Field(default=0.995, gt=0, le=1, description="ducb: decay per frame.")
+    window: int = Field(default=1000, ge=1, description="swucb: window in frames.")
+    side_observations: bool = Field(
+        default=False, description="ducb/swucb: also update shallower arms (as I-SplitEE)."
     )
     gamma: float = Field(default=0.1, ge=0, description="Edge compute cost per block (λ_k=γ·ℓ_k).")
     mu: float = Field(default=1.0, ge=0, description="Cost-to-confidence conversion factor.")
@@ -190,6 +196,30 @@ class DeploySettings(BaseModel):
     metrics_port_base: int = Field(default=9200, description="Worker i serves metrics on base+i.")
 
 
+class ObservabilitySettings(BaseModel):
+    """Prometheus, the evaluator and exporter services, Grafana (splitee.observability)."""
+
+    prometheus_url: str = Field(
+        default_factory=lambda: (
+            f"http://127.0.0.1:{os.environ.get('SPLITEE_PROMETHEUS_PORT', '9090')}"
+        ),
+        json_schema_extra={"doc_default": "http://127.0.0.1:$SPLITEE_PROMETHEUS_PORT (9090)"},
+        description="Prometheus HTTP API for top, report and Grafana's datasource; follows "
+        "the deploy scripts' SPLITEE_PROMETHEUS_PORT.",
+    )
+    scrape_interval: str = Field(
+        default_factory=lambda: os.environ.get("SPLITEE_SCRAPE_INTERVAL", "5s"),
+        pattern=r"^[0-9]+(ms|s|m|h)$",
+        json_schema_extra={"doc_default": "$SPLITEE_SCRAPE_INTERVAL (5s)"},
+        description="Prometheus scrape interval (deploy scripts' SPLITEE_SCRAPE_INTERVAL): "
+        "exporter refresh, rate windows, Grafana's datasource timeInterval.",
+    )
+    eval_window: int = Field(
+        default=500, ge=1, description="Evaluator: frames in the sliding accuracy/cost window."
+    )
+    grafana_folder: str = Field(default="splitee", description="Grafana folder of the dashboards.")
+
+
 class EvalSettings(BaseModel):
     runs: int = Field(default=20, ge=1, description="Random stream orders per setting.")
     distortions: list[str] = Field(
@@ -228,6 +258,7 @@ class Settings(BaseSettings):
     cloud: CloudSettings = CloudSettings()
     producer: ProducerSettings = ProducerSettings()
     deploy: DeploySettings = DeploySettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def settings_customise_sources(

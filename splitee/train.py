@@ -38,6 +38,11 @@ class TrainConfig:
     augment_distortions: bool = False
     distortion_prob: float = 0.5
     bf16: bool = True
+    head: str = "conv1"  # exit head design, see splitee.models.multi_exit.ExitHead
+    init: str | None = None  # start from this multi-exit checkpoint instead of akamaster's
+    heads_only: bool = False  # freeze the backbone (and final head); train the exits only
+    distill: float = 0.0  # weight of distillation from the final exit (0 = labels only)
+    distill_temp: float = 3.0
     holdout: int = 2000  # training frames kept aside to fit the exit temperatures
     seed: int = 0
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
@@ -52,6 +57,20 @@ class TrainConfig:
             "blur:1.5",
         ]
     )
+
+
+def exit_loss(
+    logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
+    """Cross-entropy, optionally mixed with distillation from the final exit's logits."""
+    ce = F.cross_entropy(logits, labels)
+    if cfg.distill <= 0:
+        return ce
+    t = cfg.distill_temp
+    kd = F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean"
+    )
+    return (1 - cfg.distill) * ce + cfg.distill * kd * t * t
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -165,9 +184,20 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     from splitee.models.multi_exit import default_exit_depths
 
-    model = MultiExitNet(cfg.arch, default_exit_depths(cfg.arch, cfg.exit_every))
-    if pretrained_dir is not None:
+    model = MultiExitNet(cfg.arch, default_exit_depths(cfg.arch, cfg.exit_every), cfg.head)
+    if cfg.init:
+        from splitee.models import load_checkpoint
+
+        start = load_checkpoint(Path(cfg.init))
+        if start.arch != cfg.arch or start.exit_depths != model.exit_depths:
+            raise ValueError(f"{cfg.init} is {start.arch} {start.exit_depths}, not {cfg.arch}")
+        model.backbone.load_state_dict(start.backbone.state_dict())
+        if start.head == cfg.head:
+            model.exits.load_state_dict(start.exits.state_dict())
+    elif pretrained_dir is not None:
         load_pretrained(model.backbone, pretrained_file(pretrained_dir, cfg.arch))
+    if cfg.heads_only:
+        model.backbone.requires_grad_(False)
     model.to(device)
     L = model.num_exits
     weights = cfg.exit_weights or [1.0] * L
@@ -181,11 +211,11 @@ def train(
     fit = order[cfg.holdout :]
     x_all, y_all = train_set.images, train_set.labels
 
+    groups = [{"params": model.exits.parameters(), "lr": cfg.lr_heads}]
+    if not cfg.heads_only:
+        groups.insert(0, {"params": model.backbone.parameters(), "lr": cfg.lr_backbone})
     opt = torch.optim.SGD(
-        [
-            {"params": model.backbone.parameters(), "lr": cfg.lr_backbone},
-            {"params": model.exits.parameters(), "lr": cfg.lr_heads},
-        ],
+        groups,
         momentum=0.9,
         nesterov=True,
         weight_decay=cfg.weight_decay,
@@ -201,6 +231,8 @@ def train(
     bar = tqdm(total=total, desc="train", unit="step")
     for epoch in range(cfg.epochs):
         model.train()
+        if cfg.heads_only:
+            model.backbone.eval()  # frozen: keep its BatchNorm statistics
         perm = rng.permutation(fit)
         for s in range(0, len(perm), cfg.batch_size):
             idx = np.sort(perm[s : s + cfg.batch_size])
@@ -212,8 +244,15 @@ def train(
             for g, b in zip(opt.param_groups, base, strict=True):
                 g["lr"] = b * scale
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                outs = model.forward_all(xb)
-            losses = [F.cross_entropy(o.float(), yb) for o in outs]
+                if cfg.heads_only:
+                    with torch.no_grad():
+                        feats, final = model.exit_features(xb)
+                    outs = [*(model.exits[k](f) for k, f in enumerate(feats)), final]
+                else:
+                    outs = model.forward_all(xb)
+            losses = [exit_loss(o.float(), yb, outs[-1].float().detach(), cfg) for o in outs]
+            if cfg.heads_only:
+                losses[-1] = losses[-1].detach()
             loss = sum(w * lo for w, lo in zip(weights, losses, strict=True)) / sum(weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -239,11 +278,15 @@ def train(
             "arch": cfg.arch,
             "blocks": model.num_blocks,
             "exit_depths": model.exit_depths,
-            "exit_head": "conv3x3(→64, stride 2 on 32x32/16x16 maps)-BN-ReLU-GAP-Linear; "
-            "final: GAP-Linear",
+            "exit_head": cfg.head,
+            "exit_head_layers": {
+                "conv1": "conv3x3(→64)-BN-ReLU-GAP-Linear",
+                "conv2": "conv3x3(→64)-BN-ReLU-conv3x3(→128)-BN-ReLU-GAP-Linear",
+            }[cfg.head],
+            "final_head": "GAP-Linear (pretrained, fine-tuned)",
             "parameters": sum(p.numel() for p in model.parameters()),
         },
-        "initialised_from": f"akamaster {cfg.arch}" if pretrained_dir else "random",
+        "initialised_from": cfg.init or (f"akamaster {cfg.arch}" if pretrained_dir else "random"),
         "training": {**asdict(cfg), "seconds": round(train_seconds, 1), "steps": step},
         "temperatures": [round(float(t), 4) for t in temps],
         "data": {"train": train_set.source, "test": test_set.source, "test_frames": len(test_set)},

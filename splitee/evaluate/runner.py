@@ -44,6 +44,7 @@ class EvalConfig:
     runs: int = 20
     seed: int = 0
     sweep_o: list[float] = field(default_factory=list)
+    alpha_grid: list[float] = field(default_factory=list)  # non-empty: learn (arm, α) too
     distortions: list[str] = field(
         default_factory=lambda: [
             "pristine",
@@ -110,9 +111,20 @@ def evaluate_setting(
 
 
 def run_evaluation(
-    settings_outputs: list[SettingOutputs], depths: list[int], cfg: EvalConfig
+    settings_outputs: list[SettingOutputs],
+    depths: list[int],
+    cfg: EvalConfig,
+    bandits: list[str] | None = None,
 ) -> dict:
-    """Replay and score every method; returns the summary dict (plus curves for plotting)."""
+    """Replay and score every method; returns the summary dict (plus curves for plotting).
+
+    ``bandits`` names the bandit methods of :data:`BANDITS` to replay (default: all), for an
+    A/B of chosen policies (``splitee replay --offline``); the baselines are always scored.
+    """
+    known = [name for name, _, _ in BANDITS]
+    unknown = set(bandits or ()) - set(known)
+    if unknown:
+        raise ValueError(f"unknown bandit methods {sorted(unknown)}; known: {known}")
     n = len(settings_outputs[0].labels)
     orders = random_orders(n, cfg.runs, cfg.seed)
     rows: list[dict] = []
@@ -129,14 +141,21 @@ def run_evaluation(
         exits = np.stack([s.exits for s in settings])
         replays: dict[str, np.ndarray] = {}
         for name, cls, side in BANDITS:
+            if bandits is not None and name not in bandits:
+                continue
             t0 = time.perf_counter()
             res = replay(cls(beta=cfg.beta), rewards, exits, orders, side)
             seconds += time.perf_counter() - t0
             steps += res.steps
             replays[name] = res.arms
+        extra: list[list[MethodResult]] = [[] for _ in settings]
+        if cfg.alpha_grid:
+            from splitee.evaluate.thresholds import threshold_methods
+
+            extra = threshold_methods(settings, cfg.alpha_grid, orders, cfg.beta)
         for i, setting in enumerate(settings):
             per = {k: v[i] for k, v in replays.items()}
-            for r in evaluate_setting(setting, orders, cfg, per):
+            for r in [*evaluate_setting(setting, orders, cfg, per), *extra[i]]:
                 row = r.row(setting)
                 row["offload_cost"] = o
                 rows.append(row)

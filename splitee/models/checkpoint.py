@@ -23,7 +23,12 @@ def save_checkpoint(model: MultiExitNet, path: Path, card: dict | None = None) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "arch": model.arch, "exit_depths": json.dumps(model.exit_depths)}
+    meta = {
+        "format": FORMAT,
+        "arch": model.arch,
+        "exit_depths": json.dumps(model.exit_depths),
+        "exit_head": model.head,
+    }
     save_file(state, str(path), metadata=meta)
     if card is not None:
         card_path(path).write_text(json.dumps(card, indent=2) + "\n")
@@ -49,7 +54,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiExit
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
-    model = MultiExitNet(meta["arch"], json.loads(meta["exit_depths"]))
+    model = MultiExitNet(
+        meta["arch"], json.loads(meta["exit_depths"]), meta.get("exit_head", "conv1")
+    )
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
 

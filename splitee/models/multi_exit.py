@@ -21,24 +21,40 @@ from torch import nn
 
 from splitee.models.resnet import DEPTHS, CifarResNet
 
+HEADS = ("conv1", "conv2")
+
 
 class ExitHead(nn.Module):
-    """Conv3x3 → BN → ReLU → global average pool → Linear.
+    """``conv1``: Conv3x3(→64) → BN → ReLU → global average pool → Linear;
+    ``conv2``: a second Conv3x3(→128) → BN → ReLU before the pool.
 
-    (ours) I-SplitEE's BN→GAP→Linear head is too weak on the 16-channel maps of a CIFAR
-    ResNet's first stage; one strided 3x3 conv to 64 channels costs about half a block and
-    lifts the early exits by many points.
+    (ours) I-SplitEE's BN→GAP→Linear head is far too weak on the 16-channel maps of a CIFAR
+    ResNet's first stage. Strided convolutions (down to 8x8) keep the head cheap: ``conv1``
+    costs about half a basic block, ``conv2`` about one and a half.
     """
 
-    def __init__(self, in_ch: int, spatial: int, num_classes: int = 10, width: int = 64) -> None:
+    def __init__(
+        self, in_ch: int, spatial: int, num_classes: int = 10, kind: str = "conv1"
+    ) -> None:
         super().__init__()
+        if kind not in HEADS:
+            raise ValueError(f"unknown exit head {kind!r}; expected one of {HEADS}")
         stride = 2 if spatial > 8 else 1
-        self.conv = nn.Conv2d(in_ch, width, 3, stride, 1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
+        self.conv = nn.Conv2d(in_ch, 64, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(64)
+        width = 64
+        self.conv2: nn.Conv2d | None = None
+        if kind == "conv2":
+            stride2 = 2 if spatial // stride > 8 else 1
+            self.conv2 = nn.Conv2d(64, 128, 3, stride2, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(128)
+            width = 128
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn(self.conv(h)))
+        if self.conv2 is not None:
+            h = F.relu(self.bn2(self.conv2(h)))
         return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
@@ -63,7 +79,9 @@ class EarlyExitResult:
 class MultiExitNet(nn.Module):
     """Backbone + exit heads, with the split API and batched early exit."""
 
-    def __init__(self, arch: str = "resnet56", exit_depths: list[int] | None = None) -> None:
+    def __init__(
+        self, arch: str = "resnet56", exit_depths: list[int] | None = None, head: str = "conv1"
+    ) -> None:
         super().__init__()
         self.backbone = CifarResNet(arch)
         n_blocks = len(self.backbone.blocks)
@@ -73,13 +91,14 @@ class MultiExitNet(nn.Module):
                 f"exit depths must increase strictly, start ≥ 1 and end at {n_blocks}: {depths}"
             )
         self.arch = arch
+        self.head = head
         self.exit_depths = list(depths)
         heads = []
         for d in depths[:-1]:
             block = self.backbone.blocks[d - 1]
             ch = block.conv2.out_channels
             spatial = 32 // (ch // 16)
-            heads.append(ExitHead(ch, spatial))
+            heads.append(ExitHead(ch, spatial, kind=head))
         self.exits = nn.ModuleList(heads)
         # Per-exit temperature (logits / T), fitted after training; 1 means uncalibrated.
         self.register_buffer("temperature", torch.ones(len(depths)))
@@ -137,6 +156,17 @@ class MultiExitNet(nn.Module):
             if depth in exit_at:
                 outs.append(self.exit_logits(h, exit_at[depth]))
         return outs
+
+    def exit_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Features at every early exit and the final logits, in one pass (head training)."""
+        feats: list[torch.Tensor] = []
+        h = self.backbone.stem(x)
+        early = set(self.exit_depths[:-1])
+        for depth, b in enumerate(self.backbone.blocks, start=1):
+            h = b(h)
+            if depth in early:
+                feats.append(h)
+        return feats, self.exit_logits(h, self.num_exits - 1)
 
     # ------------------------------------------------------------------ batched early exit
     @torch.inference_mode()

@@ -1,0 +1,76 @@
+"""Threshold adaptation: a bandit over (split arm, α) pairs instead of the arm alone.
+
+With a grid of thresholds α_1 … α_A, pair ``(k, α_j)`` is arm ``j·L + k``: frames exit at arm
+k when ``C_k ≥ α_j``. Rewards stay unsupervised (confidence minus cost), so the bandit learns
+the threshold too. Offline only: UCB1 over the pairs, without side observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from policy_store.policies import UCB1
+from policy_store.rewards import CostModel
+from splitee.evaluate.methods import MethodResult, Setting, fixed_arm, score_arms
+from splitee.evaluate.replay import replay
+
+
+@dataclass(frozen=True)
+class PairSetting:
+    """A setting whose arms are (arm, α) pairs; duck-types :class:`Setting` for scoring."""
+
+    name: str
+    level: float
+    labels: np.ndarray
+    rewards: np.ndarray
+    exits: np.ndarray
+    costs: np.ndarray
+    correct: np.ndarray
+    cost_model: CostModel
+
+
+def pair_setting(setting: Setting, grid: list[float]) -> PairSetting:
+    per = [
+        Setting(
+            setting.name,
+            setting.level,
+            setting.outputs,
+            setting.labels,
+            replace(setting.cost_model, alpha=a),
+        )
+        for a in grid
+    ]
+    cat = lambda attr: np.concatenate([getattr(s, attr) for s in per], axis=1)  # noqa: E731
+    return PairSetting(
+        setting.name,
+        setting.level,
+        setting.labels,
+        cat("rewards"),
+        cat("exits"),
+        cat("costs"),
+        cat("correct"),
+        setting.cost_model,
+    )
+
+
+def pair_label(index: int, num_arms: int, grid: list[float]) -> str:
+    return f"arm {index % num_arms + 1}, α={grid[index // num_arms]:g}"
+
+
+def threshold_methods(
+    settings: list[Setting], grid: list[float], orders: np.ndarray, beta: float
+) -> list[list[MethodResult]]:
+    """For every setting: UCB1 over (arm, α) pairs, and the best fixed pair in hindsight."""
+    pairs = [pair_setting(s, grid) for s in settings]
+    arms = replay(
+        UCB1(beta), np.stack([p.rewards for p in pairs]), np.stack([p.exits for p in pairs]), orders
+    ).arms
+    out = []
+    for i, p in enumerate(pairs):
+        learned = score_arms("ucb1-arm-alpha", p, arms[i], orders)  # type: ignore[arg-type]
+        best = int(np.argmax(p.rewards.mean(axis=0)))
+        fixed = fixed_arm(p, best, "best-fixed-arm-alpha")  # type: ignore[arg-type]
+        out.append([learned, fixed])
+    return out

@@ -1,0 +1,49 @@
+"""What every long-running observability service shares: metrics endpoint, target, stop signal.
+
+The evaluator and the exporter are plain processes (no faust): they serve ``/metrics``,
+register a Prometheus file_sd target (removed at exit, see :func:`splitee.metrics.register_target`)
+and run until SIGTERM or SIGINT, which only set an event, so the current step finishes and
+every client is closed before the process leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
+
+from splitee import metrics
+
+log = logging.getLogger("splitee.observability")
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM/SIGINT (so ``finally`` blocks and atexit handlers run)."""
+    ev = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: ev.set())
+    return ev
+
+
+def start(role: str, worker: str, port: int, *collectors: Collector) -> threading.Event:
+    """Register ``collectors``, serve /metrics on ``port``, register the target; the stop event."""
+    for c in collectors:
+        REGISTRY.register(c)
+    stop = stop_event()
+    metrics.serve(port)
+    metrics.register_target(role, worker, port)
+    return stop
+
+
+def run_loop(step: Callable[[], None], interval_s: float, stop: threading.Event) -> None:
+    """Call ``step`` every ``interval_s`` until ``stop``; a failing step is logged, not fatal."""
+    while not stop.is_set():
+        try:
+            step()
+        except Exception:  # a broker or Redis hiccup: the metrics say so, try again
+            log.exception("step failed")
+        stop.wait(interval_s)
