@@ -207,10 +207,12 @@ def rows(out):
 
 
 def test_offline_ab_matches_evaluate_on_the_same_frames(tmp_path, frames):
-    """One camera, fixed order, clean frames = the sample's first 300 frames as evaluate reads
-    them; the offline A/B must give the evaluator's numbers exactly, and repeat them."""
+    """One camera, fixed order, clean frames = the 300 sample frames `evaluate --limit 300`
+    reads (a seeded random subset, in file order); the offline A/B must give the evaluator's
+    numbers exactly, and repeat them."""
     rec = tmp_path / "rec"
-    camera_recording(rec, frames, 300)
+    pick = np.sort(np.random.default_rng(0).permutation(len(frames))[:300])
+    camera_recording(rec, [frames[i] for i in pick], 300)
     cache = tmp_path / "cache"
     offline = ["replay", str(rec), "--offline", "--policies", "isplitee,ucb1,isplitee-full"]
     offline += ["--seeds", "3", "--model", str(CHECKPOINT), "--out", str(tmp_path / "a")]
