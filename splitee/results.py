@@ -107,9 +107,8 @@ def collect_truth(
     def on(rec) -> None:
         truth[rec.key.decode()] = json.loads(rec.value)
 
-    read_topic(
-        k, k.truth_topic, on, lambda: expect is not None and expect.issubset(truth), timeout_s
-    )
+    stop = (lambda: expect.issubset(truth)) if expect is not None else None
+    read_topic(k, k.truth_topic, on, stop, timeout_s)
     return truth
 
 
