@@ -48,6 +48,7 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         s.edge.batch_size,
         s.edge.batch_wait_ms / 1000.0,
         offload_topic=k.offload_topic,
+        concurrency=s.edge.concurrency,
     )
     metrics.serve(metrics_port)
     metrics.register_target("edge", worker_id, metrics_port)

@@ -163,7 +163,9 @@ class EdgeProcessor:
         L = self.cm.num_arms
         offload_of = {}
         for k, (idx, feats) in res.offloaded.items():
-            arr = feats.float().numpy()
+            # cast the whole batch once (per-frame numpy casts cost more than the copy)
+            dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
+            arr = feats.to(dtype).numpy()
             for j, i in enumerate(idx.tolist()):
                 offload_of[i] = (k, arr[j])
         for i, meta in enumerate(metas):

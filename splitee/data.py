@@ -78,7 +78,7 @@ class Dataset:
 def decode_jpeg(data: bytes, expect_shape: tuple[int, int, int] = IMAGE_SHAPE) -> np.ndarray:
     """Decode one JPEG frame to uint8 HWC RGB; raise CorruptFrameError with the reason."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as img:
             img.load()
             arr = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

@@ -145,6 +145,12 @@ class EdgeSettings(BaseModel):
         default="float16", description="Encoding of offloaded feature tensors."
     )
     threads: int = Field(default=1, ge=1, description="torch threads per edge worker.")
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Batches in flight per edge worker: one computes while another's outputs "
+        "are being delivered (offsets still commit only after delivery).",
+    )
     max_frame_bytes: int = Field(default=1 << 20, description="Larger frames go to the DLQ.")
 
 

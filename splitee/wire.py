@@ -69,7 +69,7 @@ def encode_tensor(x: np.ndarray, codec: str = "float32") -> bytes:
         scale = amax / 127.0 if amax > 0 else 1.0
         payload = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
     else:
-        payload = x.astype(_CODEC_DTYPE[code], copy=False)
+        payload = x.astype(_CODEC_DTYPE[code], copy=False)  # no copy when already cast
     head = _HEAD.pack(MAGIC, VERSION, code, x.ndim, 0, scale)
     shape = struct.pack(f"<{x.ndim}I", *x.shape)
     return head + shape + np.ascontiguousarray(payload).tobytes()
