@@ -163,6 +163,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--policies", default="isplitee,fixed:1,fixed:5")
     args = ap.parse_args()
+    status = subprocess.run(
+        ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, check=False
+    )
     subprocess.run(["bash", str(REPO / "deploy" / "servers-up.sh")], check=True)
     frames = [
         Frame(b, y, i)
@@ -173,6 +176,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for pol in args.policies.split(","):
             out.append(run_policy(pol, frames, args.frames, Path(d), model))
+    if status.returncode != 0:  # we started the servers: stop them again
+        subprocess.run(["bash", str(REPO / "deploy" / "servers-down.sh")], check=False)
     print(
         json.dumps(
             {
