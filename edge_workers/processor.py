@@ -18,6 +18,7 @@ from policy_store.policies import ArmStats, Policy
 from policy_store.rewards import CostModel
 from policy_store.store import Delta, PolicyStore
 from splitee import metrics as m
+from splitee.context import frame_context
 from splitee.data import CorruptFrameError, decode_jpeg
 from splitee.models import MultiExitNet
 from splitee.train import to_input
@@ -102,10 +103,12 @@ class EdgeProcessor:
         self.max_frame_bytes = max_frame_bytes
         self.policy_scope = policy_scope
 
-    def key_for(self, meta: FrameMeta) -> str:
-        """The policy a frame belongs to: one global policy or one per camera."""
+    def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
+        """The policy a frame belongs to: global, per camera, or per estimated context."""
         if self.policy_scope == "camera":
             return f"{self.policy_key}:{meta.camera_id}"
+        if self.policy_scope == "context":
+            return f"{self.policy_key}:ctx:{frame_context(img)}"
         return self.policy_key
 
     def process(self, records: list[InRecord]) -> StepOutput:
@@ -141,7 +144,7 @@ class EdgeProcessor:
             return out
 
         # Arms per policy key, from one read of each policy's statistics.
-        keys = [self.key_for(meta) for meta in metas]
+        keys = [self.key_for(meta, img) for meta, img in zip(metas, images, strict=True)]
         arms = np.zeros(len(metas), dtype=np.int64)
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key]

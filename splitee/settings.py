@@ -95,8 +95,10 @@ class PolicySettings(BaseModel):
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")
-    scope: Literal["global", "camera"] = Field(
-        default="global", description="One policy for all cameras, or one per camera."
+    scope: Literal["global", "camera", "context"] = Field(
+        default="global",
+        description="One policy for all cameras, one per camera, or one per context estimated "
+        "from cheap image statistics (dark, noisy, blurry, normal; see splitee/context.py).",
     )
 
 

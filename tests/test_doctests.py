@@ -9,6 +9,8 @@ import pytest
 
 MODULES = [
     "splitee.wire",
+    "splitee.context",
+    "producers.schedule",
     "splitee.distortions",
     "policy_store.policies",
     "policy_store.rewards",

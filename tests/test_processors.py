@@ -130,3 +130,33 @@ def test_decode_rejects_oversized_and_non_finite():
     with pytest.raises(WireError) as e:
         decode_tensor(encode_tensor(x))
     assert e.value.reason == "not_finite"
+
+
+def test_policy_scopes_route_frames_to_their_own_policies(setup):
+    from splitee.distortions import Distortion
+
+    edge, _, store, _, images = setup
+    dark = Distortion("brightness", 0.2).apply(images[:4])
+    recs = [frame_record(i, img) for i, img in enumerate([*images[:4], *dark])]
+    edge.policy_scope = "context"
+    out = edge.process(recs)
+    edge.apply(out)
+    assert "global:ctx:dark" in store.policies()
+    assert store.read("global:ctx:dark").pulls.sum() >= 1
+    edge.policy_scope = "camera"
+    out = edge.process(recs[:2])
+    assert set(out.deltas) <= {"global:cam-1"}
+
+
+def test_context_from_image_statistics(sample_frames):
+    from splitee.context import frame_context
+    from splitee.distortions import Distortion
+
+    x = sample_frames.images[::10]
+    share = lambda spec, ctx: np.mean(  # noqa: E731
+        [frame_context(i) == ctx for i in Distortion.parse(spec).apply(x, seed=1)]
+    )
+    assert share("pristine", "normal") > 0.8  # some scenes are naturally dark or smooth
+    assert share("brightness:0.3", "dark") > 0.8
+    assert share("blur:1.5", "blurry") > 0.8
+    assert share("noise:0.2", "noisy") > 0.8
