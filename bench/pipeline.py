@@ -33,10 +33,9 @@ sys.path.insert(0, str(REPO))
 
 from kafka import TopicPartition  # noqa: E402
 
-from producers.camera import Camera, Frame  # noqa: E402
-from producers.schedule import Schedule  # noqa: E402
+from producers.camera import Frame  # noqa: E402
 from splitee.data import decode_jpeg, iter_zip_frames  # noqa: E402
-from splitee.kafka_io import consumer, producer  # noqa: E402
+from splitee.kafka_io import consumer  # noqa: E402
 from splitee.models import load_checkpoint  # noqa: E402
 from splitee.results import collect_results  # noqa: E402
 from splitee.train import machine_description, to_input  # noqa: E402
@@ -45,29 +44,7 @@ from tests.pipeline_harness import Pipeline  # noqa: E402
 
 
 def send(p: Pipeline, frames: list[Frame], per_camera: int, fps: float, run: str) -> list:
-    import threading
-
-    s = p.settings
-    prod = producer(s.kafka)
-    sent: list = []
-    cams = [
-        Camera(f"cam-{i}", frames, Schedule.parse(["pristine"]), fps, "random", i, run_id=run)
-        for i in (1, 2)
-    ]
-    ts = [
-        threading.Thread(
-            target=c.run,
-            args=(prod, s.kafka.frames_topic, s.kafka.truth_topic, per_camera),
-            kwargs={"on_sent": sent.append},
-        )
-        for c in cams
-    ]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    prod.close()
-    return sent
+    return p.stream(frames, per_camera, fps, run)
 
 
 def offload_edge_times(p: Pipeline, run: str) -> list[tuple[float, int]]:

@@ -136,3 +136,33 @@ class Camera:
                     time.sleep(delay)
         producer.flush()
         return sent
+
+
+def run_cameras(
+    cameras: list[Camera],
+    producer,
+    frames_topic: str,
+    truth_topic: str,
+    count: int,
+    on_sent: Callable[[SentFrame], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, int]:
+    """Run cameras side by side, one thread each, sharing one (thread-safe) producer.
+
+    Returns the frames each camera sent; ``on_sent`` sees every frame (from the cameras'
+    threads), ``stop`` ends every stream early.
+    """
+    sent: dict[str, int] = {}
+
+    def one(cam: Camera) -> None:
+        sent[cam.camera_id] = cam.run(
+            producer, frames_topic, truth_topic, count, on_sent=on_sent, stop=stop
+        )
+
+    threads = [threading.Thread(target=one, args=(c,), name=c.camera_id) for c in cameras]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    producer.flush()
+    return sent

@@ -287,7 +287,7 @@ def produce(
     import signal
     import threading
 
-    from producers.camera import Camera
+    from producers.camera import Camera, run_cameras
     from producers.schedule import Schedule
     from producers.sources import load_frames
     from splitee import metrics
@@ -297,8 +297,7 @@ def produce(
     ps = s.producer
     frames = load_frames(ps.source, s)
     prod = producer(s.kafka)
-    sent: dict[str, int] = {}
-    threads = []
+    cams = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     metrics.serve(metrics_port)
@@ -316,19 +315,9 @@ def produce(
             ps.jpeg_quality,
             run_id if run_id is not None else ps.run_id,
         )
-        n = ps.count if count is None else count
-        t = threading.Thread(
-            target=lambda c=cam, n=n: sent.__setitem__(
-                c.camera_id,
-                c.run(prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop),
-            ),
-            name=cs.id,
-        )
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    prod.flush()
+        cams.append(cam)
+    n = ps.count if count is None else count
+    sent = run_cameras(cams, prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop)
     prod.close()
     click.echo(json.dumps({"sent": sent}))
 

@@ -29,6 +29,16 @@ import numpy as np
 from PIL import Image
 
 KINDS = ("pristine", "noise", "blur", "brightness", "contrast", "jpeg")
+#: The I-SplitEE evaluation settings: pristine, Gaussian noise and Gaussian blur levels.
+EVAL_DISTORTIONS = (
+    "pristine",
+    "noise:0.05",
+    "noise:0.1",
+    "noise:0.2",
+    "blur:0.5",
+    "blur:1.0",
+    "blur:1.5",
+)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from splitee.distortions import EVAL_DISTORTIONS
+
 #: The repository root (where ``assets/`` lives) when running from a checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
@@ -231,15 +233,7 @@ class ObservabilitySettings(BaseModel):
 class EvalSettings(BaseModel):
     runs: int = Field(default=20, ge=1, description="Random stream orders per setting.")
     distortions: list[str] = Field(
-        default=[
-            "pristine",
-            "noise:0.05",
-            "noise:0.1",
-            "noise:0.2",
-            "blur:0.5",
-            "blur:1.0",
-            "blur:1.5",
-        ],
+        default=list(EVAL_DISTORTIONS),
         description="Distortion settings as kind:level.",
     )
     batch_size: int = Field(default=500, ge=1)

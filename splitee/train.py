@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from splitee.data import Dataset
-from splitee.distortions import Distortion
+from splitee.distortions import EVAL_DISTORTIONS, Distortion
 from splitee.models import MultiExitNet, load_pretrained, pretrained_file, save_checkpoint
 
 
@@ -46,17 +46,7 @@ class TrainConfig:
     holdout: int = 2000  # training frames kept aside to fit the exit temperatures
     seed: int = 0
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
-    eval_distortions: list[str] = field(
-        default_factory=lambda: [
-            "pristine",
-            "noise:0.05",
-            "noise:0.1",
-            "noise:0.2",
-            "blur:0.5",
-            "blur:1.0",
-            "blur:1.5",
-        ]
-    )
+    eval_distortions: list[str] = field(default_factory=lambda: list(EVAL_DISTORTIONS))
 
 
 def exit_loss(

@@ -124,6 +124,32 @@ class Pipeline:
                 p.wait()
         self.procs.clear()
 
+    def stream(
+        self,
+        frames: list,
+        per_camera: int,
+        fps: float = 0.0,
+        run_id: str = "",
+        schedules: tuple[list[str], ...] = (["pristine"], ["pristine"]),
+    ) -> list:
+        """Send from one camera per schedule (threads, seeds 1, 2, …); returns what was sent."""
+        from producers.camera import Camera, run_cameras
+        from producers.schedule import Schedule
+        from splitee.kafka_io import producer
+
+        k = self.settings.kafka
+        cams = [
+            Camera(f"cam-{i}", frames, Schedule.parse(sch), fps, "random", i, run_id=run_id)
+            for i, sch in enumerate(schedules, start=1)
+        ]
+        sent: list = []
+        prod = producer(k)
+        try:
+            run_cameras(cams, prod, k.frames_topic, k.truth_topic, per_camera, sent.append)
+        finally:
+            prod.close()
+        return sent
+
     def log_tail(self, name: str, n: int = 40) -> str:
         path = self.log_dir / f"{name}.log"
         return (

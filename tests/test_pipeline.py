@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from policy_store.redis_store import RedisStore
-from producers.camera import Camera, Frame
-from producers.schedule import Schedule
+from producers.camera import Frame
 from splitee.data import encode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
@@ -45,30 +44,7 @@ def frames():
 
 def stream(p: Pipeline, frames, per_camera: int, fps: float = 0.0, run_id: str = ""):
     """Send from 2 cameras (threads) and return what was sent."""
-    import threading
-
-    s = p.settings
-    prod = producer(s.kafka)
-    sent = []
-    cams = [
-        Camera("cam-1", frames, Schedule.parse(["pristine"]), fps, "random", 1, run_id=run_id),
-        Camera("cam-2", frames, Schedule.parse(["pristine"]), fps, "random", 2, run_id=run_id),
-    ]
-    threads = [
-        threading.Thread(
-            target=c.run,
-            args=(prod, s.kafka.frames_topic, s.kafka.truth_topic, per_camera),
-            kwargs={"on_sent": sent.append},
-        )
-        for c in cams
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    prod.flush()
-    prod.close()
-    return sent
+    return p.stream(frames, per_camera, fps, run_id)
 
 
 def store_of(p: Pipeline) -> RedisStore:

@@ -39,29 +39,6 @@ def store_of(s: Settings) -> RedisStore:
     return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
 
 
-def stream(s: Settings, frames: list[Frame]) -> list:
-    prod = producer(s.kafka)
-    sent: list = []
-    cams = [
-        Camera("cam-1", frames, Schedule.parse(["pristine"]), FPS, "random", 1),
-        Camera("cam-2", frames, Schedule.parse(["pristine@60f", "noise:0.1"]), FPS, "random", 2),
-    ]
-    threads = [
-        threading.Thread(
-            target=c.run,
-            args=(prod, s.kafka.frames_topic, s.kafka.truth_topic, PER_CAMERA),
-            kwargs={"on_sent": sent.append},
-        )
-        for c in cams
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    prod.close()
-    return sent
-
-
 @pytest.fixture(scope="module")
 def live(servers, tmp_path_factory):
     """A pipeline's topics, a policy state, and a recording of a live 2-camera stream."""
@@ -75,7 +52,9 @@ def live(servers, tmp_path_factory):
     rec_cmd = [*SPLITEE, "record", "--topics", "frames,truth", "--out", str(out)]
     rec_cmd += ["--count", str(2 * PER_CAMERA), "--from-beginning", "--no-progress"]
     recorder = subprocess.Popen(rec_cmd, env=p.env, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    sent = stream(s, frames)
+    sent = p.stream(
+        frames, PER_CAMERA, FPS, schedules=(["pristine"], ["pristine@60f", "noise:0.1"])
+    )
     stdout, _ = recorder.communicate(timeout=120)
     assert recorder.returncode == 0, stdout
     store.apply("global", Delta(np.ones(9), np.ones(9), np.ones(9), 9))  # state moves on

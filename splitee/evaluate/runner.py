@@ -13,7 +13,7 @@ from tqdm import tqdm
 from policy_store.policies import UCB1, ISplitEE
 from policy_store.rewards import CostModel
 from splitee.data import Dataset
-from splitee.distortions import Distortion
+from splitee.distortions import EVAL_DISTORTIONS, Distortion
 from splitee.evaluate.methods import (
     MethodResult,
     Setting,
@@ -45,17 +45,7 @@ class EvalConfig:
     seed: int = 0
     sweep_o: list[float] = field(default_factory=list)
     alpha_grid: list[float] = field(default_factory=list)  # non-empty: learn (arm, α) too
-    distortions: list[str] = field(
-        default_factory=lambda: [
-            "pristine",
-            "noise:0.05",
-            "noise:0.1",
-            "noise:0.2",
-            "blur:0.5",
-            "blur:1.0",
-            "blur:1.5",
-        ]
-    )
+    distortions: list[str] = field(default_factory=lambda: list(EVAL_DISTORTIONS))
 
 
 @dataclass
