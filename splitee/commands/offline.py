@@ -1,0 +1,225 @@
+"""Offline commands: train, evaluate, evaluate-shift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from splitee.cli import main
+from splitee.cli import settings_of as _settings
+
+
+@main.command()
+@click.option("--arch", default=None, help="resnet20/32/44/56 (default: model.arch).")
+@click.option("--epochs", default=8, show_default=True, type=int)
+@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--lr", "lr_backbone", default=0.02, show_default=True, type=float)
+@click.option("--lr-heads", default=0.1, show_default=True, type=float)
+@click.option("--augment-distortions", is_flag=True, help="Train on noisy/blurred frames too.")
+@click.option("--limit", default=None, type=int, help="Use only N training frames (smoke run).")
+@click.option("--holdout", default=2000, show_default=True, type=int)
+@click.option("--test-limit", default=None, type=int, help="Evaluate on N test frames only.")
+@click.option("--no-bf16", is_flag=True, help="Train in fp32 (slower on CPU).")
+@click.option(
+    "--head",
+    type=click.Choice(["conv1", "conv2"]),
+    default="conv1",
+    show_default=True,
+    help="Exit head design.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this multi-exit checkpoint instead of the pretrained backbone.",
+)
+@click.option("--heads-only", is_flag=True, help="Freeze the backbone; train the exits only.")
+@click.option(
+    "--distill",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of distillation from the final exit (0..1).",
+)
+@click.option(
+    "--channel-noise",
+    is_flag=True,
+    help="Train the cloud part (after --noise-arm) on analog-channel features; needs --init.",
+)
+@click.option("--noise-arm", type=int, default=None, help="1-based split (default: channel.arm).")
+@click.option("--noise-snr", default="-5,20", show_default=True, help="SNR range in dB: lo,hi.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_context
+def train(ctx: click.Context, **opts: object) -> None:
+    """Fine-tune backbone and exits; write a safetensors checkpoint and a JSON model card."""
+    from splitee.data import load_from_settings
+    from splitee.models.checkpoint import resolve_device
+    from splitee.train import TrainConfig, summarise
+    from splitee.train import train as run_train
+
+    s = _settings(ctx)
+    cfg = TrainConfig(
+        arch=str(opts["arch"] or s.model.arch),
+        exit_every=s.model.exit_every,
+        epochs=int(opts["epochs"]),  # type: ignore[arg-type]
+        batch_size=int(opts["batch_size"]),  # type: ignore[arg-type]
+        lr_backbone=float(opts["lr_backbone"]),  # type: ignore[arg-type]
+        lr_heads=float(opts["lr_heads"]),  # type: ignore[arg-type]
+        augment_distortions=bool(opts["augment_distortions"]),
+        bf16=not opts["no_bf16"],
+        holdout=int(opts["holdout"]),  # type: ignore[arg-type]
+        seed=int(opts["seed"]),  # type: ignore[arg-type]
+        limit=opts["limit"],  # type: ignore[arg-type]
+        head=str(opts["head"]),
+        init=opts["init"],  # type: ignore[arg-type]
+        heads_only=bool(opts["heads_only"]),
+        distill=float(opts["distill"]),  # type: ignore[arg-type]
+        channel_noise=bool(opts["channel_noise"]),
+        noise_arm=int(opts["noise_arm"] or s.channel.arm),  # type: ignore[call-overload]
+        noise_snr_db=[float(v) for v in str(opts["noise_snr"]).split(",")],
+    )
+    if cfg.channel_noise and not cfg.init:
+        raise click.UsageError("--channel-noise needs --init CHECKPOINT (the model to adapt)")
+    train_set = load_from_settings("train", s)
+    test_set = load_from_settings("test", s)
+    if opts["test_limit"]:
+        test_set = test_set.subset(int(opts["test_limit"]))  # type: ignore[arg-type]
+    out = opts["out"] or s.model.checkpoint
+    card = run_train(
+        cfg, train_set, test_set, s.model.pretrained_dir, Path(out), resolve_device(s.model.device)
+    )
+    click.echo(summarise(card))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint (default: model.checkpoint).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data folder or a JPEG zip (default: data.dir).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--runs", type=int, default=None, help="Random stream orders (default: eval.runs).")
+@click.option("--limit", type=int, default=None, help="Use only the first N test frames.")
+@click.option("--distortions", default=None, help="Comma list, e.g. pristine,noise:0.1,blur:1.0")
+@click.option("--gamma", type=float, default=None)
+@click.option("--mu", type=float, default=None)
+@click.option("--alpha", type=float, default=None)
+@click.option("--o", "offload_cost", type=float, default=None, help="Offload cost o.")
+@click.option("--beta", type=float, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option(
+    "--alpha-grid",
+    default=None,
+    help="Comma list of thresholds: also learn the (arm, α) pair, e.g. 0.5,0.7,0.9",
+)
+@click.option(
+    "--sweep-o", default=None, help="Comma list of offload costs to sweep, e.g. 0.1,0.2,..."
+)
+@click.pass_context
+def evaluate(ctx: click.Context, **o: object) -> None:
+    """Offline reproduction: every method replayed over cached exit outputs."""
+    from splitee.data import find_source, load_source
+    from splitee.evaluate.runner import EvalConfig, model_outputs, run_evaluation, write_outputs
+
+    s = _settings(ctx)
+    p = s.policy
+    pick = lambda key, default: default if o[key] is None else o[key]  # noqa: E731
+    cfg = EvalConfig(
+        gamma=pick("gamma", p.gamma),
+        mu=pick("mu", p.mu),
+        alpha=pick("alpha", p.alpha),
+        offload_cost=pick("offload_cost", p.offload_cost),
+        beta=pick("beta", p.beta),
+        runs=pick("runs", s.eval.runs),
+        seed=pick("seed", p.seed),
+        sweep_o=[float(v) for v in str(o["sweep_o"]).split(",")] if o["sweep_o"] else [],
+        alpha_grid=[float(v) for v in str(o["alpha_grid"]).split(",")] if o["alpha_grid"] else [],
+        distortions=str(o["distortions"]).split(",") if o["distortions"] else s.eval.distortions,
+    )
+    data = Path(o["data_dir"]) if o["data_dir"] else s.data.dir  # type: ignore[arg-type]
+    src = data if data is not None and data.suffix == ".zip" else find_source(data, "test")
+    dataset = load_source(src, "test", s.data.cache_dir)
+    if o["limit"]:
+        dataset = dataset.subset(int(o["limit"]))  # type: ignore[arg-type]
+    model_path = Path(o["model_path"] or s.model.checkpoint)  # type: ignore[arg-type]
+    outputs, info = model_outputs(model_path, dataset, cfg.distortions, cfg.seed, s.data.cache_dir)
+    summary = run_evaluation(outputs, info["exit_depths"], cfg)
+    summary["model"] = info
+    out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
+    write_outputs(summary, out_dir)
+    click.echo((out_dir / "table.md").read_text())
+    click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
+
+
+@main.command("evaluate-shift")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint (default: model.checkpoint).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--phases",
+    default=",".join(("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")),
+    show_default=True,
+)
+@click.option("--phase-frames", type=int, default=1000, show_default=True)
+@click.option("--cameras", type=int, default=2, show_default=True)
+@click.option("--runs", type=int, default=5, show_default=True)
+@click.pass_context
+def evaluate_shift(
+    ctx: click.Context,
+    model_path: Path | None,
+    out_dir: Path,
+    phases: str,
+    phase_frames: int,
+    cameras: int,
+    runs: int,
+) -> None:
+    """Shift experiment: distortions change every N frames; global vs per-camera policies."""
+    from splitee.data import load_from_settings
+    from splitee.distortions import Distortion
+    from splitee.evaluate.runner import model_outputs
+    from splitee.evaluate.shift import ShiftConfig, shift_experiment, write_shift
+
+    s = _settings(ctx)
+    p = s.policy
+    specs = tuple(str(Distortion.parse(x)) for x in phases.split(","))
+    dataset = load_from_settings("test", s)
+    mp = Path(model_path or s.model.checkpoint)
+    outs, info = model_outputs(mp, dataset, list(dict.fromkeys(specs)), p.seed, s.data.cache_dir)
+    cfg = ShiftConfig(
+        specs,
+        phase_frames,
+        cameras,
+        runs,
+        p.seed,
+        discount=p.discount,
+        window=p.window,
+        beta=p.beta,
+    )
+    cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": p.alpha, "offload_cost": p.offload_cost}
+    summary = shift_experiment(
+        {str(o.distortion): o.outputs for o in outs},
+        dataset.labels,
+        info["exit_depths"],
+        cm_args,
+        cfg,
+    )
+    summary["model"] = info
+    write_shift(summary, out_dir)
+    click.echo((out_dir / "table.md").read_text())

@@ -1,0 +1,171 @@
+"""Pipeline commands: topics, cameras, edge and cloud workers, readiness, run summary."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from splitee.cli import main
+from splitee.cli import settings_of as _settings
+
+
+@main.group()
+def topics() -> None:
+    """Create or delete the pipeline's Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create every missing topic (partitions and size limits from the settings)."""
+    from splitee.kafka_io import create_topics, pipeline_topics
+
+    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    made = create_topics(k)
+    click.echo(f"topics: {', '.join(sorted(pipeline_topics(k)))} (created: {len(made)})")
+
+
+@topics.command("delete")
+@click.confirmation_option(prompt="Delete every pipeline topic and its data?")
+@click.pass_context
+def topics_delete(ctx: click.Context) -> None:
+    from splitee.kafka_io import delete_topics, pipeline_topics
+
+    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    delete_topics(k, pipeline_topics(k))
+
+
+@main.command()
+@click.option("--camera", "cameras", multiple=True, help="Only these camera ids (default: all).")
+@click.option("--count", type=int, default=None, help="Frames per camera (0 = endless).")
+@click.option("--fps", type=float, default=None, help="Override every camera's frame rate.")
+@click.option("--run-id", default=None, help="Tag frames with a run id.")
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.option("--worker-id", default="producers", show_default=True, help="Metrics target name.")
+@click.pass_context
+def produce(
+    ctx: click.Context,
+    cameras: tuple[str, ...],
+    count: int | None,
+    fps: float | None,
+    run_id: str | None,
+    metrics_port: int,
+    worker_id: str,
+) -> None:
+    """Run the configured cameras (one thread each) until their frame counts are sent.
+
+    SIGTERM stops the cameras cleanly: pending frames are flushed, the metrics target removed.
+    """
+    import signal
+    import threading
+
+    from producers.camera import Camera, run_cameras
+    from producers.schedule import Schedule
+    from producers.sources import load_frames
+    from splitee import metrics
+    from splitee.kafka_io import producer
+
+    s = _settings(ctx)
+    ps = s.producer
+    frames = load_frames(ps.source, s)
+    prod = producer(s.kafka)
+    cams = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    metrics.serve(metrics_port)
+    metrics.register_target("producer", worker_id, metrics_port)
+    for cs in ps.cameras:
+        if cameras and cs.id not in cameras:
+            continue
+        cam = Camera(
+            cs.id,
+            frames,
+            Schedule.parse(cs.schedule, cs.cycle),
+            fps or cs.fps,
+            cs.order,
+            cs.seed,
+            ps.jpeg_quality,
+            run_id if run_id is not None else ps.run_id,
+        )
+        cams.append(cam)
+    n = ps.count if count is None else count
+    sent = run_cameras(cams, prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop)
+    prod.close()
+    click.echo(json.dumps({"sent": sent}))
+
+
+@main.command()
+@click.option("--worker-id", default="edge-1", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def edge(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Run an edge worker (faust) in the foreground."""
+    from edge_workers.app import main as edge_main
+
+    edge_main(_settings(ctx), worker_id, metrics_port)
+
+
+@main.command()
+@click.option("--worker-id", default="cloud-1", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@click.pass_context
+def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+    """Run a cloud worker (faust) in the foreground; CUDA when present."""
+    from cloud_workers.app import main as cloud_main
+
+    cloud_main(_settings(ctx), worker_id, metrics_port)
+
+
+@main.command()
+@click.option("--expect", type=int, default=0, help="Wait until this many frames have results.")
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--run-id", default="", help="Only frames of this run id.")
+@click.pass_context
+def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> None:
+    """Join results with ground truth and print the run's summary (last line: JSON)."""
+    from policy_store.rewards import CostModel
+    from splitee.models.checkpoint import read_metadata
+    from splitee.results import collect_results, collect_truth, summarize
+
+    s = _settings(ctx)
+    truth = collect_truth(s.kafka, timeout_s=min(timeout, 30))
+    if run_id:
+        truth = {f: t for f, t in truth.items() if t.get("run_id", "") == run_id}
+    ids = set(truth) if expect else None
+    view = collect_results(s.kafka, ids, timeout, run_id)
+    depths = json.loads(read_metadata(s.model.checkpoint)["exit_depths"])
+    cm = CostModel(depths, s.policy.gamma, s.policy.mu, s.policy.alpha, s.policy.offload_cost)
+    out = summarize(view.results, truth, cm.final_cost)
+    out["duplicates_dropped"] = view.duplicates
+    out["missing"] = len(set(truth) - set(view.results))
+    click.echo(f"frames            {out.get('frames', 0)} (missing {out['missing']})")
+    if out.get("frames"):
+        click.echo(f"accuracy          {100 * out['accuracy']:.2f} %")
+        click.echo(f"cost reduction    {100 * out['cost_reduction']:.2f} % (vs final exit)")
+        click.echo(f"offloaded         {100 * out['offload_fraction']:.2f} %")
+        click.echo(f"arms chosen       {out['arms']}")
+        click.echo(
+            f"latency p50/p99   {out['latency_p50_s'] * 1000:.1f} / "
+            f"{out['latency_p99_s'] * 1000:.1f} ms (capture to result)"
+        )
+    click.echo(json.dumps(out))
+
+
+@main.command("wait-ready")
+@click.option("--edge", "n_edge", type=int, default=0, help="Edge workers to wait for.")
+@click.option("--cloud", "n_cloud", type=int, default=0, help="Cloud workers to wait for.")
+@click.option("--timeout", type=float, default=180.0, show_default=True)
+@click.pass_context
+def wait_ready(ctx: click.Context, n_edge: int, n_cloud: int, timeout: float) -> None:
+    """Wait until the worker consumer groups are stable with every partition assigned."""
+    from splitee.kafka_io import wait_groups
+
+    s = _settings(ctx)
+    g = s.kafka.group_prefix
+    want = {f"{g}-edge": n_edge, f"{g}-cloud": n_cloud}
+    try:
+        wait_groups(s.kafka, {g: n for g, n in want.items() if n}, timeout)
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("workers ready")

@@ -1,0 +1,82 @@
+"""``splitee policy``: the shared bandit statistics in Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from splitee.cli import main
+from splitee.cli import settings_of as _settings
+from splitee.settings import Settings
+
+
+def _store(s: Settings):
+    from policy_store.redis_store import RedisStore
+    from splitee.models.checkpoint import read_metadata
+
+    arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
+    return RedisStore(s.redis.url, s.redis.namespace, arms, 0.0)
+
+
+@main.group()
+def policy() -> None:
+    """Inspect and manage the shared policy statistics in Redis."""
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def policy_show(ctx: click.Context, as_json: bool) -> None:
+    """Pulls, observations and mean reward per arm of every policy."""
+    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    snap = store.snapshot()
+    if as_json:
+        click.echo(json.dumps(snap["policies"]))
+        return
+    if not snap["policies"]:
+        click.echo(f"no policies under namespace {store.namespace!r}")
+    for name, st in snap["policies"].items():
+        click.echo(f"policy {name}: t={st['t']:.0f}")
+        click.echo("  arm   pulls  observations  mean reward")
+        for a, (p, n, sm) in enumerate(zip(st["pulls"], st["n"], st["s"], strict=True)):
+            mean = f"{sm / n:.4f}" if n else "-"
+            click.echo(f"  {a + 1:>3} {p:>7.0f} {n:>13.0f} {mean:>12}")
+
+
+@policy.command("reset")
+@click.argument("name", required=False)
+@click.pass_context
+def policy_reset(ctx: click.Context, name: str | None) -> None:
+    """Forget one policy's statistics (or all in the namespace)."""
+    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    names = [name] if name else store.policies()
+    for n in names:
+        store.reset(n)
+    click.echo(f"reset: {', '.join(names) or 'nothing'}")
+
+
+@policy.command("snapshot")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_snapshot(ctx: click.Context, file: Path) -> None:
+    """Write every policy's statistics to a versioned JSON file."""
+    from policy_store.redis_store import save_snapshot
+
+    snap = save_snapshot(_store(_settings(ctx.parent)), file)  # type: ignore[arg-type]
+    click.echo(f"wrote {file} ({len(snap['policies'])} policies)")
+
+
+@policy.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_restore(ctx: click.Context, file: Path) -> None:
+    """Replace the namespace's policies with a snapshot's."""
+    from policy_store.redis_store import load_snapshot
+
+    try:
+        names = _store(_settings(ctx.parent)).restore(load_snapshot(file))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored: {', '.join(names)}")
