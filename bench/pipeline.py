@@ -150,7 +150,8 @@ def main() -> None:
         Frame(b, y, i)
         for i, (_, b, y) in enumerate(iter_zip_frames(REPO / "assets" / "cifar10-sample.zip"))
     ]
-    model = load_checkpoint(REPO / "assets" / "resnet56-multiexit.safetensors")
+    # the workers' model: BatchNorm folded into the convolutions
+    model = load_checkpoint(REPO / "assets" / "resnet56-multiexit.safetensors", fuse=True)
     out = []
     with tempfile.TemporaryDirectory() as d:
         for pol in args.policies.split(","):

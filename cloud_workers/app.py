@@ -20,7 +20,7 @@ def build_processor(s: Settings) -> CloudProcessor:
     device = resolve_device(s.model.device)
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
-    model = load_checkpoint(s.model.checkpoint)
+    model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
     cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
     store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
@@ -31,6 +31,8 @@ def build_processor(s: Settings) -> CloudProcessor:
         policy=make_policy(p.name, p.beta, p.discount, p.window, p.side_observations),
         device=device,
         max_bytes=s.kafka.max_message_bytes,
+        channel=s.channel.mode if s.channel.enabled else None,
+        channel_bits=s.channel.bits,
     )
 
 

@@ -17,7 +17,7 @@ from splitee.settings import Settings
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
-    model = load_checkpoint(s.model.checkpoint)
+    model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
     cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
     store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)

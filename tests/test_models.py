@@ -109,3 +109,18 @@ def test_checkpoint_roundtrip(tmp_path, tiny_model):
 def test_missing_checkpoint_names_the_setting(tmp_path):
     with pytest.raises(FileNotFoundError, match="SPLITEE_MODEL__CHECKPOINT"):
         load_checkpoint(tmp_path / "none.safetensors")
+
+
+def test_batchnorm_folding_keeps_every_exit(tiny_model):
+    import copy
+
+    x = torch.rand(6, 3, 32, 32)
+    with torch.no_grad():
+        before = tiny_model.forward_all(x)
+        fused = copy.deepcopy(tiny_model).fuse_for_inference()
+        after = fused.forward_all(x)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        for a, b in zip(before, after, strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
+        k = 1
+        assert torch.allclose(fused.suffix(fused.prefix(x, k), k), tiny_model(x), atol=1e-4)

@@ -43,8 +43,13 @@ def read_metadata(path: Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiExitNet:
-    """Rebuild the model described by the checkpoint's metadata and load its weights."""
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu", fuse: bool = False
+) -> MultiExitNet:
+    """Rebuild the model described by the checkpoint's metadata and load its weights.
+
+    ``fuse`` folds BatchNorm into the convolutions (inference only: the workers use it).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -58,6 +63,8 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> MultiExit
         meta["arch"], json.loads(meta["exit_depths"]), meta.get("exit_head", "conv1")
     )
     model.load_state_dict(load_file(str(path)))
+    if fuse:
+        model.fuse_for_inference()
     return model.to(device).eval()
 
 
