@@ -23,7 +23,8 @@ def build_processor(s: Settings) -> CloudProcessor:
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
     cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
-    store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
+    arms = cm.num_arms * max(1, len(p.alpha_grid))  # (arm, α) pairs with threshold adaptation
+    store = RedisStore(s.redis.url, s.redis.namespace, arms, s.redis.read_cache_ms)
     return CloudProcessor(
         model,
         cm,
@@ -33,6 +34,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         max_bytes=s.kafka.max_message_bytes,
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
+        alpha_grid=p.alpha_grid,
     )
 
 

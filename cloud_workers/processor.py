@@ -9,6 +9,7 @@ shallower arm — to the shared policy.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,12 +33,25 @@ class CloudProcessor:
         device: torch.device | str = "cpu",
         max_bytes: int | None = None,
         policy: Policy | None = None,
+        channel: str | None = None,
+        channel_bits: int = 8,
+        channel_seed: int = 0,
+        alpha_grid: list[float] | None = None,
     ) -> None:
-        """``policy`` (the edge's) sets side observations, discounting and windows of updates."""
+        """``policy`` (the edge's) sets side observations, discounting and windows of updates.
+
+        ``channel`` ("analog" or "digital") simulates the wireless link on offloaded features
+        that carry an ``snr_db`` header (splitee.channel): analog adds noise at that SNR,
+        digital quantises to ``channel_bits`` (outage is not simulated live)."""
+        self.channel = channel
+        self.channel_bits = channel_bits
+        self._channel_gen = torch.Generator().manual_seed(channel_seed)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cm = cost_model
         self.store = store
+        # threshold adaptation: the policy's arms are (split arm, α) pairs
+        self.policy_arms = cost_model.num_arms * max(1, len(alpha_grid or []))
         self.policy = policy
         self.side = policy.side_observations if policy is not None else side_observations
         self.max_bytes = max_bytes
@@ -76,6 +90,8 @@ class CloudProcessor:
         for arm, items in groups.items():
             tc = time.perf_counter()
             x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
+            if self.channel is not None:
+                x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
             with torch.inference_mode():
                 p = self.model.suffix(x, arm).float().softmax(dim=1)
             c, y = (t.cpu().numpy() for t in p.max(dim=1))
@@ -103,11 +119,37 @@ class CloudProcessor:
                 m.FRAMES_OUT.labels("cloud", "cloud").inc()
                 m.COST.labels("cloud").inc(cost)
                 m.END_TO_END.labels("cloud").observe(max(0.0, now - meta.capture_ts))
-                obs = self.cm.observations(arm, list(om.confidences), float(c_final), self.side)
-                out.deltas.setdefault(om.policy, Delta.for_policy(self.policy, L)).add(arm, obs)
+                if om.pair is not None and om.alpha is not None:  # threshold adaptation
+                    pair_cm = replace(self.cm, alpha=om.alpha)
+                    c_arm = float(om.confidences[arm] or 0.0)
+                    obs = [(om.pair, pair_cm.reward(arm, c_arm, float(c_final)))]
+                    pick = om.pair
+                else:
+                    obs = self.cm.observations(arm, list(om.confidences), float(c_final), self.side)
+                    pick = arm
+                delta = out.deltas.setdefault(
+                    om.policy, Delta.for_policy(self.policy, self.policy_arms)
+                )
+                delta.add(pick, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j + 1)).observe(rew)  # 1-based in metrics
+                    m.REWARD.labels(str(arm_j % L + 1)).observe(rew)  # split arm, 1-based
         return out
+
+    def _through_channel(self, x: torch.Tensor, snrs: list[float | None]) -> torch.Tensor:
+        """Features as received over the simulated link; frames without an SNR are clean."""
+        from splitee.channel import analog, quantise
+
+        idx = [i for i, s in enumerate(snrs) if s is not None]
+        if not idx:
+            return x
+        x = x.clone()
+        sel = torch.tensor(idx, device=x.device)
+        if self.channel == "analog":
+            snr = np.array([snrs[i] for i in idx], dtype=np.float64)
+            x[sel] = analog(x[sel], snr, self._channel_gen)[0]
+        else:
+            x[sel] = quantise(x[sel], self.channel_bits)
+        return x
 
     def apply(self, out: StepOutput) -> None:
         for key, delta in out.deltas.items():

@@ -20,7 +20,8 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
     cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
-    store = RedisStore(s.redis.url, s.redis.namespace, cm.num_arms, s.redis.read_cache_ms)
+    arms = cm.num_arms * max(1, len(p.alpha_grid))  # (arm, α) pairs with threshold adaptation
+    store = RedisStore(s.redis.url, s.redis.namespace, arms, s.redis.read_cache_ms)
     policy = make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)
     return EdgeProcessor(
         model,
@@ -32,6 +33,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
         policy_scope=p.scope,
+        alpha_grid=p.alpha_grid,
     )
 
 

@@ -9,7 +9,7 @@ cloud applies the rewards of offloaded frames once it knows ``C_L``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -92,7 +92,10 @@ class EdgeProcessor:
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
         policy_scope: str = "global",
+        alpha_grid: list[float] | None = None,
     ) -> None:
+        """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs,
+        pair ``j·L + k`` = arm k with threshold ``alpha_grid[j]``; no side observations."""
         self.model = model.eval()
         self.cm = cost_model
         self.policy = policy
@@ -102,6 +105,9 @@ class EdgeProcessor:
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
         self.policy_scope = policy_scope
+        self.alpha_grid = list(alpha_grid or [])
+        self.pair_models = [replace(cost_model, alpha=a) for a in self.alpha_grid]
+        self.policy_arms = cost_model.num_arms * max(1, len(self.alpha_grid))
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
         """The policy a frame belongs to: global, per camera, or per estimated context."""
@@ -145,25 +151,28 @@ class EdgeProcessor:
 
         # Arms per policy key, from one read of each policy's statistics.
         keys = [self.key_for(meta, img) for meta, img in zip(metas, images, strict=True)]
-        arms = np.zeros(len(metas), dtype=np.int64)
+        choices = np.zeros(len(metas), dtype=np.int64)  # policy arms: split arms or pairs
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key]
-            chosen = choose_arms(self.policy, self.store.read(key), len(idx))
-            arms[idx] = chosen
+            choices[idx] = choose_arms(self.policy, self.store.read(key), len(idx))
+        L = self.cm.num_arms
+        arms = choices % L
+        alpha: float | torch.Tensor = self.cm.alpha
+        if self.alpha_grid:
+            grid = torch.tensor(self.alpha_grid, dtype=torch.float32)
+            alpha = grid[torch.from_numpy(choices // L)]
         t2 = time.perf_counter()
         m.STAGE.labels("policy_read").observe(t2 - t1)
 
         x = to_input(np.stack(images))
-        res = self.model.early_exit(
-            x, torch.from_numpy(arms), self.cm.alpha, self.policy.side_observations
-        )
+        side = self.policy.side_observations and not self.alpha_grid
+        res = self.model.early_exit(x, torch.from_numpy(arms), alpha, side)
         t3 = time.perf_counter()
         m.STAGE.labels("edge_compute").observe(t3 - t2)
 
         conf = res.confidence.numpy()
         pred = res.prediction.numpy()
         now = time.time()
-        L = self.cm.num_arms
         offload_of = {}
         for k, (idx, feats) in res.offloaded.items():
             # cast the whole batch once (per-frame numpy casts cost more than the copy)
@@ -199,15 +208,32 @@ class EdgeProcessor:
                 m.FRAMES_OUT.labels("edge", "edge").inc()
                 m.COST.labels("edge").inc(cost)
                 m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
-                obs = self.cm.observations(a, row, None, self.policy.side_observations)
-                delta = out.deltas.setdefault(keys[i], Delta.for_policy(self.policy, L))
-                delta.add(a, obs)
+                pick = int(choices[i])
+                if self.alpha_grid:
+                    pair_cm = self.pair_models[pick // L]
+                    obs = [(pick, pair_cm.reward(a, float(conf[i, a]), None))]
+                else:
+                    obs = self.cm.observations(a, row, None, self.policy.side_observations)
+                delta = out.deltas.setdefault(
+                    keys[i], Delta.for_policy(self.policy, self.policy_arms)
+                )
+                delta.add(pick, obs)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j + 1)).observe(rew)
+                    m.REWARD.labels(str(arm_j % L + 1)).observe(rew)
             else:
                 k, feats = offload_of[i]
                 payload = encode_tensor(feats, self.codec)
-                om = OffloadMeta(k, row, self.codec, keys[i], now, self.worker_id)
+                pair = int(choices[i]) if self.alpha_grid else None
+                om = OffloadMeta(
+                    k,
+                    row,
+                    self.codec,
+                    keys[i],
+                    now,
+                    self.worker_id,
+                    pair,
+                    self.alpha_grid[pair // L] if pair is not None else None,
+                )
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
                 )

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from producers.schedule import Schedule
 from splitee import metrics
 from splitee.data import decode_jpeg, encode_jpeg
 from splitee.wire import FrameMeta
+
+if TYPE_CHECKING:
+    from splitee.channel import SNRProcess
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ class Camera:
         seed: int = 0,
         jpeg_quality: int = 90,
         run_id: str = "",
+        channel: SNRProcess | None = None,
     ) -> None:
+        """``channel`` (splitee.channel) stamps each frame's ``snr_db`` header, per sequence
+        number, for the simulated link between this camera's edge and the cloud."""
         if not source:
             raise ValueError(f"camera {camera_id}: empty frame source")
         self.camera_id = camera_id
@@ -64,6 +71,7 @@ class Camera:
         self.seed = seed
         self.jpeg_quality = jpeg_quality
         self.run_id = run_id
+        self.channel = channel
         self.token = run_id or f"{int(time.time() * 1000):x}"
 
     def _indices(self) -> Iterator[int]:
@@ -89,7 +97,11 @@ class Camera:
                 img = dist.apply(decode_jpeg(frame.jpeg), seed=self.seed * 1_000_003 + seq)
                 jpeg = encode_jpeg(img, self.jpeg_quality)
             meta = FrameMeta(
-                f"{self.camera_id}:{self.token}:{seq:08d}", self.camera_id, now, run_id=self.run_id
+                f"{self.camera_id}:{self.token}:{seq:08d}",
+                self.camera_id,
+                now,
+                run_id=self.run_id,
+                snr_db=None if self.channel is None else round(self.channel.snr_db(seq), 3),
             )
             yield SentFrame(meta, frame.label, str(dist), idx, jpeg)
 

@@ -87,6 +87,11 @@ class PolicySettings(BaseModel):
     )
     discount: float = Field(default=0.995, gt=0, le=1, description="ducb: decay per frame.")
     window: int = Field(default=1000, ge=1, description="swucb: window in frames.")
+    alpha_grid: list[float] = Field(
+        default=[],
+        description="Threshold adaptation: when set, the bandit chooses (split arm, α) pairs "
+        "from this grid instead of the arm alone (no side observations).",
+    )
     side_observations: bool = Field(
         default=False, description="ducb/swucb: also update shallower arms (as I-SplitEE)."
     )
@@ -239,6 +244,36 @@ class EvalSettings(BaseModel):
     batch_size: int = Field(default=500, ge=1)
 
 
+class ChannelSettings(BaseModel):
+    """The wireless edge-to-cloud link and the transmission decision (algorithms.md §5)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Simulate the link live: cameras stamp snr_db from channel.process, cloud "
+        "workers pass offloaded features through channel.mode at that SNR.",
+    )
+    mode: Literal["analog", "digital"] = Field(
+        default="analog", description="analog (DeepJSCC-style noisy features) or digital."
+    )
+    process: str = Field(
+        default="constant:20",
+        description="SNR process per camera: constant:DB, rayleigh:MEAN_DB[,COHERENCE], "
+        "ge:GOOD_DB,BAD_DB,P_GB,P_BG or trace:CSV[,DT].",
+    )
+    arm: int = Field(
+        default=7, ge=1, description="1-based split arm of `splitee evaluate-channel`."
+    )
+    symbol_rate: float = Field(default=1e6, gt=0, description="Channel uses per second.")
+    bits: int = Field(default=8, ge=1, le=16, description="Digital: bits per feature value.")
+    outage_snr_db: float = Field(default=0.0, description="Digital: outage below this SNR.")
+    retries: int = Field(default=1, ge=0, description="Digital: retries after an outage.")
+    td_penalty: float = Field(
+        default=0.01,
+        ge=0,
+        description="TD fitting maximises accuracy minus this times the fraction transmitted.",
+    )
+
+
 class Settings(BaseSettings):
     """All settings. See the module docstring for where values come from."""
 
@@ -261,6 +296,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     deploy: DeploySettings = DeploySettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    channel: ChannelSettings = ChannelSettings()
 
     @classmethod
     def settings_customise_sources(

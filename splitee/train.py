@@ -46,6 +46,11 @@ class TrainConfig:
     holdout: int = 2000  # training frames kept aside to fit the exit temperatures
     seed: int = 0
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
+    # Noise-aware training of the cloud part (splitee.noise_training; needs init):
+    channel_noise: bool = False
+    noise_arm: int = 7  # 1-based split arm whose features cross the channel
+    noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])  # uniform range
+    noise_prob: float = 0.8  # fraction of frames sent through the noisy channel
     eval_distortions: list[str] = field(default_factory=lambda: list(EVAL_DISTORTIONS))
 
 
@@ -188,6 +193,13 @@ def train(
         load_pretrained(model.backbone, pretrained_file(pretrained_dir, cfg.arch))
     if cfg.heads_only:
         model.backbone.requires_grad_(False)
+    if cfg.channel_noise:
+        from splitee import noise_training as nt
+
+        if not cfg.init:
+            raise ValueError("channel-noise training starts from a multi-exit checkpoint (init)")
+        cloud_params = nt.prepare(model, cfg.noise_arm - 1)
+        noise_gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     L = model.num_exits
     weights = cfg.exit_weights or [1.0] * L
@@ -202,7 +214,9 @@ def train(
     x_all, y_all = train_set.images, train_set.labels
 
     groups = [{"params": model.exits.parameters(), "lr": cfg.lr_heads}]
-    if not cfg.heads_only:
+    if cfg.channel_noise:
+        groups = [{"params": cloud_params, "lr": cfg.lr_backbone}]
+    elif not cfg.heads_only:
         groups.insert(0, {"params": model.backbone.parameters(), "lr": cfg.lr_backbone})
     opt = torch.optim.SGD(
         groups,
@@ -223,6 +237,8 @@ def train(
         model.train()
         if cfg.heads_only:
             model.backbone.eval()  # frozen: keep its BatchNorm statistics
+        if cfg.channel_noise:
+            nt.train_mode(model, cfg.noise_arm - 1)
         perm = rng.permutation(fit)
         for s in range(0, len(perm), cfg.batch_size):
             idx = np.sort(perm[s : s + cfg.batch_size])
@@ -234,7 +250,11 @@ def train(
             for g, b in zip(opt.param_groups, base, strict=True):
                 g["lr"] = b * scale
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                if cfg.heads_only:
+                if cfg.channel_noise:
+                    lo, hi = cfg.noise_snr_db
+                    snr = nt.sample_snr(len(idx), lo, hi, cfg.noise_prob, rng)
+                    outs = nt.noisy_outputs(model, xb, cfg.noise_arm - 1, snr, noise_gen)
+                elif cfg.heads_only:
                     with torch.no_grad():
                         feats, final = model.exit_features(xb)
                     outs = [*(model.exits[k](f) for k, f in enumerate(feats)), final]
@@ -243,7 +263,8 @@ def train(
             losses = [exit_loss(o.float(), yb, outs[-1].float().detach(), cfg) for o in outs]
             if cfg.heads_only:
                 losses[-1] = losses[-1].detach()
-            loss = sum(w * lo for w, lo in zip(weights, losses, strict=True)) / sum(weights)
+            ws = weights[L - len(outs) :]  # channel noise: only the exits after the split
+            loss = sum(w * lo for w, lo in zip(ws, losses, strict=True)) / sum(ws)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -260,6 +281,8 @@ def train(
     if len(hold):
         hold_logits = exit_logits_all(model, x_all[np.sort(hold)])
         temps = fit_temperatures(hold_logits, torch.from_numpy(y_all[np.sort(hold)]))
+    if cfg.channel_noise:  # the frozen edge exits keep their calibration
+        temps[: cfg.noise_arm] = start.temperature[: cfg.noise_arm]
     model.temperature.copy_(temps)
     accuracy = per_exit_accuracy(model, test_set, cfg.eval_distortions, cfg.seed)
     card = {
@@ -282,6 +305,15 @@ def train(
         "data": {"train": train_set.source, "test": test_set.source, "test_frames": len(test_set)},
         "accuracy": accuracy,
         "final_exit_accuracy": accuracy["pristine"][-1] if "pristine" in accuracy else None,
+        **(
+            {
+                "channel_accuracy": nt.channel_accuracy(
+                    model, test_set, cfg.noise_arm - 1, [-5.0, 0.0, 5.0, 10.0, 20.0], cfg.seed
+                )
+            }
+            if cfg.channel_noise
+            else {}
+        ),
         "machine": machine_description(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -208,6 +208,8 @@ class OffloadMeta:
     policy: str
     edge_ts: float
     edge_worker: str = ""
+    pair: int | None = None  # the bandit's (arm, α) pair index, with threshold adaptation
+    alpha: float | None = None  # that pair's threshold
 
     def headers(self) -> Headers:
         conf = [None if c is None or c != c else round(float(c), 6) for c in self.confidences]
@@ -219,6 +221,8 @@ class OffloadMeta:
                 "policy": self.policy,
                 "edge_ts": self.edge_ts,
                 "edge_worker": self.edge_worker,
+                "pair": self.pair,
+                "alpha": self.alpha,
             }
         )
 
@@ -238,6 +242,8 @@ class OffloadMeta:
                 policy=h["policy"].decode(),
                 edge_ts=float(h["edge_ts"]),
                 edge_worker=h.get("edge_worker", b"").decode(),
+                pair=int(h["pair"]) if h.get("pair") else None,
+                alpha=float(h["alpha"]) if h.get("alpha") else None,
             )
         except KeyError as exc:
             raise WireError("missing_header", f"offload has no {exc.args[0]!r} header") from None

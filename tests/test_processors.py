@@ -160,3 +160,25 @@ def test_context_from_image_statistics(sample_frames):
     assert share("brightness:0.3", "dark") > 0.8
     assert share("blur:1.5", "blurry") > 0.8
     assert share("noise:0.2", "noisy") > 0.8
+
+
+def test_threshold_adaptation_learns_arm_alpha_pairs_end_to_end(tiny_model, sample_frames):
+    """With an α grid the policy's arms are (arm, α) pairs, on the edge and in the cloud."""
+    from policy_store import UCB1
+
+    cm = CostModel(tiny_model.exit_depths, gamma=0.1, mu=1.0, alpha=0.5, offload_cost=0.5)
+    grid = [0.2, 0.99]
+    store = MemoryStore(cm.num_arms * len(grid))
+    edge = EdgeProcessor(tiny_model, cm, UCB1(), store, alpha_grid=grid)
+    cloud = CloudProcessor(tiny_model, cm, store, policy=UCB1(), alpha_grid=grid)
+    recs = [frame_record(i, sample_frames.images[i]) for i in range(24)]
+    out = edge.process(recs)
+    for r in out.offloads:  # the cloud learns which pair the frame played
+        h = dict(r.headers)
+        assert float(h["alpha"]) in grid and 0 <= int(h["pair"]) < 8
+    edge.apply(out)
+    cloud.apply(cloud.process(as_input(out.offloads)))
+    st = store.read("global")
+    assert st.pulls.sum() == 24 and float(st.t) == 24
+    assert (st.pulls[:8] >= 1).all()  # UCB1 plays every pair once first
+    assert st.n.sum() == 24  # one reward per frame: no side observations over pairs

@@ -64,6 +64,7 @@ def produce(
     from producers.schedule import Schedule
     from producers.sources import load_frames
     from splitee import metrics
+    from splitee.channel import camera_process
     from splitee.kafka_io import producer
 
     s = _settings(ctx)
@@ -87,6 +88,9 @@ def produce(
             cs.seed,
             ps.jpeg_quality,
             run_id if run_id is not None else ps.run_id,
+            channel=camera_process(s.channel.process, cs.id, cs.seed)
+            if s.channel.enabled
+            else None,
         )
         cams.append(cam)
     n = ps.count if count is None else count

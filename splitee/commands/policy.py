@@ -17,6 +17,7 @@ def _store(s: Settings):
     from splitee.models.checkpoint import read_metadata
 
     arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
+    arms *= max(1, len(s.policy.alpha_grid))  # (arm, α) pairs with threshold adaptation
     return RedisStore(s.redis.url, s.redis.namespace, arms, 0.0)
 
 

@@ -196,7 +196,7 @@ class MultiExitNet(nn.Module):
         self,
         x: torch.Tensor,
         arms: torch.Tensor,
-        alpha: float,
+        alpha: float | torch.Tensor,
         side_observations: bool = True,
     ) -> EarlyExitResult:
         """Run a batch where frame i stops at exit ``arms[i]``.
@@ -239,7 +239,8 @@ class MultiExitNet(nn.Module):
                 if k == L - 1:
                     exited[idx] = True
                 else:
-                    ok = conf[idx, k] >= alpha
+                    thr = alpha[idx] if isinstance(alpha, torch.Tensor) else alpha
+                    ok = conf[idx, k] >= thr
                     exited[idx[ok]] = True
                     off = ~ok
                     if bool(off.any()):

@@ -1,0 +1,85 @@
+"""Channel commands: evaluate-channel (transmission decisions over a noisy link)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from splitee.cli import main
+from splitee.cli import settings_of as _settings
+
+
+@main.command("evaluate-channel")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint (default: model.checkpoint).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--channel",
+    "mode",
+    type=click.Choice(["analog", "digital"]),
+    default=None,
+    help="Transmission (default: channel.mode).",
+)
+@click.option("--snr", default="-5,0,5,10,15,20", show_default=True, help="Comma list, dB.")
+@click.option(
+    "--fading",
+    type=click.Choice(["none", "rayleigh"]),
+    default="none",
+    show_default=True,
+    help="none: AWGN at each SNR; rayleigh: block fading around it, one block per frame.",
+)
+@click.option("--arm", type=int, default=None, help="1-based split arm (default: channel.arm).")
+@click.option("--limit", type=int, default=4000, show_default=True, help="Test frames (seeded).")
+@click.option(
+    "--fit-frames",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Of those, frames the TDs are fitted on (never scored).",
+)
+@click.option("--alpha", type=float, default=None, help="Channel-blind α (default: policy.alpha).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def evaluate_channel(ctx: click.Context, **o: object) -> None:
+    """Transmission decisions over a noisy link: accuracy, transmissions and bytes per SNR."""
+    from splitee.data import load_from_settings
+    from splitee.evaluate.channel import (
+        ChannelEvalConfig,
+        run_channel_evaluation,
+        write_channel_outputs,
+    )
+
+    s = _settings(ctx)
+    ch = s.channel
+    cfg = ChannelEvalConfig(
+        arm=int(o["arm"] or ch.arm),  # type: ignore[call-overload]
+        mode=str(o["mode"] or ch.mode),
+        snrs=[float(v) for v in str(o["snr"]).split(",")],
+        fading=str(o["fading"]),
+        alpha=float(s.policy.alpha if o["alpha"] is None else o["alpha"]),  # type: ignore[arg-type]
+        fit_frames=int(o["fit_frames"]),  # type: ignore[call-overload]
+        penalty=ch.td_penalty,
+        bits=ch.bits,
+        outage_snr_db=ch.outage_snr_db,
+        retries=ch.retries,
+        symbol_rate=ch.symbol_rate,
+        seed=int(o["seed"]),  # type: ignore[call-overload]
+    )
+    data = load_from_settings("test", s)
+    if o["limit"]:
+        data = data.subset(int(o["limit"]), cfg.seed)  # type: ignore[call-overload]
+    try:
+        model_path = Path(o["model_path"] or s.model.checkpoint)  # type: ignore[arg-type]
+        summary = run_channel_evaluation(model_path, data, cfg)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
+    write_channel_outputs(summary, out_dir)
+    click.echo((out_dir / "table.md").read_text())
+    click.echo(f"wrote {out_dir}/summary.json, table.md, td-learned.json and plots")
