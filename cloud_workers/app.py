@@ -35,6 +35,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
         alpha_grid=p.alpha_grid,
+        channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
     )
 
 

@@ -19,6 +19,7 @@ from policy_store.policies import Policy
 from policy_store.rewards import CostModel
 from policy_store.store import Delta, PolicyStore
 from splitee import metrics as m
+from splitee.channel import offload_cost
 from splitee.models import MultiExitNet
 from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, decode_tensor
 
@@ -37,6 +38,7 @@ class CloudProcessor:
         channel_bits: int = 8,
         channel_seed: int = 0,
         alpha_grid: list[float] | None = None,
+        channel_cost: bool = False,
     ) -> None:
         """``policy`` (the edge's) sets side observations, discounting and windows of updates.
 
@@ -50,6 +52,9 @@ class CloudProcessor:
         self.model = model.to(self.device).eval()
         self.cm = cost_model
         self.store = store
+        # channel-aware offload cost: o scales with the frame's air time (bytes, SNR)
+        self.channel_cost = channel_cost
+        self.ref_bytes = 2 * int(np.prod(model.feature_shape(0)))  # arm 1's features, float16
         # threshold adaptation: the policy's arms are (split arm, α) pairs
         self.policy_arms = cost_model.num_arms * max(1, len(alpha_grid or []))
         self.policy = policy
@@ -98,7 +103,11 @@ class CloudProcessor:
             now = time.time()
             m.STAGE.labels("cloud_compute").observe(time.perf_counter() - tc)
             for (meta, om, _, nbytes), c_final, pred in zip(items, c, y, strict=True):
-                cost = float(self.cm.compute_cost[arm] + self.cm.offload_cost)
+                cm = self.cm
+                if self.channel_cost:
+                    o = offload_cost(cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
+                    cm = replace(cm, offload_cost=o)
+                cost = float(cm.compute_cost[arm] + cm.offload_cost)
                 r = Result(
                     frame_id=meta.frame_id,
                     camera_id=meta.camera_id,
@@ -120,12 +129,16 @@ class CloudProcessor:
                 m.COST.labels("cloud").inc(cost)
                 m.END_TO_END.labels("cloud").observe(max(0.0, now - meta.capture_ts))
                 if om.pair is not None and om.alpha is not None:  # threshold adaptation
-                    pair_cm = replace(self.cm, alpha=om.alpha)
+                    pair_cm = replace(cm, alpha=om.alpha)
                     c_arm = float(om.confidences[arm] or 0.0)
                     obs = [(om.pair, pair_cm.reward(arm, c_arm, float(c_final)))]
                     pick = om.pair
                 else:
-                    obs = self.cm.observations(arm, list(om.confidences), float(c_final), self.side)
+                    conf_row = list(om.confidences)
+                    if om.by_td:  # sent by a transmission decision: an offload, whatever C_k
+                        obs = cm.observations(arm, conf_row, float(c_final), False, True)
+                    else:
+                        obs = cm.observations(arm, conf_row, float(c_final), self.side)
                     pick = arm
                 delta = out.deltas.setdefault(
                     om.policy, Delta.for_policy(self.policy, self.policy_arms)

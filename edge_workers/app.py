@@ -34,7 +34,22 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         max_frame_bytes=s.edge.max_frame_bytes,
         policy_scope=p.scope,
         alpha_grid=p.alpha_grid,
+        td=build_td(s),
     )
+
+
+def build_td(s: Settings):
+    """The edge's transmission decision (None: the C ≥ α rule) from the channel settings."""
+    from splitee import td
+
+    c = s.channel
+    if not c.enabled or c.td == "alpha":
+        return None
+    if c.td == "learned":
+        if c.td_file is None:
+            raise ValueError("channel.td = learned needs channel.td_file (td-learned.json)")
+        return td.Learned.load(c.td_file)
+    return td.Always() if c.td == "always" else td.Never()
 
 
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:

@@ -21,6 +21,7 @@ from splitee import metrics as m
 from splitee.context import frame_context
 from splitee.data import CorruptFrameError, decode_jpeg
 from splitee.models import MultiExitNet
+from splitee.td import TDInputs, TDMechanism
 from splitee.train import to_input
 from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, encode_tensor
 
@@ -60,6 +61,13 @@ class StepOutput:
     arms: list[int] = field(default_factory=list)
 
 
+def snr_band(snr_db: float) -> str:
+    """A bounded label for an SNR: below 0 dB, 0-10 dB, 10 dB and above."""
+    if snr_db < 0:
+        return "<0dB"
+    return "0-10dB" if snr_db < 10 else ">=10dB"
+
+
 def choose_arms(policy: Policy, stats: ArmStats, count: int) -> list[int]:
     """Arms for ``count`` frames from one statistics snapshot.
 
@@ -93,6 +101,7 @@ class EdgeProcessor:
         max_frame_bytes: int = 1 << 20,
         policy_scope: str = "global",
         alpha_grid: list[float] | None = None,
+        td: TDMechanism | None = None,
     ) -> None:
         """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs,
         pair ``j·L + k`` = arm k with threshold ``alpha_grid[j]``; no side observations."""
@@ -105,6 +114,7 @@ class EdgeProcessor:
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
         self.policy_scope = policy_scope
+        self.td = td  # channel-aware transmission decision for frames with an snr_db header
         self.alpha_grid = list(alpha_grid or [])
         self.pair_models = [replace(cost_model, alpha=a) for a in self.alpha_grid]
         self.policy_arms = cost_model.num_arms * max(1, len(self.alpha_grid))
@@ -165,8 +175,14 @@ class EdgeProcessor:
         m.STAGE.labels("policy_read").observe(t2 - t1)
 
         x = to_input(np.stack(images))
-        side = self.policy.side_observations and not self.alpha_grid
+        side = self.policy.side_observations and not self.alpha_grid and self.td is None
+        if self.td is not None:
+            alpha = 2.0  # nothing exits on C ≥ α: the transmission decision below decides
         res = self.model.early_exit(x, torch.from_numpy(arms), alpha, side)
+        exited = res.exited.numpy().copy()
+        by_td = np.zeros(len(metas), dtype=bool)
+        if self.td is not None:
+            exited, by_td = self._decide(metas, arms, res, exited)
         t3 = time.perf_counter()
         m.STAGE.labels("edge_compute").observe(t3 - t2)
 
@@ -187,7 +203,7 @@ class EdgeProcessor:
             m.ARM_CHOSEN.labels(meta.camera_id, str(a + 1), keys[i]).inc()
             m.CURRENT_ARM.labels(meta.camera_id).set(a + 1)
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
-            if bool(res.exited[i]):
+            if bool(exited[i]):
                 cost = float(self.cm.compute_cost[a])
                 r = Result(
                     frame_id=meta.frame_id,
@@ -213,7 +229,7 @@ class EdgeProcessor:
                     pair_cm = self.pair_models[pick // L]
                     obs = [(pick, pair_cm.reward(a, float(conf[i, a]), None))]
                 else:
-                    obs = self.cm.observations(a, row, None, self.policy.side_observations)
+                    obs = self.cm.observations(a, row, None, side, False if by_td[i] else None)
                 delta = out.deltas.setdefault(
                     keys[i], Delta.for_policy(self.policy, self.policy_arms)
                 )
@@ -233,6 +249,7 @@ class EdgeProcessor:
                     self.worker_id,
                     pair,
                     self.alpha_grid[pair // L] if pair is not None else None,
+                    bool(by_td[i]),
                 )
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
@@ -241,6 +258,29 @@ class EdgeProcessor:
                 m.OFFLOAD_BYTES.labels(self.codec).inc(len(payload))
         m.STAGE.labels("edge_encode").observe(time.perf_counter() - t3)
         return out
+
+    def _decide(
+        self, metas: list[FrameMeta], arms: np.ndarray, res, exited: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keep or transmit each non-final frame: the TD where the frame carries its link's SNR,
+        else the channel-blind ``C ≥ α`` rule. Returns (exited, decided by the TD)."""
+        L = self.cm.num_arms
+        conf = res.confidence.numpy()
+        rows = np.arange(len(metas))
+        by_td = np.array([m.snr_db is not None for m in metas]) & (arms < L - 1)
+        blind = (arms < L - 1) & ~by_td
+        exited = exited.copy()
+        exited[blind] = conf[rows[blind], arms[blind]] >= self.cm.alpha
+        if by_td.any():
+            snr = np.array([m.snr_db if m.snr_db is not None else 0.0 for m in metas])
+            inputs = TDInputs.from_probs(res.probs.numpy()[by_td], snr[by_td])
+            send = self.td.transmit(inputs)
+            exited[by_td] = ~send
+            for i, s in zip(np.flatnonzero(by_td), send, strict=True):
+                band = snr_band(float(snr[i]))
+                decision = "transmit" if s else "keep"
+                m.TD_DECISIONS.labels(metas[i].camera_id, band, decision).inc()
+        return exited, by_td
 
     def apply(self, out: StepOutput) -> None:
         """Fold the batch's known rewards into the shared policy (one round trip per key)."""

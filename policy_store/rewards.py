@@ -70,17 +70,29 @@ class CostModel:
         off = ~self.exits_at(np.asarray(conf))
         return self.compute_cost[None, :] + self.offload_cost * off
 
-    def reward(self, arm: int, c_arm: float, c_final: float | None) -> float:
-        """Reward of one frame at ``arm``; ``c_final`` is needed only if it was offloaded."""
+    def reward(
+        self, arm: int, c_arm: float, c_final: float | None, offloaded: bool | None = None
+    ) -> float:
+        """Reward of one frame at ``arm``; ``c_final`` is needed only if it was offloaded.
+
+        ``offloaded`` overrides the ``C ≥ α`` rule when another mechanism (a channel-aware
+        transmission decision) chose whether the frame left the edge.
+        """
         lam = self.mu * float(self.compute_cost[arm])
-        if arm == self.final or c_arm >= self.alpha:
+        exited = arm == self.final or c_arm >= self.alpha if offloaded is None else not offloaded
+        if exited:
             return float(c_arm) - lam
         if c_final is None:
             raise ValueError(f"arm {arm} offloaded (C={c_arm:.3f} < α): its reward needs C_L")
         return float(c_final) - lam - self.mu * self.offload_cost
 
     def observations(
-        self, arm: int, conf_row: Sequence[float], c_final: float | None, side: bool
+        self,
+        arm: int,
+        conf_row: Sequence[float],
+        c_final: float | None,
+        side: bool,
+        offloaded: bool | None = None,
     ) -> list[tuple[int, float]]:
         """(arm, reward) pairs that one frame reveals, online.
 
@@ -89,7 +101,7 @@ class CostModel:
         ``C_L`` known because this frame reached the final exit (offloaded, or arm = L-1).
         (ours) An arm whose reward needs an unknown ``C_L`` is not updated.
         """
-        out = [(arm, self.reward(arm, conf_row[arm], c_final))]
+        out = [(arm, self.reward(arm, conf_row[arm], c_final, offloaded))]
         if side:
             for j in range(arm):
                 cj = conf_row[j]

@@ -409,3 +409,23 @@ __all__ = [
     "parse_process",
     "quantise",
 ]
+
+
+def offload_cost(
+    base: float, nbytes: int, snr_db: float | None, ref_bytes: int, ref_snr_db: float = 20.0
+) -> float:
+    """Channel-aware offload cost: ``base`` scaled by the frame's air time against a reference.
+
+    Air time ∝ bits / log2(1 + SNR), so sending ``ref_bytes`` at ``ref_snr_db`` costs ``base``;
+    twice the bytes, or half the capacity, costs twice as much. Capped at 20 × ``base`` so one
+    deep fade cannot swamp the statistics. Without an SNR only the bytes count.
+
+    >>> round(offload_cost(0.5, 1000, 20.0, 1000), 3)
+    0.5
+    >>> round(offload_cost(0.5, 2000, 20.0, 1000), 3)
+    1.0
+    """
+    scale = nbytes / max(1, ref_bytes)
+    if snr_db is not None:
+        scale *= float(capacity(ref_snr_db)) / max(float(capacity(snr_db)), 1e-9)
+    return base * min(scale, 20.0)

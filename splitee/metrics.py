@@ -48,6 +48,11 @@ END_TO_END = Histogram(
 BATCH = Histogram(
     "splitee_batch_size", "Records per processed batch", ["role"], buckets=BATCH_BUCKETS
 )
+TD_DECISIONS = Counter(
+    "splitee_td_decisions_total",
+    "Channel-aware transmission decisions at the edge, by camera and SNR band",
+    ["camera", "snr_band", "decision"],
+)
 DEAD_LETTERS = Counter("splitee_dead_letters_total", "Records sent to a DLQ", ["role", "reason"])
 FRAMES_SENT = Counter(
     "splitee_frames_sent_total",

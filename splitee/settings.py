@@ -267,6 +267,20 @@ class ChannelSettings(BaseModel):
     bits: int = Field(default=8, ge=1, le=16, description="Digital: bits per feature value.")
     outage_snr_db: float = Field(default=0.0, description="Digital: outage below this SNR.")
     retries: int = Field(default=1, ge=0, description="Digital: retries after an outage.")
+    td: Literal["alpha", "always", "never", "learned"] = Field(
+        default="alpha",
+        description="Edge transmission decision for frames with an SNR: the channel-blind C ≥ α "
+        "rule, always/never transmit, or the learned classifier in channel.td_file.",
+    )
+    offload_cost: Literal["constant", "channel"] = Field(
+        default="constant",
+        description="Reward's offload cost o: constant, or scaled by the frame's air time "
+        "(offloaded bytes over the link's capacity at its SNR; see splitee.channel.offload_cost).",
+    )
+    td_file: Path | None = Field(
+        default=None,
+        description="JSON weights of the learned TD (written by splitee evaluate-channel).",
+    )
     td_penalty: float = Field(
         default=0.01,
         ge=0,

@@ -210,6 +210,7 @@ class OffloadMeta:
     edge_worker: str = ""
     pair: int | None = None  # the bandit's (arm, α) pair index, with threshold adaptation
     alpha: float | None = None  # that pair's threshold
+    by_td: bool = False  # a transmission decision (not C ≥ α) sent the frame
 
     def headers(self) -> Headers:
         conf = [None if c is None or c != c else round(float(c), 6) for c in self.confidences]
@@ -223,6 +224,7 @@ class OffloadMeta:
                 "edge_worker": self.edge_worker,
                 "pair": self.pair,
                 "alpha": self.alpha,
+                "td": 1 if self.by_td else None,
             }
         )
 
@@ -244,6 +246,7 @@ class OffloadMeta:
                 edge_worker=h.get("edge_worker", b"").decode(),
                 pair=int(h["pair"]) if h.get("pair") else None,
                 alpha=float(h["alpha"]) if h.get("alpha") else None,
+                by_td=h.get("td") == b"1",
             )
         except KeyError as exc:
             raise WireError("missing_header", f"offload has no {exc.args[0]!r} header") from None

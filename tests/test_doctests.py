@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "splitee.wire",
     "splitee.context",
+    "splitee.channel",
     "producers.schedule",
     "splitee.distortions",
     "policy_store.policies",

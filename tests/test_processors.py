@@ -182,3 +182,23 @@ def test_threshold_adaptation_learns_arm_alpha_pairs_end_to_end(tiny_model, samp
     assert st.pulls.sum() == 24 and float(st.t) == 24
     assert (st.pulls[:8] >= 1).all()  # UCB1 plays every pair once first
     assert st.n.sum() == 24  # one reward per frame: no side observations over pairs
+
+
+def test_channel_aware_offload_cost_follows_the_link(tiny_model, sample_frames):
+    """With channel.offload_cost = channel, a frame sent at low SNR costs more air time."""
+    cm = CostModel(tiny_model.exit_depths, alpha=1.01)  # offload everything non-final
+    store = MemoryStore(cm.num_arms)
+    edge = EdgeProcessor(tiny_model, cm, ISplitEE(), store)
+    cloud = CloudProcessor(tiny_model, cm, store, channel_cost=True)
+    costs = {}
+    for snr in (20.0, 0.0):
+        meta = FrameMeta(f"cam-1:snr:{snr}", "cam-1", 1.0, snr_db=snr)
+        rec = InRecord(b"cam-1", encode_jpeg(sample_frames.images[0]), meta.headers(), "f", 0, 0)
+        edge.store = MemoryStore(cm.num_arms)  # fresh policy: arm 0 first, offloaded
+        out = edge.process([rec])
+        back = cloud.process(as_input(out.offloads))
+        costs[snr] = Result.decode(back.results[0].value).cost
+    base = cm.compute_cost[0] + cm.offload_cost
+    assert costs[20.0] == pytest.approx(base, rel=0.3)  # arm 1's float16 features, 20 dB
+    ratio = np.log2(101) / np.log2(2)  # capacity at 20 dB over capacity at 0 dB
+    assert costs[0.0] - cm.compute_cost[0] == pytest.approx(cm.offload_cost * ratio, rel=0.01)

@@ -73,6 +73,7 @@ class EarlyExitResult:
     prediction: torch.Tensor  # (N, L) argmax; -1 where not computed
     exited: torch.Tensor  # (N,) bool: decided at the edge (C_k ≥ α, or arm L-1)
     offloaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    probs: torch.Tensor | None = None  # (N, classes) softmax at each frame's own arm
     """arm -> (frame indices, features after block ℓ_arm) for frames sent to the cloud."""
 
 
@@ -234,6 +235,10 @@ class MultiExitNet(nn.Module):
                 idx = active[look]
                 conf[idx, k] = c.cpu()
                 pred[idx, k] = y.cpu()
+                if result.probs is None:
+                    result.probs = torch.zeros(n, p.shape[1])
+                own = stop[look]
+                result.probs[active[stop]] = p[own.to(p.device)].cpu()
             if bool(stop.any()):
                 idx = active[stop]
                 if k == L - 1:
