@@ -7,7 +7,9 @@ Per policy (the learned I-SplitEE, and fixed arms 1 and 5 to pin the split):
    the last one (from the results' ``done_ts`` and offloads' ``edge_ts``);
 2. **bare prefix**: in this process, with the same torch thread count and batch size, the
    batched ``prefix`` + exit head for the arms the worker chose, weighted by how often it chose
-   them — the compute alone; ``edge_vs_bare_prefix`` = (1) / (2);
+   them — the compute alone; ``edge_vs_bare_prefix`` = (1) / (2); and the edge worker's batch
+   step alone, in this process without Kafka (``edge_step_vs_bare_prefix``), to tell the
+   worker's own overhead from the cost of Kafka I/O;
 3. **end to end**: then a cloud worker starts, a paced 2-camera stream runs through everything,
    and frames per second and p50/p99 capture-to-result latency are measured.
 
@@ -86,6 +88,28 @@ def bare_prefix_fps(model, arms: Counter, batch: int, threads: int, images: np.n
     return 1.0 / per_frame
 
 
+def edge_step_fps(model, policy: str, sent: list, batch: int, threads: int) -> float:
+    """The edge worker's batch step alone (decode, policy, early exit, encode), without Kafka."""
+    from edge_workers.processor import EdgeProcessor, InRecord
+    from policy_store import CostModel, MemoryStore
+    from policy_store.policies import make_policy
+
+    torch.set_num_threads(threads)
+    cm = CostModel(model.exit_depths)
+    step = EdgeProcessor(model, cm, make_policy(policy), MemoryStore(cm.num_arms))
+    recs = [
+        InRecord(f.meta.camera_id.encode(), f.jpeg, f.meta.headers(), "frames", 0, i)
+        for i, f in enumerate(sent)
+    ]
+    batches = [recs[i : i + batch] for i in range(0, len(recs) - batch + 1, batch)]
+    for b in batches[:2]:
+        step.apply(step.process(b))  # warm up (and let the policy settle a little)
+    t0 = time.perf_counter()
+    for b in batches:
+        step.apply(step.process(b))
+    return len(batches) * batch / (time.perf_counter() - t0)
+
+
 def run_policy(policy: str, frames: list[Frame], n: int, log_dir: Path, model) -> dict:
     p = Pipeline.create(log_dir, SPLITEE_POLICY__NAME=policy)
     s = p.settings
@@ -108,6 +132,7 @@ def run_policy(policy: str, frames: list[Frame], n: int, log_dir: Path, model) -
         edge_fps = (len(edge_times) - b) / (edge_times[-1] - edge_times[b - 1])
         images = np.stack([decode_jpeg(f.jpeg) for f in sent[:b]])
         bare = bare_prefix_fps(model, arms, b, s.edge.threads, images)
+        step = edge_step_fps(model, policy, sent, b, s.edge.threads)
 
         # End to end: cloud worker on, then a paced stream through everything.
         p.start("cloud", "cloud-1")
@@ -125,6 +150,8 @@ def run_policy(policy: str, frames: list[Frame], n: int, log_dir: Path, model) -
             "edge_frames_per_s": round(edge_fps, 1),
             "bare_prefix_frames_per_s": round(bare, 1),
             "edge_vs_bare_prefix": round(edge_fps / bare, 3),
+            "edge_step_without_kafka_frames_per_s": round(step, 1),
+            "edge_step_vs_bare_prefix": round(step / bare, 3),
             "arms_chosen": {str(a + 1): c for a, c in sorted(arms.items())},
             "e2e_frames": len(view.results),
             "e2e_missing": len(ids2 - set(view.results)),
