@@ -18,6 +18,18 @@ def settings_of(ctx: click.Context) -> Settings:
 
 _settings = settings_of
 
+# Options several commands share.
+model_option = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint (default: model.checkpoint).",
+)
+out_dir_option = click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True
+)
+
 
 @click.group()
 @click.option(

@@ -6,19 +6,13 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main
+from splitee.cli import main, model_option, out_dir_option
 from splitee.cli import settings_of as _settings
 
 
 @main.command("evaluate-channel")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Checkpoint (default: model.checkpoint).",
-)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@model_option
+@out_dir_option
 @click.option(
     "--channel",
     "mode",

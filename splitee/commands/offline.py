@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main
+from splitee.cli import main, model_option, out_dir_option
 from splitee.cli import settings_of as _settings
 
 
@@ -95,13 +95,7 @@ def train(ctx: click.Context, **opts: object) -> None:
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Checkpoint (default: model.checkpoint).",
-)
+@model_option
 @click.option(
     "--data",
     "data_dir",
@@ -109,9 +103,9 @@ def train(ctx: click.Context, **opts: object) -> None:
     default=None,
     help="Data folder or a JPEG zip (default: data.dir).",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@out_dir_option
 @click.option("--runs", type=int, default=None, help="Random stream orders (default: eval.runs).")
-@click.option("--limit", type=int, default=None, help="Use only the first N test frames.")
+@click.option("--limit", type=int, default=None, help="A seeded random subset of N test frames.")
 @click.option("--distortions", default=None, help="Comma list, e.g. pristine,noise:0.1,blur:1.0")
 @click.option("--gamma", type=float, default=None)
 @click.option("--mu", type=float, default=None)
@@ -164,14 +158,8 @@ def evaluate(ctx: click.Context, **o: object) -> None:
 
 
 @main.command("evaluate-shift")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Checkpoint (default: model.checkpoint).",
-)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@model_option
+@out_dir_option
 @click.option(
     "--phases",
     default=",".join(("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")),
