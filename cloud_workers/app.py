@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 
 from cloud_workers.processor import CloudProcessor
-from policy_store.policies import make_policy
-from policy_store.redis_store import RedisStore
-from policy_store.rewards import CostModel
-from splitee import metrics
+from splitee import metrics, policy_setup
 from splitee.faust_app import attach_batch_agent, build_app, run_worker
 from splitee.kafka_io import dlq
 from splitee.models import load_checkpoint
@@ -22,14 +19,12 @@ def build_processor(s: Settings) -> CloudProcessor:
         torch.set_num_threads(s.cloud.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
-    cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
-    arms = cm.num_arms * max(1, len(p.alpha_grid))  # (arm, α) pairs with threshold adaptation
-    store = RedisStore(s.redis.url, s.redis.namespace, arms, s.redis.read_cache_ms)
+    cm = policy_setup.cost_model(s, model.exit_depths)
     return CloudProcessor(
         model,
         cm,
-        store,
-        policy=make_policy(p.name, p.beta, p.discount, p.window, p.side_observations),
+        policy_setup.store(s, cm.num_arms),
+        policy=policy_setup.policy(s),
         device=device,
         max_bytes=s.kafka.max_message_bytes,
         channel=s.channel.mode if s.channel.enabled else None,

@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 
 from edge_workers.processor import EdgeProcessor
-from policy_store.policies import make_policy
-from policy_store.redis_store import RedisStore
-from policy_store.rewards import CostModel
-from splitee import metrics
+from splitee import metrics, policy_setup
 from splitee.faust_app import attach_batch_agent, build_app, run_worker
 from splitee.kafka_io import dlq
 from splitee.models import load_checkpoint
@@ -19,15 +16,12 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     p = s.policy
-    cm = CostModel(model.exit_depths, p.gamma, p.mu, p.alpha, p.offload_cost)
-    arms = cm.num_arms * max(1, len(p.alpha_grid))  # (arm, α) pairs with threshold adaptation
-    store = RedisStore(s.redis.url, s.redis.namespace, arms, s.redis.read_cache_ms)
-    policy = make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)
+    cm = policy_setup.cost_model(s, model.exit_depths)
     return EdgeProcessor(
         model,
         cm,
-        policy,
-        store,
+        policy_setup.policy(s),
+        policy_setup.store(s, cm.num_arms),
         policy_key=p.key,
         codec=s.edge.codec,
         worker_id=worker_id,

@@ -531,9 +531,9 @@ def num_arms(s: Settings) -> int:
 
 def policy_store(s: Settings):
     """The Redis policy store of these settings (fresh reads, no cache)."""
-    from policy_store.redis_store import RedisStore
+    from splitee import policy_setup
 
-    return RedisStore(s.redis.url, s.redis.namespace, num_arms(s), 0.0)
+    return policy_setup.store(s, num_arms(s), cache_ms=0.0)
 
 
 def _try_snapshot(s: Settings) -> tuple[dict | None, str | None]:

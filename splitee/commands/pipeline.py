@@ -6,6 +6,7 @@ import json
 
 import click
 
+from splitee import policy_setup
 from splitee.cli import main
 from splitee.cli import settings_of as _settings
 
@@ -128,7 +129,6 @@ def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
 @click.pass_context
 def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> None:
     """Join results with ground truth and print the run's summary (last line: JSON)."""
-    from policy_store.rewards import CostModel
     from splitee.models.checkpoint import read_metadata
     from splitee.results import collect_results, collect_truth, summarize
 
@@ -139,7 +139,7 @@ def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> Non
     ids = set(truth) if expect else None
     view = collect_results(s.kafka, ids, timeout, run_id)
     depths = json.loads(read_metadata(s.model.checkpoint)["exit_depths"])
-    cm = CostModel(depths, s.policy.gamma, s.policy.mu, s.policy.alpha, s.policy.offload_cost)
+    cm = policy_setup.cost_model(s, depths)
     out = summarize(view.results, truth, cm.final_cost)
     out["duplicates_dropped"] = view.duplicates
     out["missing"] = len(set(truth) - set(view.results))

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import click
 
+from splitee import policy_setup
 from splitee.cli import main
 from splitee.cli import settings_of as _settings
 from splitee.settings import Settings
 
 
 def _store(s: Settings):
-    from policy_store.redis_store import RedisStore
     from splitee.models.checkpoint import read_metadata
 
-    arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
-    arms *= max(1, len(s.policy.alpha_grid))  # (arm, α) pairs with threshold adaptation
-    return RedisStore(s.redis.url, s.redis.namespace, arms, 0.0)
+    split_arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
+    return policy_setup.store(s, split_arms, cache_ms=0.0)
 
 
 @main.group()

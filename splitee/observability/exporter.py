@@ -254,17 +254,15 @@ def refresh(state: ExporterState, lag: LagReader | None, store) -> None:
 
 def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     """Refresh lag and policy state every scrape interval until SIGTERM."""
-    from policy_store.policies import make_policy
-    from policy_store.redis_store import RedisStore
+    from splitee import policy_setup
     from splitee.observability import service
     from splitee.observability.evaluator import exit_depths
     from splitee.observability.promapi import parse_duration
 
-    arms = len(exit_depths(s.model.checkpoint))
-    store = RedisStore(s.redis.url, s.redis.namespace, arms, cache_ms=0)
+    store = policy_setup.store(s, len(exit_depths(s.model.checkpoint)), cache_ms=0.0)
     state = ExporterState()
-    p = s.policy  # the same policy the workers run, so the index is the one they maximise
-    policy = make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)
+    # the same policy the workers run, so the index is the one they maximise
+    policy = policy_setup.policy(s)
     stop = service.start("exporter", worker_id, metrics_port, ExporterCollector(state, policy))
     lag: LagReader | None = None
     interval = parse_duration(s.observability.scrape_interval)
