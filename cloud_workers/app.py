@@ -48,5 +48,5 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         s.cloud.batch_wait_ms / 1000.0,
     )
     metrics.serve(metrics_port)
-    metrics.register_target("cloud", worker_id, metrics_port)
+    metrics.register_target(s.var_dir, "cloud", worker_id, metrics_port)
     run_worker(app, s.log_level)

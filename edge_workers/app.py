@@ -62,5 +62,5 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         concurrency=s.edge.concurrency,
     )
     metrics.serve(metrics_port)
-    metrics.register_target("edge", worker_id, metrics_port)
+    metrics.register_target(s.var_dir, "edge", worker_id, metrics_port)
     run_worker(app, s.log_level)

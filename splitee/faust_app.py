@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -38,8 +37,7 @@ class BatchProcessor(Protocol):
 
 def build_app(app_id: str, s: Settings) -> faust.App:
     """A faust app with the project's size limits, memory tables and no web server."""
-    var = Path(os.environ.get("SPLITEE_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
-    datadir = var / "faust" / app_id
+    datadir = s.var_dir / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,

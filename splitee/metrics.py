@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -67,16 +66,16 @@ def serve(port: int) -> None:
         start_http_server(port, addr="127.0.0.1")
 
 
-def targets_dir() -> Path:
-    base = Path(os.environ.get("SPLITEE_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
-    return base / "prometheus" / "targets"
+def targets_dir(var_dir: Path) -> Path:
+    """Where Prometheus' file_sd finds targets under the runtime state dir (settings.var_dir)."""
+    return var_dir / "prometheus" / "targets"
 
 
-def register_target(role: str, worker: str, port: int) -> Path | None:
+def register_target(var_dir: Path, role: str, worker: str, port: int) -> Path | None:
     """Write a file_sd target so Prometheus scrapes this process (removed on clean exit)."""
     if not port:
         return None
-    d = targets_dir()
+    d = targets_dir(var_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{worker}.json"
     entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"role": role, "worker": worker}}]

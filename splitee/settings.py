@@ -1,21 +1,26 @@
 """Typed settings for every role, from one TOML file and/or environment variables.
 
-Precedence (highest first): keyword arguments, environment variables, the TOML file named by
-``SPLITEE_CONFIG`` (or passed to :func:`load_settings`), then the defaults below.
+Precedence (highest first): keyword arguments, environment variables, the TOML file passed to
+:func:`load_settings` (else the one named by ``SPLITEE_CONFIG``), then the defaults below.
 
 Environment variables use the prefix ``SPLITEE_`` and ``__`` between nested names, e.g.
 ``SPLITEE_POLICY__ALPHA=0.6`` or ``SPLITEE_KAFKA__BOOTSTRAP=127.0.0.1:9092``. Every field is
 documented in the README's settings table, generated from this module by
-``splitee settings --markdown``.
+``splitee settings --markdown``. Unknown keys are errors in every section, so a misspelt
+setting fails loudly instead of silently keeping its default.
+
+This module is the only place that reads the environment: every other module takes a
+:class:`Settings` (or values from it).
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,13 +35,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 
 
+#: The TOML file :func:`load_settings` was given, for the sources of the Settings it builds.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("splitee_config_file", default=None)
+
+
+class Section(BaseModel):
+    """A settings section (``[kafka]`` …): unknown keys are errors, as at the top level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _default_data_dir() -> Path | None:
     """``../shared/data/cifar10`` beside the checkout, when it exists (the dev machines)."""
     candidate = REPO_ROOT.parent / "shared" / "data" / "cifar10"
     return candidate if candidate.is_dir() else None
 
 
-class DataSettings(BaseModel):
+class DataSettings(Section):
     """Where CIFAR-10 comes from."""
 
     dir: Path | None = Field(
@@ -59,7 +74,7 @@ class DataSettings(BaseModel):
     )
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     """The multi-exit network."""
 
     arch: Literal["resnet20", "resnet32", "resnet44", "resnet56"] = "resnet56"
@@ -73,10 +88,9 @@ class ModelSettings(BaseModel):
         description="Folder with the akamaster CIFAR ResNet checkpoints used to start training.",
     )
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
-    threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch default.")
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(Section):
     """Bandit and reward parameters (I-SplitEE defaults)."""
 
     name: str = Field(
@@ -109,7 +123,7 @@ class PolicySettings(BaseModel):
     )
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(Section):
     """Kafka connection, topics and size limits (kept equal to the broker's)."""
 
     bootstrap: str = Field(
@@ -133,7 +147,7 @@ class KafkaSettings(BaseModel):
     )
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(Section):
     url: str = Field(
         default_factory=lambda: (
             f"redis://127.0.0.1:{os.environ.get('SPLITEE_REDIS_PORT', '6379')}/0"
@@ -145,7 +159,7 @@ class RedisSettings(BaseModel):
     read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
 
 
-class EdgeSettings(BaseModel):
+class EdgeSettings(Section):
     """Edge workers: batching, codec of offloaded features, side observations."""
 
     batch_size: int = Field(default=32, ge=1, description="Frames per batch (max).")
@@ -163,13 +177,13 @@ class EdgeSettings(BaseModel):
     max_frame_bytes: int = Field(default=1 << 20, description="Larger frames go to the DLQ.")
 
 
-class CloudSettings(BaseModel):
+class CloudSettings(Section):
     batch_size: int = Field(default=64, ge=1)
     batch_wait_ms: float = Field(default=20.0, ge=0)
     threads: int = Field(default=1, ge=1, description="torch threads per cloud worker (CPU).")
 
 
-class CameraSettings(BaseModel):
+class CameraSettings(Section):
     """One simulated camera."""
 
     id: str
@@ -184,7 +198,7 @@ class CameraSettings(BaseModel):
     cycle: bool = Field(default=False, description="Repeat the schedule (e.g. day/night).")
 
 
-class ProducerSettings(BaseModel):
+class ProducerSettings(Section):
     source: Literal["sample", "test", "train"] = Field(
         default="sample", description="Frames: the shipped sample, or data.dir's test/train."
     )
@@ -205,13 +219,13 @@ class ProducerSettings(BaseModel):
     )
 
 
-class DeploySettings(BaseModel):
+class DeploySettings(Section):
     edge_workers: int = Field(default=2, ge=0)
     cloud_workers: int = Field(default=1, ge=0)
     metrics_port_base: int = Field(default=9200, description="Worker i serves metrics on base+i.")
 
 
-class ObservabilitySettings(BaseModel):
+class ObservabilitySettings(Section):
     """Prometheus, the evaluator and exporter services, Grafana (splitee.observability)."""
 
     prometheus_url: str = Field(
@@ -235,16 +249,15 @@ class ObservabilitySettings(BaseModel):
     grafana_folder: str = Field(default="splitee", description="Grafana folder of the dashboards.")
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(Section):
     runs: int = Field(default=20, ge=1, description="Random stream orders per setting.")
     distortions: list[str] = Field(
         default=list(EVAL_DISTORTIONS),
         description="Distortion settings as kind:level.",
     )
-    batch_size: int = Field(default=500, ge=1)
 
 
-class ChannelSettings(BaseModel):
+class ChannelSettings(Section):
     """The wireless edge-to-cloud link and the transmission decision (algorithms.md §5)."""
 
     enabled: bool = Field(
@@ -299,18 +312,31 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="WARNING", description="Structured log level.")
-    data: DataSettings = DataSettings()
-    model: ModelSettings = ModelSettings()
-    policy: PolicySettings = PolicySettings()
-    kafka: KafkaSettings = KafkaSettings()
-    redis: RedisSettings = RedisSettings()
-    eval: EvalSettings = EvalSettings()
-    edge: EdgeSettings = EdgeSettings()
-    cloud: CloudSettings = CloudSettings()
-    producer: ProducerSettings = ProducerSettings()
-    deploy: DeploySettings = DeploySettings()
-    observability: ObservabilitySettings = ObservabilitySettings()
-    channel: ChannelSettings = ChannelSettings()
+    var_dir: Path = Field(
+        default=REPO_ROOT / "var",
+        description="Runtime state of the deploy scripts and workers (faust data, Prometheus "
+        "file_sd targets, pids, logs); the same variable the deploy scripts read.",
+    )
+    # Sections are built per Settings object (default_factory), so the defaults that follow
+    # the deploy scripts' variables (SPLITEE_KAFKA_PORT …) are read when the settings are.
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    channel: ChannelSettings = Field(default_factory=ChannelSettings)
+
+    @field_validator("var_dir", mode="before")
+    @classmethod
+    def _empty_var_dir_is_default(cls, value: object) -> object:
+        """An empty SPLITEE_VAR_DIR means the default, as in the deploy scripts (``${V:-…}``)."""
+        return REPO_ROOT / "var" if value == "" else value
 
     @classmethod
     def settings_customise_sources(
@@ -321,21 +347,27 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config = os.environ.get("SPLITEE_CONFIG")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if config:
-            path = Path(config)
+        named = os.environ.get("SPLITEE_CONFIG")
+        path = _CONFIG_FILE.get() or (Path(named) if named else None)
+        if path is not None:
             if not path.is_file():
-                raise FileNotFoundError(f"SPLITEE_CONFIG points to {path}, which does not exist")
+                raise FileNotFoundError(f"settings file {path} does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
 
-def load_settings(config: Path | str | None = None, **overrides: object) -> Settings:
-    """Load settings, optionally from an explicit TOML file (takes the place of SPLITEE_CONFIG)."""
-    if config is not None:
-        os.environ["SPLITEE_CONFIG"] = str(config)
-    return Settings(**overrides)  # type: ignore[arg-type]
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings, optionally from an explicit TOML file (takes the place of SPLITEE_CONFIG).
+
+    The file reaches the sources through a context variable, not the environment, so loading
+    settings leaves ``os.environ`` (and what child processes inherit) as it was.
+    """
+    token = _CONFIG_FILE.set(None if config is None else Path(config))
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 def settings_markdown() -> str:

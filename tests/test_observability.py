@@ -148,7 +148,8 @@ def test_every_panel_query_of_every_dashboard_returns_data(live):
 
 def test_every_process_registered_its_target_and_is_scraped(live):
     client: PromClient = live["client"]
-    files = {p.stem for p in metrics.targets_dir().glob("*.json")}
+    targets = metrics.targets_dir(live["p"].settings.var_dir)
+    files = {p.stem for p in targets.glob("*.json")}
     assert set(live["workers"]) <= files
     up = {
         t["labels"].get("worker"): (t["labels"].get("role"), t["health"])
@@ -236,5 +237,6 @@ def test_report_draws_every_chart_with_the_expected_series(live, tmp_path):
 def test_clean_stop_removes_every_target(live):
     p: Pipeline = live["p"]
     p.stop()
-    left = {f.stem for f in metrics.targets_dir().glob("*.json")} & set(live["workers"])
+    left = {f.stem for f in metrics.targets_dir(p.settings.var_dir).glob("*.json")}
+    left &= set(live["workers"])
     assert not left, f"targets left after a clean stop: {left}"

@@ -76,7 +76,7 @@ def produce(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     metrics.serve(metrics_port)
-    metrics.register_target("producer", worker_id, metrics_port)
+    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port)
     for cs in ps.cameras:
         if cameras and cs.id not in cameras:
             continue

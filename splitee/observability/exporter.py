@@ -263,7 +263,9 @@ def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     state = ExporterState()
     # the same policy the workers run, so the index is the one they maximise
     policy = policy_setup.policy(s)
-    stop = service.start("exporter", worker_id, metrics_port, ExporterCollector(state, policy))
+    stop = service.start(
+        s.var_dir, "exporter", worker_id, metrics_port, ExporterCollector(state, policy)
+    )
     lag: LagReader | None = None
     interval = parse_duration(s.observability.scrape_interval)
 

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
@@ -29,13 +30,15 @@ def stop_event() -> threading.Event:
     return ev
 
 
-def start(role: str, worker: str, port: int, *collectors: Collector) -> threading.Event:
+def start(
+    var_dir: Path, role: str, worker: str, port: int, *collectors: Collector
+) -> threading.Event:
     """Register ``collectors``, serve /metrics on ``port``, register the target; the stop event."""
     for c in collectors:
         REGISTRY.register(c)
     stop = stop_event()
     metrics.serve(port)
-    metrics.register_target(role, worker, port)
+    metrics.register_target(var_dir, role, worker, port)
     return stop
 
 
