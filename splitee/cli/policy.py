@@ -7,20 +7,21 @@ from pathlib import Path
 
 import click
 
+from policy_store.redis_store import RedisStore
 from splitee import policy_setup
-from splitee.cli import main
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import settings_of
 from splitee.settings import Settings
 
 
-def _store(s: Settings):
+def _store(s: Settings) -> RedisStore:
+    """The policy store of the settings, read uncached (the CLI wants Redis' current state)."""
     from splitee.models.checkpoint import read_metadata
 
     split_arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
     return policy_setup.store(s, split_arms, cache_ms=0.0)
 
 
-@main.group()
+@click.group()
 def policy() -> None:
     """Inspect and manage the shared policy statistics in Redis."""
 
@@ -30,7 +31,7 @@ def policy() -> None:
 @click.pass_context
 def policy_show(ctx: click.Context, as_json: bool) -> None:
     """Pulls, observations and mean reward per arm of every policy."""
-    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    store = _store(settings_of(ctx))
     snap = store.snapshot()
     if as_json:
         click.echo(json.dumps(snap["policies"]))
@@ -50,7 +51,7 @@ def policy_show(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def policy_reset(ctx: click.Context, name: str | None) -> None:
     """Forget one policy's statistics (or all in the namespace)."""
-    store = _store(_settings(ctx.parent))  # type: ignore[arg-type]
+    store = _store(settings_of(ctx))
     names = [name] if name else store.policies()
     for n in names:
         store.reset(n)
@@ -64,7 +65,7 @@ def policy_snapshot(ctx: click.Context, file: Path) -> None:
     """Write every policy's statistics to a versioned JSON file."""
     from policy_store.redis_store import save_snapshot
 
-    snap = save_snapshot(_store(_settings(ctx.parent)), file)  # type: ignore[arg-type]
+    snap = save_snapshot(_store(settings_of(ctx)), file)
     click.echo(f"wrote {file} ({len(snap['policies'])} policies)")
 
 
@@ -76,7 +77,7 @@ def policy_restore(ctx: click.Context, file: Path) -> None:
     from policy_store.redis_store import load_snapshot
 
     try:
-        names = _store(_settings(ctx.parent)).restore(load_snapshot(file))  # type: ignore[arg-type]
+        names = _store(settings_of(ctx)).restore(load_snapshot(file))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"restored: {', '.join(names)}")

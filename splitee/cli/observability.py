@@ -7,40 +7,38 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import settings_of
 
 
-# ---------------------------------------------------------------- observability (issue 4)
-@main.command("evaluator")
+@click.command("evaluator")
 @click.option("--worker-id", default="evaluator", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
 @click.pass_context
-def evaluator_cmd(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def evaluator(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
     """Join results with ground truth live; export accuracy, cost reduction and regret."""
     from splitee.observability.evaluator import run as run_evaluator
 
     try:
-        run_evaluator(_settings(ctx), worker_id, metrics_port)
+        run_evaluator(settings_of(ctx), worker_id, metrics_port)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-@main.command("exporter")
+@click.command("exporter")
 @click.option("--worker-id", default="exporter", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
 @click.pass_context
-def exporter_cmd(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def exporter(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
     """Export Kafka consumer lag and the Redis policy state as Prometheus metrics."""
     from splitee.observability.exporter import run as run_exporter
 
     try:
-        run_exporter(_settings(ctx), worker_id, metrics_port)
+        run_exporter(settings_of(ctx), worker_id, metrics_port)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-@main.group()
+@click.group()
 def dashboards() -> None:
     """Grafana dashboards: generate the JSON files, or push them to a Grafana."""
 
@@ -86,7 +84,7 @@ def dashboards_push(
     from splitee.observability import dashboards as d
     from splitee.observability.grafana import PushError, push
 
-    o = _settings(ctx.parent).observability  # type: ignore[arg-type]
+    o = settings_of(ctx).observability
     try:
         steps = push(
             url,
@@ -104,7 +102,7 @@ def dashboards_push(
         click.echo(str(step))
 
 
-@main.command()
+@click.command()
 @click.option("--url", default=None, help="Prometheus (default: observability.prometheus_url).")
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: the numbers as JSON.")
@@ -117,7 +115,7 @@ def top(ctx: click.Context, url: str | None, once: bool, as_json: bool, interval
     from splitee.observability import top as view
     from splitee.observability.promapi import PromClient, PromError, rate_window
 
-    o = _settings(ctx).observability
+    o = settings_of(ctx).observability
     client = PromClient(url or o.prometheus_url)
     window = rate_window(o.scrape_interval)
     try:
@@ -129,7 +127,7 @@ def top(ctx: click.Context, url: str | None, once: bool, as_json: bool, interval
         raise click.ClickException(str(exc)) from None
 
 
-@main.command()
+@click.command()
 @click.option("--since", required=True, help="Start: a duration ago (30m), unix seconds or ISO.")
 @click.option("--until", default=None, help="End (default: now), same forms.")
 @click.option("--step", type=float, default=None, help="Seconds between points (default: auto).")
@@ -150,7 +148,7 @@ def report(
     from splitee.observability import report as rep
     from splitee.observability.promapi import PromClient, PromError, parse_time
 
-    o = _settings(ctx).observability
+    o = settings_of(ctx).observability
     now = time.time()
     try:
         start = parse_time(since, now)

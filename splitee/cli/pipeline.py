@@ -7,11 +7,10 @@ import json
 import click
 
 from splitee import policy_setup
-from splitee.cli import main
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import settings_of
 
 
-@main.group()
+@click.group()
 def topics() -> None:
     """Create or delete the pipeline's Kafka topics."""
 
@@ -22,7 +21,7 @@ def topics_create(ctx: click.Context) -> None:
     """Create every missing topic (partitions and size limits from the settings)."""
     from splitee.kafka_io import create_topics, pipeline_topics
 
-    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    k = settings_of(ctx).kafka
     made = create_topics(k)
     click.echo(f"topics: {', '.join(sorted(pipeline_topics(k)))} (created: {len(made)})")
 
@@ -33,11 +32,11 @@ def topics_create(ctx: click.Context) -> None:
 def topics_delete(ctx: click.Context) -> None:
     from splitee.kafka_io import delete_topics, pipeline_topics
 
-    k = _settings(ctx.parent).kafka  # type: ignore[arg-type]
+    k = settings_of(ctx).kafka
     delete_topics(k, pipeline_topics(k))
 
 
-@main.command()
+@click.command()
 @click.option("--camera", "cameras", multiple=True, help="Only these camera ids (default: all).")
 @click.option("--count", type=int, default=None, help="Frames per camera (0 = endless).")
 @click.option("--fps", type=float, default=None, help="Override every camera's frame rate.")
@@ -68,7 +67,7 @@ def produce(
     from splitee.channel import camera_process
     from splitee.kafka_io import producer
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
     prod = producer(s.kafka)
@@ -100,7 +99,7 @@ def produce(
     click.echo(json.dumps({"sent": sent}))
 
 
-@main.command()
+@click.command()
 @click.option("--worker-id", default="edge-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
 @click.pass_context
@@ -108,10 +107,10 @@ def edge(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
     """Run an edge worker (faust) in the foreground."""
     from edge_workers.app import main as edge_main
 
-    edge_main(_settings(ctx), worker_id, metrics_port)
+    edge_main(settings_of(ctx), worker_id, metrics_port)
 
 
-@main.command()
+@click.command()
 @click.option("--worker-id", default="cloud-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
 @click.pass_context
@@ -119,10 +118,10 @@ def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
     """Run a cloud worker (faust) in the foreground; CUDA when present."""
     from cloud_workers.app import main as cloud_main
 
-    cloud_main(_settings(ctx), worker_id, metrics_port)
+    cloud_main(settings_of(ctx), worker_id, metrics_port)
 
 
-@main.command()
+@click.command()
 @click.option("--expect", type=int, default=0, help="Wait until this many frames have results.")
 @click.option("--timeout", type=float, default=120.0, show_default=True)
 @click.option("--run-id", default="", help="Only frames of this run id.")
@@ -132,7 +131,7 @@ def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> Non
     from splitee.models.checkpoint import read_metadata
     from splitee.results import collect_results, collect_truth, summarize
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     truth = collect_truth(s.kafka, timeout_s=min(timeout, 30))
     if run_id:
         truth = {f: t for f, t in truth.items() if t.get("run_id", "") == run_id}
@@ -156,7 +155,7 @@ def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> Non
     click.echo(json.dumps(out))
 
 
-@main.command("wait-ready")
+@click.command("wait-ready")
 @click.option("--edge", "n_edge", type=int, default=0, help="Edge workers to wait for.")
 @click.option("--cloud", "n_cloud", type=int, default=0, help="Cloud workers to wait for.")
 @click.option("--timeout", type=float, default=180.0, show_default=True)
@@ -165,7 +164,7 @@ def wait_ready(ctx: click.Context, n_edge: int, n_cloud: int, timeout: float) ->
     """Wait until the worker consumer groups are stable with every partition assigned."""
     from splitee.kafka_io import wait_groups
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     g = s.kafka.group_prefix
     want = {f"{g}-edge": n_edge, f"{g}-cloud": n_cloud}
     try:

@@ -1,4 +1,4 @@
-"""Channel commands: evaluate-channel (transmission decisions over a noisy link)."""
+"""Link commands: evaluate-channel (transmission decisions over a noisy link)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main, model_option, out_dir_option
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import model_option, out_dir_option, settings_of
 
 
-@main.command("evaluate-channel")
+@click.command("evaluate-channel")
 @model_option
 @out_dir_option
 @click.option(
@@ -40,7 +39,19 @@ from splitee.cli import settings_of as _settings
 @click.option("--alpha", type=float, default=None, help="Channel-blind α (default: policy.alpha).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
-def evaluate_channel(ctx: click.Context, **o: object) -> None:
+def evaluate_channel(
+    ctx: click.Context,
+    model_path: Path | None,
+    out_dir: Path,
+    mode: str | None,
+    snr: str,
+    fading: str,
+    arm: int | None,
+    limit: int,
+    fit_frames: int,
+    alpha: float | None,
+    seed: int,
+) -> None:
     """Transmission decisions over a noisy link: accuracy, transmissions and bytes per SNR."""
     from splitee.data import load_from_settings
     from splitee.evaluate.channel import (
@@ -49,31 +60,29 @@ def evaluate_channel(ctx: click.Context, **o: object) -> None:
         write_channel_outputs,
     )
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     ch = s.channel
     cfg = ChannelEvalConfig(
-        arm=int(o["arm"] or ch.arm),  # type: ignore[call-overload]
-        mode=str(o["mode"] or ch.mode),
-        snrs=[float(v) for v in str(o["snr"]).split(",")],
-        fading=str(o["fading"]),
-        alpha=float(s.policy.alpha if o["alpha"] is None else o["alpha"]),  # type: ignore[arg-type]
-        fit_frames=int(o["fit_frames"]),  # type: ignore[call-overload]
+        arm=arm or ch.arm,
+        mode=mode or ch.mode,
+        snrs=[float(v) for v in snr.split(",")],
+        fading=fading,
+        alpha=s.policy.alpha if alpha is None else alpha,
+        fit_frames=fit_frames,
         penalty=ch.td_penalty,
         bits=ch.bits,
         outage_snr_db=ch.outage_snr_db,
         retries=ch.retries,
         symbol_rate=ch.symbol_rate,
-        seed=int(o["seed"]),  # type: ignore[call-overload]
+        seed=seed,
     )
     data = load_from_settings("test", s)
-    if o["limit"]:
-        data = data.subset(int(o["limit"]), cfg.seed)  # type: ignore[call-overload]
+    if limit:
+        data = data.subset(limit, cfg.seed)
     try:
-        model_path = Path(o["model_path"] or s.model.checkpoint)  # type: ignore[arg-type]
-        summary = run_channel_evaluation(model_path, data, cfg)
+        summary = run_channel_evaluation(model_path or s.model.checkpoint, data, cfg)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
     write_channel_outputs(summary, out_dir)
     click.echo((out_dir / "table.md").read_text())
     click.echo(f"wrote {out_dir}/summary.json, table.md, td-learned.json and plots")

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import settings_of
 
 
-# --------------------------------------------------------------------------- record / replay
 class _ShowRecordingWarnings:
     """Print recording warnings (truncated tails …) as one 'warning:' line each on stderr."""
 
@@ -34,7 +32,7 @@ class _ShowRecordingWarnings:
                 click.echo(f"warning: {msg}", err=True)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--topics",
     default="frames,truth",
@@ -73,7 +71,7 @@ def record(
     try:
         with _ShowRecordingWarnings():
             m = run_record(
-                _settings(ctx),
+                settings_of(ctx),
                 out,
                 topics.split(","),
                 duration,
@@ -100,7 +98,7 @@ def record(
     )
 
 
-@main.command()
+@click.command()
 @click.argument("rec", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--speed", default="1", show_default=True, help="Pace factor, or 'max'.")
 @click.option("--loop", "loops", type=int, default=1, show_default=True, help="Play N times.")
@@ -115,31 +113,40 @@ def record(
 @click.option("--allow-partial", is_flag=True, help="Read what is readable of a damaged file.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
-def replay(ctx: click.Context, rec: Path, **o: object) -> None:
+def replay(
+    ctx: click.Context,
+    rec: Path,
+    speed: str,
+    loops: int,
+    run_id: str | None,
+    restore_policy: bool,
+    offline: bool,
+    policies: str,
+    seeds: int | None,
+    seed: int | None,
+    model_path: Path | None,
+    out_dir: Path | None,
+    allow_partial: bool,
+    no_progress: bool,
+) -> None:
     """Replay a recording into Kafka (paced, with a run id), or --offline through the evaluator."""
     from splitee.recording import RecordingError, open_recording
     from splitee.replay import offline_ab, parse_speed, replay_to_kafka
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     try:
         with _ShowRecordingWarnings():
-            recording = open_recording(rec, allow_partial=bool(o["allow_partial"]))
-            if o["offline"]:
-                if not o["out_dir"]:
+            recording = open_recording(rec, allow_partial=allow_partial)
+            if offline:
+                if not out_dir:
                     raise click.UsageError("--offline needs --out DIR")
-                if o["restore_policy"]:
+                if restore_policy:
                     raise click.UsageError("--restore-policy is for replays into Kafka")
                 from splitee.evaluate.runner import write_outputs
 
                 summary = offline_ab(
-                    s,
-                    recording,
-                    str(o["policies"]).split(","),
-                    int(o["seeds"] or s.eval.runs),  # type: ignore[arg-type]
-                    o["seed"],  # type: ignore[arg-type]
-                    o["model_path"],  # type: ignore[arg-type]
+                    s, recording, policies.split(","), seeds or s.eval.runs, seed, model_path
                 )
-                out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
                 write_outputs(summary, out_dir)
                 click.echo((out_dir / "table.md").read_text())
                 click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
@@ -147,11 +154,11 @@ def replay(ctx: click.Context, rec: Path, **o: object) -> None:
             stats = replay_to_kafka(
                 s,
                 recording,
-                parse_speed(str(o["speed"])),
-                int(o["loops"]),  # type: ignore[arg-type]
-                o["run_id"],  # type: ignore[arg-type]
-                bool(o["restore_policy"]),
-                progress=not o["no_progress"],
+                parse_speed(speed),
+                loops,
+                run_id,
+                restore_policy,
+                progress=not no_progress,
             )
     except (RecordingError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import main, model_option, out_dir_option
-from splitee.cli import settings_of as _settings
+from splitee.cli.options import model_option, out_dir_option, settings_of
 
 
-@main.command()
+@click.command()
 @click.option("--arch", default=None, help="resnet20/32/44/56 (default: model.arch).")
 @click.option("--epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=256, show_default=True, type=int)
@@ -52,49 +51,70 @@ from splitee.cli import settings_of as _settings
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
-def train(ctx: click.Context, **opts: object) -> None:
+def train(
+    ctx: click.Context,
+    arch: str | None,
+    epochs: int,
+    batch_size: int,
+    lr_backbone: float,
+    lr_heads: float,
+    augment_distortions: bool,
+    limit: int | None,
+    holdout: int,
+    test_limit: int | None,
+    no_bf16: bool,
+    head: str,
+    init: str | None,
+    heads_only: bool,
+    distill: float,
+    channel_noise: bool,
+    noise_arm: int | None,
+    noise_snr: str,
+    seed: int,
+    out: Path | None,
+) -> None:
     """Fine-tune backbone and exits; write a safetensors checkpoint and a JSON model card."""
     from splitee.data import load_from_settings
     from splitee.models.checkpoint import resolve_device
     from splitee.train import TrainConfig, summarise
     from splitee.train import train as run_train
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     cfg = TrainConfig(
-        arch=str(opts["arch"] or s.model.arch),
+        arch=arch or s.model.arch,
         exit_every=s.model.exit_every,
-        epochs=int(opts["epochs"]),  # type: ignore[arg-type]
-        batch_size=int(opts["batch_size"]),  # type: ignore[arg-type]
-        lr_backbone=float(opts["lr_backbone"]),  # type: ignore[arg-type]
-        lr_heads=float(opts["lr_heads"]),  # type: ignore[arg-type]
-        augment_distortions=bool(opts["augment_distortions"]),
-        bf16=not opts["no_bf16"],
-        holdout=int(opts["holdout"]),  # type: ignore[arg-type]
-        seed=int(opts["seed"]),  # type: ignore[arg-type]
-        limit=opts["limit"],  # type: ignore[arg-type]
-        head=str(opts["head"]),
-        init=opts["init"],  # type: ignore[arg-type]
-        heads_only=bool(opts["heads_only"]),
-        distill=float(opts["distill"]),  # type: ignore[arg-type]
-        channel_noise=bool(opts["channel_noise"]),
-        noise_arm=int(opts["noise_arm"] or s.channel.arm),  # type: ignore[call-overload]
-        noise_snr_db=[float(v) for v in str(opts["noise_snr"]).split(",")],
+        epochs=epochs,
+        batch_size=batch_size,
+        lr_backbone=lr_backbone,
+        lr_heads=lr_heads,
+        augment_distortions=augment_distortions,
+        bf16=not no_bf16,
+        holdout=holdout,
+        seed=seed,
+        limit=limit,
+        head=head,
+        init=init,
+        heads_only=heads_only,
+        distill=distill,
+        channel_noise=channel_noise,
+        noise_arm=noise_arm or s.channel.arm,
+        noise_snr_db=[float(v) for v in noise_snr.split(",")],
     )
     if cfg.channel_noise and not cfg.init:
         raise click.UsageError("--channel-noise needs --init CHECKPOINT (the model to adapt)")
     train_set = load_from_settings("train", s)
     test_set = load_from_settings("test", s)
-    if opts["test_limit"]:
-        test_set = test_set.subset(int(opts["test_limit"]))  # type: ignore[arg-type]
-    out = opts["out"] or s.model.checkpoint
+    if test_limit:
+        test_set = test_set.subset(test_limit)
+    out = out or s.model.checkpoint
     card = run_train(
-        cfg, train_set, test_set, s.model.pretrained_dir, Path(out), resolve_device(s.model.device)
+        cfg, train_set, test_set, s.model.pretrained_dir, out, resolve_device(s.model.device)
     )
     click.echo(summarise(card))
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@click.command()
 @model_option
 @click.option(
     "--data",
@@ -122,42 +142,56 @@ def train(ctx: click.Context, **opts: object) -> None:
     "--sweep-o", default=None, help="Comma list of offload costs to sweep, e.g. 0.1,0.2,..."
 )
 @click.pass_context
-def evaluate(ctx: click.Context, **o: object) -> None:
+def evaluate(
+    ctx: click.Context,
+    model_path: Path | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    runs: int | None,
+    limit: int | None,
+    distortions: str | None,
+    gamma: float | None,
+    mu: float | None,
+    alpha: float | None,
+    offload_cost: float | None,
+    beta: float | None,
+    seed: int | None,
+    alpha_grid: str | None,
+    sweep_o: str | None,
+) -> None:
     """Offline reproduction: every method replayed over cached exit outputs."""
     from splitee.data import find_source, load_source
     from splitee.evaluate.runner import EvalConfig, model_outputs, run_evaluation, write_outputs
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     p = s.policy
-    pick = lambda key, default: default if o[key] is None else o[key]  # noqa: E731
     cfg = EvalConfig(
-        gamma=pick("gamma", p.gamma),
-        mu=pick("mu", p.mu),
-        alpha=pick("alpha", p.alpha),
-        offload_cost=pick("offload_cost", p.offload_cost),
-        beta=pick("beta", p.beta),
-        runs=pick("runs", s.eval.runs),
-        seed=pick("seed", p.seed),
-        sweep_o=[float(v) for v in str(o["sweep_o"]).split(",")] if o["sweep_o"] else [],
-        alpha_grid=[float(v) for v in str(o["alpha_grid"]).split(",")] if o["alpha_grid"] else [],
-        distortions=str(o["distortions"]).split(",") if o["distortions"] else s.eval.distortions,
+        gamma=p.gamma if gamma is None else gamma,
+        mu=p.mu if mu is None else mu,
+        alpha=p.alpha if alpha is None else alpha,
+        offload_cost=p.offload_cost if offload_cost is None else offload_cost,
+        beta=p.beta if beta is None else beta,
+        runs=s.eval.runs if runs is None else runs,
+        seed=p.seed if seed is None else seed,
+        sweep_o=[float(v) for v in sweep_o.split(",")] if sweep_o else [],
+        alpha_grid=[float(v) for v in alpha_grid.split(",")] if alpha_grid else [],
+        distortions=distortions.split(",") if distortions else s.eval.distortions,
     )
-    data = Path(o["data_dir"]) if o["data_dir"] else s.data.dir  # type: ignore[arg-type]
+    data = data_dir or s.data.dir
     src = data if data is not None and data.suffix == ".zip" else find_source(data, "test")
     dataset = load_source(src, "test", s.data.cache_dir)
-    if o["limit"]:
-        dataset = dataset.subset(int(o["limit"]))  # type: ignore[arg-type]
-    model_path = Path(o["model_path"] or s.model.checkpoint)  # type: ignore[arg-type]
-    outputs, info = model_outputs(model_path, dataset, cfg.distortions, cfg.seed, s.data.cache_dir)
+    if limit:
+        dataset = dataset.subset(limit)
+    model = model_path or s.model.checkpoint
+    outputs, info = model_outputs(model, dataset, cfg.distortions, cfg.seed, s.data.cache_dir)
     summary = run_evaluation(outputs, info["exit_depths"], cfg)
     summary["model"] = info
-    out_dir = Path(o["out_dir"])  # type: ignore[arg-type]
     write_outputs(summary, out_dir)
     click.echo((out_dir / "table.md").read_text())
     click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
 
 
-@main.command("evaluate-shift")
+@click.command("evaluate-shift")
 @model_option
 @out_dir_option
 @click.option(
@@ -184,11 +218,11 @@ def evaluate_shift(
     from splitee.evaluate.runner import model_outputs
     from splitee.evaluate.shift import ShiftConfig, shift_experiment, write_shift
 
-    s = _settings(ctx)
+    s = settings_of(ctx)
     p = s.policy
     specs = tuple(str(Distortion.parse(x)) for x in phases.split(","))
     dataset = load_from_settings("test", s)
-    mp = Path(model_path or s.model.checkpoint)
+    mp = model_path or s.model.checkpoint
     outs, info = model_outputs(mp, dataset, list(dict.fromkeys(specs)), p.seed, s.data.cache_dir)
     cfg = ShiftConfig(
         specs,
