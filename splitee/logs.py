@@ -32,7 +32,3 @@ def configure_logging(level: str = "WARNING") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)
