@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,20 +28,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from kafka import TopicPartition
+
+from producers.camera import Frame
+from splitee.data import decode_jpeg, iter_zip_frames
+from splitee.kafka_io import consumer
+from splitee.models import load_checkpoint
+from splitee.results import collect_results
+from splitee.testing import Pipeline
+from splitee.train import machine_description, to_input
+from splitee.wire import header_map
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from kafka import TopicPartition  # noqa: E402
-
-from producers.camera import Frame  # noqa: E402
-from splitee.data import decode_jpeg, iter_zip_frames  # noqa: E402
-from splitee.kafka_io import consumer  # noqa: E402
-from splitee.models import load_checkpoint  # noqa: E402
-from splitee.results import collect_results  # noqa: E402
-from splitee.train import machine_description, to_input  # noqa: E402
-from splitee.wire import header_map  # noqa: E402
-from tests.pipeline_harness import Pipeline  # noqa: E402
 
 LIVE_FPS = 100.0  # per camera, in the end-to-end phase
 

@@ -15,18 +15,16 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from splitee.kafka_io import delete_topics
+from splitee.recording import open_recording
+from splitee.replay import replay_to_kafka
+from splitee.settings import Settings
+from splitee.train import machine_description
 
-from splitee.kafka_io import delete_topics  # noqa: E402
-from splitee.recording import open_recording  # noqa: E402
-from splitee.replay import replay_to_kafka  # noqa: E402
-from splitee.settings import Settings  # noqa: E402
-from splitee.train import machine_description  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 config="$DEPLOY_DIR/demo.toml"
 case "${1:-}" in
   --config) config="$2" ;;
-  -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+  -h|--help) usage; exit 0 ;;
   "") ;;
   *) die "unknown argument: $1 (try --help)" ;;
 esac

@@ -17,7 +17,7 @@ for arg in "$@"; do
     --kafka-only) do_system=0 ;;
     --system-only) do_kafka=0 ;;
     -q|--quiet) quiet=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $arg (try --help)" ;;
   esac
 done

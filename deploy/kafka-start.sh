@@ -15,21 +15,9 @@ CONFIG="$KAFKA_DIR/server.properties"
 LOGFILE="$LOG_DIR/kafka.log"
 TIMEOUT="${SPLITEE_KAFKA_START_TIMEOUT:-120}"
 
-mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR"
-exec 9> "$RUN_DIR/$NAME.lock"   # serialise concurrent start/stop calls
-flock 9
-
-if is_running "$NAME"; then
-  if port_open "$HOST" "$KAFKA_PORT"; then
-    log "kafka already running (pid $(read_pid "$NAME"), $HOST:$KAFKA_PORT)"
-    exit 0
-  fi
-  log "kafka process exists (pid $(read_pid "$NAME")) but port $KAFKA_PORT is closed; waiting for it"
-  if wait_port "$HOST" "$KAFKA_PORT" "$TIMEOUT" "$NAME"; then exit 0; fi
-  show_log_tail "$LOGFILE"
-  die "kafka (pid $(read_pid "$NAME")) is not answering on $HOST:$KAFKA_PORT; try deploy/kafka-stop.sh"
-fi
-rm -f "$(pid_file "$NAME")"
+mkdir -p "$LOG_DIR" "$DATA_DIR"
+take_lock "$NAME"   # serialise concurrent start/stop calls
+exit_if_running "$NAME" "$HOST:$KAFKA_PORT" "$LOGFILE" "$TIMEOUT" port_open "$HOST" "$KAFKA_PORT"
 
 command -v java >/dev/null 2>&1 || die "java not found: run deploy/install.sh"
 "$DEPLOY_DIR/kafka/fetch-jars.sh"
@@ -82,8 +70,4 @@ kafka_started() {
     tail -c +$((log_offset + 1)) "$LOGFILE" | grep -q 'Kafka Server started'
 }
 
-start=$SECONDS
-if ! wait_until "$TIMEOUT" "$NAME" kafka_started; then
-  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
-fi
-log "kafka $KAFKA_VERSION started (pid $(read_pid "$NAME"), $HOST:$KAFKA_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"
+await_ready "$NAME" "$HOST:$KAFKA_PORT" "$LOGFILE" "$TIMEOUT" kafka_started

@@ -4,9 +4,11 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
 # Defines paths (REPO, DEPLOY_DIR, VAR_DIR, RUN_DIR, LOG_DIR, ...), ports, logging
-# helpers, pid-file helpers (start_daemon / is_running / stop_pid) and waiters
-# (wait_port / wait_http / wait_until). Every path and port can be overridden
-# through environment variables; see deploy/README.md.
+# helpers, pid-file helpers (start_daemon / is_running / stop_pid), waiters
+# (wait_port / wait_http / wait_until), the start/stop scripts' common steps
+# (take_lock / exit_if_running / await_ready / stop_server) and a supervisor
+# (supervise / start_supervised / stop_supervised). Every path and port can be
+# overridden through environment variables; see deploy/README.md.
 
 if [[ -n "${SPLITEE_LIB_SOURCED:-}" ]]; then return 0; fi
 SPLITEE_LIB_SOURCED=1
@@ -49,6 +51,20 @@ warn() { _tag >&2; printf 'WARNING: %s\n' "$*" >&2; }
 err()  { _tag >&2; printf 'ERROR: %s\n' "$*" >&2; }
 die()  { err "$@"; exit 1; }
 
+# --help of a script: its header comment (from line 2 to the first line that is not a comment).
+usage() {
+  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
+}
+
+# For scripts that take no argument but --help.
+no_args() { # "$@"
+  case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    "") ;;
+    *) die "unknown argument: $1 (try --help)" ;;
+  esac
+}
+
 # Path relative to the repo when it is inside it (for short messages).
 relpath() {
   case "$1" in
@@ -81,6 +97,15 @@ render() {
     die "unrendered placeholder left in $(relpath "$tmpl"): $(grep -o '@[A-Z_][A-Z_]*@' "$tmpl" | sort -u | tr '\n' ' ')"
   fi
   mv -f "$out.tmp" "$out"
+}
+
+# --- locks ----------------------------------------------------------------------
+# Serialise concurrent start/stop calls for NAME: holds var/run/NAME.lock on fd 9
+# until the calling script exits (start_daemon keeps fd 9 out of the daemon).
+take_lock() { # NAME
+  mkdir -p "$RUN_DIR"
+  exec 9> "$RUN_DIR/$1.lock"
+  flock 9
 }
 
 # --- pid files ----------------------------------------------------------------
@@ -225,4 +250,164 @@ require_port_free() { # PORT WHAT ENVVAR
   err "port $HOST:$port (needed by $what) is already in use${holder:+ by $holder}."
   err "Stop that process (a system service? e.g. 'systemctl stop prometheus') or pick another port with $envvar=..."
   return 1
+}
+
+# --- the server start/stop scripts' common steps -----------------------------------
+# deploy/NAME-start.sh, before it starts anything: when NAME already runs, wait (up to
+# TIMEOUT s) until READY... succeeds and exit 0 (starts are idempotent), or die with the
+# log tail when it never does. Otherwise clear a stale pid file and return.
+exit_if_running() { # NAME ADDR LOGFILE TIMEOUT READY...
+  local name="$1" addr="$2" logfile="$3" timeout="$4"
+  shift 4
+  if ! is_running "$name"; then
+    rm -f "$(pid_file "$name")"
+    return 0
+  fi
+  if wait_until "$timeout" "$name" "$@"; then
+    log "$name already running (pid $(read_pid "$name"), $addr)"
+    exit 0
+  fi
+  show_log_tail "$logfile"
+  die "$name (pid $(read_pid "$name")) is not answering on $addr; try deploy/$name-stop.sh"
+}
+
+# deploy/NAME-start.sh, after start_daemon: wait until READY... succeeds, else fail_start.
+await_ready() { # NAME ADDR LOGFILE TIMEOUT READY...
+  local name="$1" addr="$2" logfile="$3" timeout="$4" start=$SECONDS
+  shift 4
+  wait_until "$timeout" "$name" "$@" || fail_start "$name" "$logfile" "$timeout"
+  log "$name started (pid $(read_pid "$name"), $addr, $((SECONDS - start))s, log $(relpath "$logfile"))"
+}
+
+# The whole of deploy/NAME-stop.sh: under NAME's lock, GRACEFUL... PID first when given
+# (a polite shutdown that may fail), then stop_pid. A no-op when NAME is not running.
+stop_server() { # NAME [GRACEFUL...]
+  local name="$1" pid
+  shift
+  take_lock "$name"
+  if ! is_running "$name"; then
+    rm -f "$(pid_file "$name")"
+    log "$name not running"
+    return 0
+  fi
+  pid="$(read_pid "$name")"
+  if (( $# )); then "$@" "$pid" || true; fi
+  stop_pid "$name" || die "could not stop $name (pid $pid)"
+  log "$name stopped (pid $pid)"
+}
+
+# Run deploy/SERVER-ACTION.sh for each SERVER, going on past failures; die naming them.
+each_server() { # ACTION SERVER...
+  local action="$1" svc failed=()
+  shift
+  for svc in "$@"; do
+    "$DEPLOY_DIR/$svc-$action.sh" || failed+=("$svc")
+  done
+  if (( ${#failed[@]} )); then
+    die "failed to $action: ${failed[*]} (see deploy/servers-status.sh and $(relpath "$LOG_DIR")/)"
+  fi
+}
+
+# --- supervision ---------------------------------------------------------------------
+# What dies is restarted: deploy/up.sh runs its long-lived processes under supervise.
+RESTART_MAX="${SPLITEE_RESTART_MAX:-5}"          # restarts allowed within RESTART_WINDOW s
+RESTART_WINDOW="${SPLITEE_RESTART_WINDOW:-60}"
+RESTART_BACKOFF="${SPLITEE_RESTART_BACKOFF:-1}"  # seconds between a death and its restart
+
+# One line per restart ("DATE TIME restart: exit 3"), and a last "gave up" line after a crash
+# loop. Truncated when the supervisor starts.
+restarts_file() { printf '%s/%s.restarts\n' "$RUN_DIR" "$1"; }
+
+# The supervised process itself has its pid file under var/run/child/ (is_running child/NAME).
+child_name() { printf 'child/%s\n' "$1"; }
+
+# Run CMD... and restart it when it exits non-zero or dies by a signal, after RESTART_BACKOFF
+# s, recording each restart in restarts_file NAME. A death after RESTART_MAX restarts within
+# RESTART_WINDOW s is a crash loop: log it and give up (return 1). A clean exit 0 is not
+# restarted (return 0). SIGTERM or SIGINT to the supervisor stops the child (SIGTERM, SIGKILL
+# after SPLITEE_STOP_TIMEOUT - 5 s, so before stop_pid would kill the supervisor itself) and
+# returns 0 without a restart.
+supervise() { # NAME [--] CMD...
+  local name="$1" child="" nap="" rc why now t stopping=0 recent=() kept=()
+  shift
+  [[ "${1:-}" == -- ]] && shift
+  local restarts grace=$(( ${SPLITEE_STOP_TIMEOUT:-20} > 6 ? ${SPLITEE_STOP_TIMEOUT:-20} - 5 : 1 ))
+  restarts="$(restarts_file "$name")"
+  mkdir -p "$RUN_DIR/child"
+  : > "$restarts"
+  trap 'stopping=1; for p in $child $nap; do kill -TERM "$p" 2>/dev/null; done' TERM INT
+  while (( ! stopping )); do
+    "$@" &
+    child=$!
+    printf '%s\n' "$child" > "$(pid_file "$(child_name "$name")")"
+    (( stopping )) && kill -TERM "$child" 2>/dev/null   # a stop that came before child=$!
+    while :; do
+      wait "$child"
+      rc=$?
+      kill -0 "$child" 2>/dev/null || break   # it has exited; rc is its status
+      # wait was cut short by the stop trap, which sent SIGTERM: give the child its grace time
+      wait_pid_exit "$child" "$grace" || kill -KILL "$child" 2>/dev/null
+    done
+    child=""
+    rm -f "$(pid_file "$(child_name "$name")")"
+    if (( stopping )); then break; fi
+    if (( rc == 0 )); then
+      log "$name exited cleanly; not restarting it"
+      return 0
+    fi
+    if (( rc > 128 )); then why="killed by signal $((rc - 128))"; else why="exit $rc"; fi
+    now="${EPOCHREALTIME//[^0-9]/}"   # microseconds
+    kept=()
+    for t in "${recent[@]}"; do (( now - t < RESTART_WINDOW * 1000000 )) && kept+=("$t"); done
+    recent=("${kept[@]}")
+    if (( ${#recent[@]} >= RESTART_MAX )); then
+      printf '%s gave up: %s\n' "$(date '+%F %T')" "$why" >> "$restarts"
+      err "$name: $why after $RESTART_MAX restarts within ${RESTART_WINDOW}s: crash loop, giving up"
+      return 1
+    fi
+    recent+=("$now")
+    printf '%s restart: %s\n' "$(date '+%F %T')" "$why" >> "$restarts"
+    warn "$name: $why; restarting in ${RESTART_BACKOFF}s (restart ${#recent[@]} within ${RESTART_WINDOW}s)"
+    sleep "$RESTART_BACKOFF" &
+    nap=$!
+    wait "$nap"
+    nap=""
+  done
+  log "$name stopped (supervisor got a stop signal)"
+  return 0
+}
+
+# start_daemon with CMD... under supervise: the pid file holds the supervisor's pid.
+start_supervised() { # NAME WORKDIR LOGFILE -- CMD...
+  local name="$1" workdir="$2" logfile="$3"
+  shift 3
+  [[ "${1:-}" == -- ]] && shift
+  # shellcheck disable=SC2016  # $1 is expanded by the inner bash
+  start_daemon "$name" "$workdir" "$logfile" -- \
+    bash -c 'source "$1" && shift && supervise "$@"' supervise "$DEPLOY_DIR/lib.sh" "$name" -- "$@"
+}
+
+# Stop a supervisor and its child; a child left behind by a killed supervisor is stopped too.
+stop_supervised() { # NAME
+  local ok=0
+  stop_pid "$1" || ok=1
+  stop_pid "$(child_name "$1")" || ok=1
+  return "$ok"
+}
+
+# Names of the processes deploy/up.sh supervises (workers, evaluator, exporter) that have a
+# pid file: the supervisor's, or only the child's when its supervisor was killed.
+supervised_names() {
+  local f
+  for f in "$RUN_DIR"/{edge-,cloud-,evaluator,exporter}*.pid "$RUN_DIR"/child/*.pid; do
+    [[ -e "$f" ]] && basename "$f" .pid
+  done | sort -u
+}
+
+# How many times supervise restarted NAME, plus ", gave up" after a crash loop ("-" if never
+# supervised).
+restart_count() { # NAME
+  local f; f="$(restarts_file "$1")"
+  if [[ ! -f "$f" ]]; then printf -- '-\n'; return 0; fi
+  printf '%s%s\n' "$(grep -c ' restart: ' "$f")" "$(grep -q ' gave up: ' "$f" && printf ', gave up')"
 }

@@ -4,6 +4,9 @@
 # in var/prometheus/targets/*.json (file_sd) plus itself.
 # Idempotent: a quick no-op when it is already running. Returns once /-/ready
 # answers 200. State: var/prometheus/, log: var/log/prometheus.log.
+# The lifecycle API (POST /-/reload, /-/quit) is off unless SPLITEE_PROMETHEUS_LIFECYCLE=1:
+# anyone on the host could stop Prometheus through it. Reload with SIGHUP instead (file_sd
+# targets are picked up without one).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,20 +19,11 @@ LOGFILE="$LOG_DIR/prometheus.log"
 TIMEOUT="${SPLITEE_PROMETHEUS_START_TIMEOUT:-60}"
 SCRAPE_INTERVAL="${SPLITEE_SCRAPE_INTERVAL:-5s}"
 
-mkdir -p "$RUN_DIR" "$LOG_DIR" "$PROM_DIR/data" "$TARGETS_DIR"
-exec 9> "$RUN_DIR/$NAME.lock"
-flock 9
+mkdir -p "$LOG_DIR" "$PROM_DIR/data" "$TARGETS_DIR"
+take_lock "$NAME"
 
-if is_running "$NAME"; then
-  if http_ok "$HOST" "$PROMETHEUS_PORT" /-/ready; then
-    log "prometheus already running (pid $(read_pid "$NAME"), http://$HOST:$PROMETHEUS_PORT)"
-    exit 0
-  fi
-  if wait_http "$HOST" "$PROMETHEUS_PORT" /-/ready "$TIMEOUT" "$NAME"; then exit 0; fi
-  show_log_tail "$LOGFILE"
-  die "prometheus (pid $(read_pid "$NAME")) is not ready on $HOST:$PROMETHEUS_PORT; try deploy/prometheus-stop.sh"
-fi
-rm -f "$(pid_file "$NAME")"
+ADDR="http://$HOST:$PROMETHEUS_PORT"
+exit_if_running "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" http_ok "$HOST" "$PROMETHEUS_PORT" /-/ready
 
 command -v prometheus >/dev/null 2>&1 || die "prometheus not found: run deploy/install.sh"
 require_port_free "$PROMETHEUS_PORT" "prometheus" SPLITEE_PROMETHEUS_PORT
@@ -39,15 +33,13 @@ require_port_free "$PROMETHEUS_PORT" "prometheus" SPLITEE_PROMETHEUS_PORT
 render "$DEPLOY_DIR/prometheus/prometheus.yml.tmpl" "$CONFIG" \
   SCRAPE_INTERVAL="$SCRAPE_INTERVAL" TARGETS_DIR="$TARGETS_DIR" PROMETHEUS_PORT="$PROMETHEUS_PORT"
 
+lifecycle=()
+if [[ "${SPLITEE_PROMETHEUS_LIFECYCLE:-0}" == 1 ]]; then lifecycle=(--web.enable-lifecycle); fi
 start_daemon "$NAME" "$PROM_DIR" "$LOGFILE" -- \
   prometheus \
     --config.file="$CONFIG" \
     --storage.tsdb.path="$PROM_DIR/data" \
     --web.listen-address="$HOST:$PROMETHEUS_PORT" \
-    --web.enable-lifecycle
+    "${lifecycle[@]}"
 
-start=$SECONDS
-if ! wait_http "$HOST" "$PROMETHEUS_PORT" /-/ready "$TIMEOUT" "$NAME"; then
-  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
-fi
-log "prometheus started (pid $(read_pid "$NAME"), http://$HOST:$PROMETHEUS_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"
+await_ready "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" http_ok "$HOST" "$PROMETHEUS_PORT" /-/ready

@@ -13,9 +13,8 @@ CONFIG="$REDIS_DIR/redis.conf"
 LOGFILE="$LOG_DIR/redis.log"
 TIMEOUT="${SPLITEE_REDIS_START_TIMEOUT:-30}"
 
-mkdir -p "$RUN_DIR" "$LOG_DIR" "$REDIS_DIR"
-exec 9> "$RUN_DIR/$NAME.lock"
-flock 9
+mkdir -p "$LOG_DIR" "$REDIS_DIR"
+take_lock "$NAME"
 
 redis_ping() {
   [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
@@ -25,16 +24,7 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   die "redis-server not found: run deploy/install.sh"
 fi
 
-if is_running "$NAME"; then
-  if redis_ping; then
-    log "redis already running (pid $(read_pid "$NAME"), $HOST:$REDIS_PORT)"
-    exit 0
-  fi
-  if wait_until "$TIMEOUT" "$NAME" redis_ping; then exit 0; fi
-  show_log_tail "$LOGFILE"
-  die "redis (pid $(read_pid "$NAME")) does not answer PING on $HOST:$REDIS_PORT; try deploy/redis-stop.sh"
-fi
-rm -f "$(pid_file "$NAME")"
+exit_if_running "$NAME" "$HOST:$REDIS_PORT" "$LOGFILE" "$TIMEOUT" redis_ping
 
 require_port_free "$REDIS_PORT" "redis" SPLITEE_REDIS_PORT
 
@@ -50,8 +40,4 @@ mv -f "$CONFIG.tmp" "$CONFIG"
 
 start_daemon "$NAME" "$REDIS_DIR" "$LOGFILE" -- redis-server "$CONFIG"
 
-start=$SECONDS
-if ! wait_until "$TIMEOUT" "$NAME" redis_ping; then
-  fail_start "$NAME" "$LOGFILE" "$TIMEOUT"
-fi
-log "redis started (pid $(read_pid "$NAME"), $HOST:$REDIS_PORT, $((SECONDS - start))s, log $(relpath "$LOGFILE"))"
+await_ready "$NAME" "$HOST:$REDIS_PORT" "$LOGFILE" "$TIMEOUT" redis_ping

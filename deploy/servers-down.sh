@@ -6,16 +6,6 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in
-  -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
-  "") ;;
-  *) die "unknown argument: $1 (try --help)" ;;
-esac
+no_args "$@"
 
-failed=()
-for svc in prometheus redis kafka; do
-  "$DEPLOY_DIR/$svc-stop.sh" || failed+=("$svc")
-done
-if (( ${#failed[@]} )); then
-  die "failed to stop: ${failed[*]}"
-fi
+each_server stop prometheus redis kafka

@@ -15,7 +15,7 @@ for name in "${names[@]}"; do
     kafka) port=$KAFKA_PORT ;;
     redis) port=$REDIS_PORT ;;
     prometheus) port=$PROMETHEUS_PORT ;;
-    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown server: $name (kafka, redis or prometheus)" ;;
   esac
   logfile="$(relpath "$LOG_DIR/$name.log")"

@@ -9,18 +9,7 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-  "") ;;
-  *) die "unknown argument: $1 (try --help)" ;;
-esac
+no_args "$@"
 
 "$DEPLOY_DIR/install.sh" --quiet
-
-failed=()
-for svc in redis prometheus kafka; do
-  "$DEPLOY_DIR/$svc-start.sh" || failed+=("$svc")
-done
-if (( ${#failed[@]} )); then
-  die "failed to start: ${failed[*]} (see deploy/servers-status.sh and var/log/)"
-fi
+each_server start redis prometheus kafka

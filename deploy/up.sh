@@ -5,6 +5,8 @@
 #   and the cameras (unless --no-producers).
 #   Also the evaluator and the exporter (observability); every process serves metrics on
 #   deploy.metrics_port_base + i and registers itself with Prometheus.
+#   Workers, evaluator and exporter run under a supervisor (deploy/lib.sh: supervise) that
+#   restarts them when they die; deploy/status.sh shows the restarts.
 # Usage: deploy/up.sh [--config FILE] [--no-producers] [--no-wait]
 # The settings file may also come from $SPLITEE_CONFIG. Idempotent: what runs stays up.
 set -euo pipefail
@@ -17,7 +19,7 @@ while (( $# )); do
     --config) SPLITEE_CONFIG="$(cd "$(dirname "$2")" && pwd -P)/$(basename "$2")"; export SPLITEE_CONFIG; shift ;;
     --no-producers) producers=0 ;;
     --no-wait) wait=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
   shift
@@ -39,9 +41,9 @@ start_worker() { # ROLE NAME
   local role="$1" name="$2"
   port=$((port + 1))
   if is_running "$name"; then return 0; fi
-  start_daemon "$name" "$WORK" "$LOG_DIR/$name.log" -- \
+  start_supervised "$name" "$WORK" "$LOG_DIR/$name.log" -- \
     "$SPLITEE" "$role" --worker-id "$name" --metrics-port "$port"
-  log "started $name (pid $(read_pid "$name"), metrics 127.0.0.1:$port)"
+  log "started $name (supervisor pid $(read_pid "$name"), metrics 127.0.0.1:$port)"
 }
 for i in $(seq 1 "$N_EDGE"); do start_worker edge "edge-$i"; done
 for i in $(seq 1 "$N_CLOUD"); do start_worker cloud "cloud-$i"; done

@@ -1,4 +1,11 @@
-"""Shared fixtures. Tests that need real servers start them through deploy/ scripts."""
+"""Fixtures shared by every tier, and the tiers' markers.
+
+Tiers, by folder: ``tests/unit`` (no servers; the whole tier in well under a minute),
+``tests/slow`` (no servers; the shipped model evaluated on hundreds of frames, a short training
+run) and ``tests/servers`` (real Kafka/Redis/Prometheus, started by ``tests/servers/conftest.py``
+through the deploy scripts). Every test gets its tier's markers from its folder, so
+``-m "not servers"`` or ``-m "not slow"`` also select tiers.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,18 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "assets" / "cifar10-sample.zip"
 CHECKPOINT = REPO / "assets" / "resnet56-multiexit.safetensors"
 SHARED = REPO.parent / "shared" / "data"
+
+TESTS = Path(__file__).resolve().parent
+TIER_MARKS = {"slow": ("slow",), "servers": ("servers", "slow")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier's markers, so no test file has to remember to."""
+    for item in items:
+        path = item.path.resolve()
+        tier = path.relative_to(TESTS).parts[0] if TESTS in path.parents else ""
+        for mark in TIER_MARKS.get(tier, ()):
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")
@@ -47,38 +66,3 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-def _script(name: str, *args: str, timeout: float = 600) -> None:
-    import subprocess
-
-    subprocess.run(["bash", str(REPO / "deploy" / name), *args], check=True, timeout=timeout)
-
-
-def _running(what: str) -> bool:
-    import subprocess
-
-    out = subprocess.run(
-        ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, text=True
-    ).stdout
-    return any(line.startswith(what) and " running " in line for line in out.splitlines())
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    """A real Redis started through deploy/redis-start.sh (stopped after, if we started it)."""
-    was = _running("redis")
-    _script("redis-start.sh")
-    yield "redis://127.0.0.1:6379/0"
-    if not was:
-        _script("redis-stop.sh")
-
-
-@pytest.fixture(scope="session")
-def servers():
-    """Kafka, Redis and Prometheus started through deploy/servers-up.sh, stopped after."""
-    was = all(_running(s) for s in ("kafka", "redis", "prometheus"))
-    _script("servers-up.sh")
-    yield
-    if not was:
-        _script("servers-down.sh")

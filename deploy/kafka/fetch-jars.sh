@@ -14,7 +14,7 @@ force=0
 case "${1:-}" in
   --force) force=1 ;;
   "") ;;
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  -h|--help) usage; exit 0 ;;
   *) die "unknown argument: $1 (try --help)" ;;
 esac
 

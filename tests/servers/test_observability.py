@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -23,10 +22,8 @@ from splitee.kafka_io import producer
 from splitee.observability import dashboards as D
 from splitee.observability import queries as Q
 from splitee.observability.promapi import PromClient
+from splitee.testing import REPO, SPLITEE, Pipeline, free_port
 from splitee.wire import FrameMeta, OffloadMeta, encode_tensor
-from tests.pipeline_harness import REPO, SPLITEE, Pipeline
-
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 CAMERAS = [
     {
@@ -47,12 +44,6 @@ CAMERAS = [
 PHASES = {"pristine", "noise:0.1", "blur:1"}
 #: Grafana variables as the test substitutes them: a rate window and "all cameras".
 VARIABLES = {"$__rate_interval": "1m", "$camera": ".*"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,21 @@ def run_eval(out, cache, *extra):
     return json.loads((out / "summary.json").read_text())
 
 
-def test_evaluate_writes_summary_table_and_plots(tmp_path):
-    s = run_eval(tmp_path / "a", tmp_path / "cache")
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One decode/model-output cache for the module: the model runs on the frames once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, cache):
+    """The first evaluation (fills the cache): its output folder and summary."""
+    out = tmp_path_factory.mktemp("eval") / "a"
+    return out, run_eval(out, cache)
+
+
+def test_evaluate_writes_summary_table_and_plots(first):
+    out, s = first
     assert {"settings", "model", "results"} <= set(s)
     assert s["settings"]["gamma"] == 0.1 and s["settings"]["alpha"] == 0.5
     assert s["model"]["exit_depths"] == [3, 6, 9, 12, 15, 18, 21, 24, 27]
@@ -69,22 +82,22 @@ def test_evaluate_writes_summary_table_and_plots(tmp_path):
         assert rows["final-exit"]["cost_reduction"] == pytest.approx(0.0)
         assert rows["best-fixed"]["regret"] == 0
         assert rows["isplitee-online"]["runs"] == 3
-    table = (tmp_path / "a" / "table.md").read_text()
+    table = (out / "table.md").read_text()
     assert "isplitee-online" in table and "## noise:0.1" in table
     for png in ("regret.png", "accuracy_cost.png"):
-        data = (tmp_path / "a" / png).read_bytes()
+        data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_evaluate_is_deterministic_and_cached(tmp_path):
-    a = run_eval(tmp_path / "a", tmp_path / "cache")
-    assert any((tmp_path / "cache" / "outputs").iterdir())
-    b = run_eval(tmp_path / "b", tmp_path / "cache")
+def test_evaluate_is_deterministic_and_cached(first, cache, tmp_path):
+    _, a = first
+    assert any((cache / "outputs").iterdir())
+    b = run_eval(tmp_path / "b", cache)
     assert a["results"] == b["results"]
 
 
-def test_sweep_o(tmp_path):
-    s = run_eval(tmp_path / "s", tmp_path / "cache", "--sweep-o", "0.1,0.6")
+def test_sweep_o(cache, tmp_path):
+    s = run_eval(tmp_path / "s", cache, "--sweep-o", "0.1,0.6")
     costs = {r["offload_cost"] for r in s["results"]}
     assert costs == {0.1, 0.6}
     assert (tmp_path / "s" / "sweep_o.png").exists()

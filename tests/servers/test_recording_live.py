@@ -25,11 +25,9 @@ from splitee.kafka_io import create_topics, producer
 from splitee.recording import open_recording
 from splitee.results import read_topic
 from splitee.settings import Settings
+from splitee.testing import REPO, SPLITEE, Pipeline
 from splitee.wire import header_map
 from tests.conftest import SAMPLE
-from tests.pipeline_harness import REPO, SPLITEE, Pipeline
-
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 PER_CAMERA, FPS = 125, 25.0  # 5 s of frames from each of 2 cameras
 CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (README)

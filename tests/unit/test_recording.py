@@ -1,8 +1,9 @@
-"""Recordings without a broker: the file format, damaged files, and the offline A/B.
+"""Recordings without a broker: the file format, damaged files, a refused offline policy.
 
 Recordings here are written with :class:`splitee.recording.RecordingWriter` from a camera's
-frames, exactly as the Kafka recorder writes what it consumes; the live record/replay round
-trip is in ``test_recording_live.py``.
+frames (``tests/recordings.py``), exactly as the Kafka recorder writes what it consumes; the
+offline A/B on the shipped model is in ``tests/slow/test_offline_ab.py``, the live
+record/replay round trip in ``tests/servers/test_recording_live.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from producers.camera import Camera, Frame
-from producers.schedule import Schedule
+from producers.camera import Frame
 from splitee.cli import main
 from splitee.data import iter_zip_frames
 from splitee.recording import (
@@ -28,33 +28,13 @@ from splitee.recording import (
     open_recording,
 )
 from splitee.replay import rewrite
-from tests.conftest import CHECKPOINT, SAMPLE
+from tests.conftest import SAMPLE
+from tests.recordings import camera_recording
 
 
 @pytest.fixture(scope="module")
 def frames() -> list[Frame]:
     return [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(SAMPLE))]
-
-
-def camera_recording(
-    out, frames, n, schedule=("pristine",), order="fixed", fps=25.0, batch_rows=100
-) -> None:
-    """A recording of one camera's ``n`` frames (and their truth), timestamped at ``fps``."""
-    cam = Camera("cam-1", frames, Schedule.parse(list(schedule)), fps, order, 1, run_id="")
-    w = RecordingWriter(out, [("frames", "frames"), ("truth", "truth")], batch_rows=batch_rows)
-    t0 = 1_700_000_000_000
-    for seq, f in enumerate(cam.frames(n, clock=lambda: 1.7e9)):
-        ts = t0 + int(seq * 1000 / fps)
-        truth = {
-            "label": f.label,
-            "camera_id": "cam-1",
-            "distortion": f.distortion,
-            "index": f.index,
-            "run_id": "",
-        }
-        w.add(Record("frames", 0, seq, ts, b"cam-1", f.meta.headers(), f.jpeg))
-        w.add(Record("truth", 0, seq, ts, f.meta.frame_id.encode(), [], json.dumps(truth).encode()))
-    w.close("count")
 
 
 @pytest.fixture(scope="module")
@@ -192,64 +172,6 @@ def test_garbage_or_foreign_arrow_files_fail_clearly(small_rec, tmp_path):
         w.write_table(t)
     with pytest.raises(RecordingError, match="do not match the recording schema"):
         open_recording(rec, allow_partial=True)
-
-
-# --------------------------------------------------------------------------- offline A/B
-def cli(*args, cache):
-    res = CliRunner().invoke(main, list(args), env={"SPLITEE_DATA__CACHE_DIR": str(cache)})
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def rows(out):
-    s = json.loads((out / "summary.json").read_text())
-    return {(r["distortion"], r["method"]): r for r in s["results"]}, s
-
-
-def test_offline_ab_matches_evaluate_on_the_same_frames(tmp_path, frames):
-    """One camera, fixed order, clean frames = the 300 sample frames `evaluate --limit 300`
-    reads (a seeded random subset, in file order); the offline A/B must give the evaluator's
-    numbers exactly, and repeat them."""
-    rec = tmp_path / "rec"
-    pick = np.sort(np.random.default_rng(0).permutation(len(frames))[:300])
-    camera_recording(rec, [frames[i] for i in pick], 300)
-    cache = tmp_path / "cache"
-    offline = ["replay", str(rec), "--offline", "--policies", "isplitee,ucb1,isplitee-full"]
-    offline += ["--seeds", "3", "--model", str(CHECKPOINT), "--out", str(tmp_path / "a")]
-    cli(*offline, cache=cache)
-    evaluate = ["evaluate", "--model", str(CHECKPOINT), "--data", str(SAMPLE), "--limit", "300"]
-    evaluate += ["--runs", "3", "--distortions", "pristine", "--out", str(tmp_path / "e")]
-    cli(*evaluate, cache=cache)
-    a, sa = rows(tmp_path / "a")
-    e, _ = rows(tmp_path / "e")
-    assert sa["recording"]["frames"] == 300 and sa["recording"]["groups"] == {"pristine": 300}
-    assert a[("pristine", "isplitee-online")] == e[("pristine", "isplitee-online")]
-    assert a == e  # every method, every number
-    for f in ("table.md", "regret.png", "accuracy_cost.png"):
-        assert (tmp_path / "a" / f).stat().st_size > 0
-
-
-def test_offline_ab_groups_by_recorded_distortion_and_is_deterministic(tmp_path, frames):
-    rec = tmp_path / "rec"
-    sched = ("pristine@120f", "noise:0.1@120f", "blur:1.0")
-    camera_recording(rec, frames, 360, schedule=sched, order="random")
-    cache = tmp_path / "cache"
-    args = ["replay", str(rec), "--offline", "--policies", "isplitee,ucb1", "--seeds", "4"]
-    args += ["--model", str(CHECKPOINT)]
-    cli(*args, "--out", str(tmp_path / "a"), cache=cache)
-    cli(*args, "--out", str(tmp_path / "b"), cache=cache)
-    cli(*args, "--seed", "7", "--out", str(tmp_path / "c"), cache=cache)
-    a, sa = rows(tmp_path / "a")
-    b, _ = rows(tmp_path / "b")
-    c, _ = rows(tmp_path / "c")
-    assert sa["recording"]["groups"] == {"pristine": 120, "noise:0.1": 120, "blur:1": 120}
-    assert a == b
-    methods = {m for _, m in a}
-    assert {"isplitee-online", "splitee-ucb1", "best-fixed"} <= methods
-    assert "isplitee-full" not in methods
-    key = ("noise:0.1", "isplitee-online")
-    assert a[key]["runs"] == 4
-    assert [a[k] for k in a if k[1] == "isplitee-online"] != [c[k] for k in c if k[1] == key[1]]
 
 
 def test_offline_refuses_unknown_policies(small_rec, tmp_path):

@@ -1,13 +1,15 @@
 """Start and stop a real pipeline (workers as subprocesses) for end-to-end tests and benchmarks.
 
-Servers come from the deploy scripts; each harness uses its own topics, consumer groups and
-Redis namespace, so runs never see each other's records.
+Used by tests/servers and bench/pipeline.py from a source checkout (workers run with the repo as
+their cwd). Servers come from the deploy scripts; each harness uses its own topics, consumer
+groups and Redis namespace, so runs never see each other's records.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,14 @@ from splitee.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITEE = [sys.executable, "-m", "splitee.cli"]
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick for port 0 on 127.0.0.1), so servers
+    and metrics endpoints started for a test never collide with a running deployment."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass

@@ -17,11 +17,9 @@ from producers.camera import Frame
 from splitee.data import encode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
+from splitee.testing import Pipeline
 from splitee.wire import FrameMeta, OffloadMeta, encode_tensor, header_map
 from tests.conftest import SAMPLE
-from tests.pipeline_harness import Pipeline
-
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ import pytest
 from policy_store import Delta, MemoryStore
 from policy_store.redis_store import RedisStore
 
-pytestmark = pytest.mark.servers
-
 
 @pytest.fixture
 def store(redis_server):

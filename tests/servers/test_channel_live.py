@@ -12,15 +12,10 @@ import json
 import re
 import urllib.request
 
-import pytest
-
 from splitee.results import collect_results, collect_truth
+from splitee.testing import Pipeline, free_port
 from tests.conftest import REPO
-from tests.pipeline_harness import Pipeline
 
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
-
-METRICS_PORT = 9391
 TD_FILE = REPO / "docs" / "channel" / "analog" / "td-learned.json"
 
 
@@ -45,7 +40,8 @@ def test_transmissions_drop_in_the_bad_channel_state(servers, tmp_path):
         SPLITEE_CHANNEL__TD_FILE=str(TD_FILE),
         SPLITEE_POLICY__NAME="fixed:7",
     )
-    p.start("edge", "edge-1", METRICS_PORT)
+    metrics_port = free_port()
+    p.start("edge", "edge-1", metrics_port)
     p.start("cloud", "cloud-1")
     try:
         p.wait_ready(edge=1, cloud=1)
@@ -55,7 +51,7 @@ def test_transmissions_drop_in_the_bad_channel_state(servers, tmp_path):
         truth = collect_truth(k)
         view = collect_results(k, set(truth), timeout_s=240, run_id="ge")
         assert set(view.results) == set(truth)  # every frame answered, kept or transmitted
-        counts = td_counts(METRICS_PORT)
+        counts = td_counts(metrics_port)
     finally:
         p.stop()
 
