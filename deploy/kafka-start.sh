@@ -4,9 +4,13 @@
 # if needed, formats the storage on the first start, and returns only once the
 # broker has logged "Kafka Server started" and accepts connections.
 # State: var/kafka/ (config, cluster.id, data/), log: var/log/kafka.log.
+# SPLITEE_SECURE=1: SASL_SSL (SCRAM) on that port instead (deploy/secure.sh); a storage
+# formatted in one mode does not start in the other.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=secure.sh source-path=SCRIPTDIR
+source "$DEPLOY_DIR/secure.sh"
 
 NAME=kafka
 KAFKA_DIR="$VAR_DIR/kafka"
@@ -27,6 +31,12 @@ require_port_free "$KAFKA_CONTROLLER_PORT" "the kafka controller" SPLITEE_KAFKA_
 
 render "$DEPLOY_DIR/kafka/server.properties.tmpl" "$CONFIG" \
   KAFKA_PORT="$KAFKA_PORT" KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" DATA_DIR="$DATA_DIR"
+kafka_check_mode "$KAFKA_DIR" "$DATA_DIR"
+if secure_mode; then   # SASL_SSL listeners, SCRAM users (deploy/secure.sh)
+  require_env SPLITEE_KAFKA__SASL_USERNAME SPLITEE_KAFKA__SASL_PASSWORD
+  ensure_tls
+  secure_kafka_config "$CONFIG" "$KAFKA_DIR"
+fi
 
 CLASSPATH="$KAFKA_LIBS/*"
 LOG4J_OPT="-Dlog4j.configuration=file:$DEPLOY_DIR/kafka/log4j.properties"
@@ -44,7 +54,7 @@ if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
   fi
   log "formatting kafka storage in $(relpath "$DATA_DIR") (cluster id $(cat "$KAFKA_DIR/cluster.id"))"
   if ! kafka_tool kafka.tools.StorageTool format --ignore-formatted \
-        -t "$(cat "$KAFKA_DIR/cluster.id")" -c "$CONFIG" >> "$LOGFILE" 2>&1; then
+        -t "$(cat "$KAFKA_DIR/cluster.id")" -c "$CONFIG" "${KAFKA_FORMAT_ARGS[@]}" >> "$LOGFILE" 2>&1; then
     show_log_tail "$LOGFILE"
     die "kafka storage format failed"
   fi

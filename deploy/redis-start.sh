@@ -3,9 +3,12 @@
 # configured by deploy/redis/redis.conf (AOF on, fsync every second).
 # Idempotent: a quick no-op when it is already running. Returns once it
 # answers PING. State: var/redis/, log: var/log/redis.log.
+# SPLITEE_SECURE=1: TLS only on that port, one ACL user, default user off (deploy/secure.sh).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=secure.sh source-path=SCRIPTDIR
+source "$DEPLOY_DIR/secure.sh"
 
 NAME=redis
 REDIS_DIR="$VAR_DIR/redis"
@@ -17,16 +20,21 @@ mkdir -p "$LOG_DIR" "$REDIS_DIR"
 take_lock "$NAME"
 
 redis_ping() {
-  [[ "$(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+  [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]
 }
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
   die "redis-server not found: run deploy/install.sh"
 fi
 
+if secure_mode; then   # the readiness check logs in as the ACL user
+  require_env SPLITEE_REDIS__USERNAME SPLITEE_REDIS__PASSWORD
+  [[ -z "${SPLITEE_REDIS__NAMESPACE:-}" ]] || require_env SPLITEE_REDIS__NAMESPACE
+fi
 exit_if_running "$NAME" "$HOST:$REDIS_PORT" "$LOGFILE" "$TIMEOUT" redis_ping
 
 require_port_free "$REDIS_PORT" "redis" SPLITEE_REDIS_PORT
+if secure_mode; then ensure_tls; fi
 
 # Generated config: the project file plus the environment-dependent settings.
 cat > "$CONFIG.tmp" <<EOF
@@ -36,6 +44,7 @@ port $REDIS_PORT
 dir "$REDIS_DIR"
 logfile "$LOGFILE"
 EOF
+if secure_mode; then secure_redis_config >> "$CONFIG.tmp"; fi
 mv -f "$CONFIG.tmp" "$CONFIG"
 
 start_daemon "$NAME" "$REDIS_DIR" "$LOGFILE" -- redis-server "$CONFIG"
