@@ -33,10 +33,11 @@ from kafka import TopicPartition
 from producers.camera import Frame
 from splitee.data import decode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer
+from splitee.machine import machine_description
 from splitee.models import load_checkpoint
+from splitee.models.inputs import to_input
 from splitee.results import collect_results
 from splitee.testing import Pipeline
-from splitee.train import machine_description, to_input
 from splitee.wire import header_map
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,9 +88,10 @@ def bare_prefix_fps(model, arms: Counter, batch: int, threads: int, images: np.n
 
 def edge_step_fps(model, policy: str, sent: list, batch: int, threads: int) -> float:
     """The edge worker's batch step alone (decode, policy, early exit, encode), without Kafka."""
-    from edge_workers.processor import EdgeProcessor, InRecord
+    from edge_workers.processor import EdgeProcessor
     from policy_store import CostModel, MemoryStore
     from policy_store.policies import make_policy
+    from splitee.records import InRecord
 
     torch.set_num_threads(threads)
     cm = CostModel(model.exit_depths)

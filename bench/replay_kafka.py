@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 from splitee.kafka_io import delete_topics
+from splitee.machine import machine_description
 from splitee.recording import open_recording
 from splitee.replay import replay_to_kafka
 from splitee.settings import Settings
-from splitee.train import machine_description
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
+from policy_store.offline import random_orders, replay
 from policy_store.policies import UCB1, ISplitEE
 from policy_store.rewards import CostModel
-from splitee.evaluate.replay import random_orders, replay
-from splitee.train import machine_description
+from splitee.machine import machine_description
 
 
 def synthetic_conf(rng: np.random.Generator, n: int, arms: int) -> np.ndarray:

@@ -9,18 +9,20 @@ shallower arm — to the shared policy.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
 
-from edge_workers.processor import DeadLetter, InRecord, OutRecord, StepOutput
-from policy_store.policies import Policy
-from policy_store.rewards import CostModel
-from policy_store.store import Delta, PolicyStore
+from policy_store.arms import ArmSpace
+from policy_store.feedback import observations
+from policy_store.keys import PolicyKeys
+from policy_store.policies import ISplitEE, Policy
+from policy_store.rewards import CostModel, air_time_cost
+from policy_store.store import PolicyStore
 from splitee import metrics as m
-from splitee.channel import offload_cost
+from splitee.link import analog, quantise
 from splitee.models import MultiExitNet
+from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, decode_tensor
 
 
@@ -39,11 +41,12 @@ class CloudProcessor:
         channel_seed: int = 0,
         alpha_grid: list[float] | None = None,
         channel_cost: bool = False,
+        policy_keys: PolicyKeys | None = None,
     ) -> None:
         """``policy`` (the edge's) sets side observations, discounting and windows of updates.
 
         ``channel`` ("analog" or "digital") simulates the wireless link on offloaded features
-        that carry an ``snr_db`` header (splitee.channel): analog adds noise at that SNR,
+        that carry an ``snr_db`` header (splitee.link): analog adds noise at that SNR,
         digital quantises to ``channel_bits`` (outage is not simulated live)."""
         self.channel = channel
         self.channel_bits = channel_bits
@@ -56,10 +59,11 @@ class CloudProcessor:
         self.channel_cost = channel_cost
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(0)))  # arm 1's features, float16
         # threshold adaptation: the policy's arms are (split arm, α) pairs
-        self.policy_arms = cost_model.num_arms * max(1, len(alpha_grid or []))
-        self.policy = policy
+        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
+        self.policy = policy if policy is not None else ISplitEE()
         self.side = policy.side_observations if policy is not None else side_observations
         self.max_bytes = max_bytes
+        self.keys = policy_keys or PolicyKeys()
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
@@ -83,6 +87,7 @@ class CloudProcessor:
                     )
                 if len(om.confidences) != self.cm.num_arms:
                     raise WireError("bad_header", "confidences do not cover every arm")
+                self._check_bandit_fields(meta, om)
             except WireError as exc:
                 out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
                 m.DEAD_LETTERS.labels("cloud", exc.reason).inc()
@@ -91,7 +96,6 @@ class CloudProcessor:
         t1 = time.perf_counter()
         m.STAGE.labels("cloud_decode").observe(t1 - t0)
 
-        L = self.cm.num_arms
         for arm, items in groups.items():
             tc = time.perf_counter()
             x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
@@ -105,8 +109,8 @@ class CloudProcessor:
             for (meta, om, _, nbytes), c_final, pred in zip(items, c, y, strict=True):
                 cm = self.cm
                 if self.channel_cost:
-                    o = offload_cost(cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
-                    cm = replace(cm, offload_cost=o)
+                    o = air_time_cost(cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
+                    cm = cm.with_offload_cost(o)
                 cost = float(cm.compute_cost[arm] + cm.offload_cost)
                 r = Result(
                     frame_id=meta.frame_id,
@@ -124,34 +128,49 @@ class CloudProcessor:
                     timings={"edge_to_cloud_s": max(0.0, now - om.edge_ts)},
                 )
                 out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-                out.arms.append(arm)
                 m.FRAMES_OUT.labels("cloud", "cloud").inc()
                 m.COST.labels("cloud").inc(cost)
                 m.END_TO_END.labels("cloud").observe(max(0.0, now - meta.capture_ts))
-                if om.pair is not None and om.alpha is not None:  # threshold adaptation
-                    pair_cm = replace(cm, alpha=om.alpha)
-                    c_arm = float(om.confidences[arm] or 0.0)
-                    obs = [(om.pair, pair_cm.reward(arm, c_arm, float(c_final)))]
-                    pick = om.pair
-                else:
-                    conf_row = list(om.confidences)
-                    if om.by_td:  # sent by a transmission decision: an offload, whatever C_k
-                        obs = cm.observations(arm, conf_row, float(c_final), False, True)
-                    else:
-                        obs = cm.observations(arm, conf_row, float(c_final), self.side)
-                    pick = arm
-                delta = out.deltas.setdefault(
-                    om.policy, Delta.for_policy(self.policy, self.policy_arms)
+                pick = om.pair if om.pair is not None else arm
+                obs = observations(
+                    self.policy,
+                    cm,
+                    self.space,
+                    pick,
+                    om.confidences,
+                    float(c_final),
+                    True if om.by_td else None,  # sent by a TD: an offload, whatever C_k
+                    self.side,
                 )
-                delta.add(pick, obs)
+                delta = out.deltas.setdefault(om.policy, self.policy.delta(self.space.num_arms))
+                delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j % L + 1)).observe(rew)  # split arm, 1-based
+                    m.REWARD.labels(str(self.space.split_arm(arm_j) + 1)).observe(rew)
         return out
+
+    def _check_bandit_fields(self, meta: FrameMeta, om: OffloadMeta) -> None:
+        """The offload's policy, pair and confidences against what this deployment can have,
+        before any of them reaches the store."""
+        if not self.keys.valid(om.policy, meta.camera_id):
+            raise WireError(
+                "bad_policy", f"policy {om.policy[:64]!r} is not one of this deployment"
+            )
+        sp = self.space
+        if sp.pairs != (om.pair is not None):
+            raise WireError("bad_pair", f"pair {om.pair} with an α grid of {len(sp.alpha_grid)}")
+        if om.pair is not None:
+            if not 0 <= om.pair < sp.num_arms or sp.split_arm(om.pair) != om.arm:
+                raise WireError("bad_pair", f"pair {om.pair} is not arm {om.arm} of {sp.num_arms}")
+            if om.alpha != sp.alpha(om.pair, self.cm.alpha):
+                raise WireError("bad_alpha", f"α {om.alpha} is not pair {om.pair}'s threshold")
+        for c in om.confidences:
+            if c is not None and not 0.0 <= c <= 1.0:  # NaN fails too
+                raise WireError("bad_confidences", f"confidence {c!r} outside [0, 1]")
+        if om.confidences[om.arm] is None:
+            raise WireError("bad_confidences", f"no confidence at the offloaded arm {om.arm}")
 
     def _through_channel(self, x: torch.Tensor, snrs: list[float | None]) -> torch.Tensor:
         """Features as received over the simulated link; frames without an SNR are clean."""
-        from splitee.channel import analog, quantise
-
         idx = [i for i, s in enumerate(snrs) if s is not None]
         if not idx:
             return x

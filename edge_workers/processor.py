@@ -9,56 +9,23 @@ cloud applies the rewards of offloaded frames once it knows ``C_L``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from policy_store.policies import ArmStats, Policy
+from policy_store.arms import ArmSpace
+from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
+from policy_store.feedback import observations
+from policy_store.keys import PolicyKeys
+from policy_store.policies import Policy
 from policy_store.rewards import CostModel
-from policy_store.store import Delta, PolicyStore
+from policy_store.store import PolicyStore
 from splitee import metrics as m
-from splitee.context import frame_context
+from splitee.context import CONTEXTS, frame_context
 from splitee.data import CorruptFrameError, decode_jpeg
-from splitee.models import MultiExitNet
-from splitee.td import TDInputs, TDMechanism
-from splitee.train import to_input
+from splitee.models import MultiExitNet, to_input
+from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, encode_tensor
-
-
-@dataclass(frozen=True)
-class InRecord:
-    """A consumed Kafka record, as the processors see it."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class OutRecord:
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-@dataclass
-class DeadLetter:
-    record: InRecord
-    reason: str
-    detail: str
-
-
-@dataclass
-class StepOutput:
-    results: list[OutRecord] = field(default_factory=list)
-    offloads: list[OutRecord] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    deltas: dict[str, Delta] = field(default_factory=dict)
-    arms: list[int] = field(default_factory=list)
 
 
 def snr_band(snr_db: float) -> str:
@@ -68,27 +35,9 @@ def snr_band(snr_db: float) -> str:
     return "0-10dB" if snr_db < 10 else ">=10dB"
 
 
-def choose_arms(policy: Policy, stats: ArmStats, count: int) -> list[int]:
-    """Arms for ``count`` frames from one statistics snapshot.
-
-    UCB is deterministic, so a batch would otherwise give every frame the same arm. After each
-    choice the chosen arm gets a *virtual* pull at its current mean: its exploration bonus
-    shrinks (and ``t`` grows) without changing its estimate, so one batch spreads over the arms
-    a sequential learner would try. The virtual pulls are never written to the store.
-    """
-    local = stats.copy()
-    out = []
-    for _ in range(count):
-        a = int(policy.pull(local))
-        out.append(a)
-        mean = local.s[a] / local.n[a] if local.n[a] > 0 else 0.0
-        local.n[a] += 1
-        local.s[a] += mean
-        local.t = local.t + 1
-    return out
-
-
 class EdgeProcessor:
+    """Frames → arms from the shared policy → early exit → keep-or-offload decision."""
+
     def __init__(
         self,
         model: MultiExitNet,
@@ -103,35 +52,29 @@ class EdgeProcessor:
         alpha_grid: list[float] | None = None,
         td: TDMechanism | None = None,
     ) -> None:
-        """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs,
-        pair ``j·L + k`` = arm k with threshold ``alpha_grid[j]``; no side observations."""
+        """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs
+        (:class:`~policy_store.arms.ArmSpace`); ``td`` decides keep-or-offload for frames that
+        carry their link's SNR, the ``C ≥ α`` rule decides the others."""
         self.model = model.eval()
         self.cm = cost_model
         self.policy = policy
         self.store = store
-        self.policy_key = policy_key
         self.codec = codec
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
-        self.policy_scope = policy_scope
-        self.td = td  # channel-aware transmission decision for frames with an snr_db header
-        self.alpha_grid = list(alpha_grid or [])
-        self.pair_models = [replace(cost_model, alpha=a) for a in self.alpha_grid]
-        self.policy_arms = cost_model.num_arms * max(1, len(self.alpha_grid))
+        self.keys = PolicyKeys(policy_key, policy_scope, CONTEXTS)
+        self.td = td
+        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
+        # side observations need the exits a frame passes; a TD or α pairs turn them off
+        self.side = policy.side_observations and not self.space.pairs and td is None
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
         """The policy a frame belongs to: global, per camera, or per estimated context."""
-        if self.policy_scope == "camera":
-            return f"{self.policy_key}:{meta.camera_id}"
-        if self.policy_scope == "context":
-            return f"{self.policy_key}:ctx:{frame_context(img)}"
-        return self.policy_key
+        context = frame_context(img) if self.keys.scope == "context" else None
+        return self.keys.for_frame(meta.camera_id, context)
 
-    def process(self, records: list[InRecord]) -> StepOutput:
-        out = StepOutput()
-        t0 = time.perf_counter()
-        m.FRAMES_IN.labels("edge").inc(len(records))
-        m.BATCH.labels("edge").observe(len(records))
+    def _decode(self, records: list[InRecord], out: StepOutput):
+        """Valid frames as (metas, images); every other record becomes a dead letter."""
         metas: list[FrameMeta] = []
         images: list[np.ndarray] = []
         for rec in records:
@@ -154,92 +97,91 @@ class EdgeProcessor:
                 continue
             metas.append(meta)
             images.append(img)
+        return metas, images
+
+    def _choose(self, keys: list[str]) -> np.ndarray:
+        """Bandit arms (split arms or pairs) per frame, from one read of each policy."""
+        picks = np.zeros(len(keys), dtype=np.int64)
+        for key in dict.fromkeys(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            picks[idx] = self.policy.pull_batch(self.store.read(key), len(idx))
+        return picks
+
+    def _decide(
+        self, metas: list[FrameMeta], picks: np.ndarray, arms: np.ndarray, probs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keep (exit at the edge) or offload each frame; returns (kept, decided by the TD).
+
+        The final arm always keeps. Frames that carry their link's SNR are decided by the
+        transmission decision when one is configured, every other frame by the ``C ≥ α`` rule
+        (α per frame with threshold pairs)."""
+        L = self.cm.num_arms
+        snr = np.array([np.nan if x.snr_db is None else x.snr_db for x in metas], dtype=float)
+        inputs = TDInputs.from_probs(probs, snr)
+        transmit = AlphaRule(self.space.alphas(picks, self.cm.alpha)).transmit(inputs)
+        by_td = np.zeros(len(metas), dtype=bool)
+        if self.td is not None:
+            by_td = ~np.isnan(snr) & (arms < L - 1)
+            if by_td.any():
+                transmit[by_td] = self.td.transmit(inputs.take(by_td))
+                for i in np.flatnonzero(by_td):
+                    decision = "transmit" if transmit[i] else "keep"
+                    m.TD_DECISIONS.labels(
+                        m.bounded_label(metas[i].camera_id), snr_band(snr[i]), decision
+                    ).inc()
+        return (arms == L - 1) | ~transmit, by_td
+
+    def process(self, records: list[InRecord]) -> StepOutput:
+        out = StepOutput()
+        t0 = time.perf_counter()
+        m.FRAMES_IN.labels("edge").inc(len(records))
+        m.BATCH.labels("edge").observe(len(records))
+        metas, images = self._decode(records, out)
         t1 = time.perf_counter()
         m.STAGE.labels("decode").observe(t1 - t0)
         if not metas:
             return out
 
-        # Arms per policy key, from one read of each policy's statistics.
         keys = [self.key_for(meta, img) for meta, img in zip(metas, images, strict=True)]
-        choices = np.zeros(len(metas), dtype=np.int64)  # policy arms: split arms or pairs
-        for key in dict.fromkeys(keys):
-            idx = [i for i, k in enumerate(keys) if k == key]
-            choices[idx] = choose_arms(self.policy, self.store.read(key), len(idx))
-        L = self.cm.num_arms
-        arms = choices % L
-        alpha: float | torch.Tensor = self.cm.alpha
-        if self.alpha_grid:
-            grid = torch.tensor(self.alpha_grid, dtype=torch.float32)
-            alpha = grid[torch.from_numpy(choices // L)]
+        picks = self._choose(keys)
+        arms = self.space.split_arm(picks)
         t2 = time.perf_counter()
         m.STAGE.labels("policy_read").observe(t2 - t1)
 
-        x = to_input(np.stack(images))
-        side = self.policy.side_observations and not self.alpha_grid and self.td is None
-        if self.td is not None:
-            alpha = 2.0  # nothing exits on C ≥ α: the transmission decision below decides
-        res = self.model.early_exit(x, torch.from_numpy(arms), alpha, side)
-        exited = res.exited.numpy().copy()
-        by_td = np.zeros(len(metas), dtype=bool)
-        if self.td is not None:
-            exited, by_td = self._decide(metas, arms, res, exited)
+        res = self.model.early_exit(to_input(np.stack(images)), torch.from_numpy(arms), self.side)
+        kept, by_td = self._decide(metas, picks, arms, res.probs.numpy())
         t3 = time.perf_counter()
         m.STAGE.labels("edge_compute").observe(t3 - t2)
 
         conf = res.confidence.numpy()
         pred = res.prediction.numpy()
         now = time.time()
-        offload_of = {}
-        for k, (idx, feats) in res.offloaded.items():
-            # cast the whole batch once (per-frame numpy casts cost more than the copy)
-            dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
-            arr = feats.to(dtype).numpy()
+        features = {}
+        dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
+        for k, (idx, feats) in res.features.items():
+            arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
             for j, i in enumerate(idx.tolist()):
-                offload_of[i] = (k, arr[j])
+                features[i] = (k, arr[j])
         for i, meta in enumerate(metas):
-            a = int(arms[i])
-            out.arms.append(a)
+            a, pick = int(arms[i]), int(picks[i])
             # metrics name arms 1-based, like the tables (the code is 0-based)
-            m.ARM_CHOSEN.labels(meta.camera_id, str(a + 1), keys[i]).inc()
-            m.CURRENT_ARM.labels(meta.camera_id).set(a + 1)
+            camera = m.bounded_label(meta.camera_id)  # header values: bounded series
+            m.ARM_CHOSEN.labels(camera, str(a + 1), m.bounded_label(keys[i], 64, "policy")).inc()
+            m.CURRENT_ARM.labels(camera).set(a + 1)
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
-            if bool(exited[i]):
-                cost = float(self.cm.compute_cost[a])
-                r = Result(
-                    frame_id=meta.frame_id,
-                    camera_id=meta.camera_id,
-                    prediction=int(pred[i, a]),
-                    confidence=float(conf[i, a]),
-                    arm=a,
-                    where="edge",
-                    capture_ts=meta.capture_ts,
-                    done_ts=now,
-                    policy=keys[i],
-                    run_id=meta.run_id,
-                    cost=cost,
-                    timings={"edge_s": t3 - t0},
+            if kept[i]:
+                self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0)
+                offloaded = False if by_td[i] else None
+                obs = observations(
+                    self.policy, self.cm, self.space, pick, row, None, offloaded, self.side
                 )
-                out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-                m.EXITS.labels(str(a + 1)).inc()
-                m.FRAMES_OUT.labels("edge", "edge").inc()
-                m.COST.labels("edge").inc(cost)
-                m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
-                pick = int(choices[i])
-                if self.alpha_grid:
-                    pair_cm = self.pair_models[pick // L]
-                    obs = [(pick, pair_cm.reward(a, float(conf[i, a]), None))]
-                else:
-                    obs = self.cm.observations(a, row, None, side, False if by_td[i] else None)
-                delta = out.deltas.setdefault(
-                    keys[i], Delta.for_policy(self.policy, self.policy_arms)
-                )
-                delta.add(pick, obs)
+                delta = out.deltas.setdefault(keys[i], self.policy.delta(self.space.num_arms))
+                delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(arm_j % L + 1)).observe(rew)
+                    m.REWARD.labels(str(self.space.split_arm(arm_j) + 1)).observe(rew)
             else:
-                k, feats = offload_of[i]
+                k, feats = features[i]
                 payload = encode_tensor(feats, self.codec)
-                pair = int(choices[i]) if self.alpha_grid else None
                 om = OffloadMeta(
                     k,
                     row,
@@ -247,8 +189,8 @@ class EdgeProcessor:
                     keys[i],
                     now,
                     self.worker_id,
-                    pair,
-                    self.alpha_grid[pair // L] if pair is not None else None,
+                    pick if self.space.pairs else None,
+                    self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
                     bool(by_td[i]),
                 )
                 out.offloads.append(
@@ -259,28 +201,38 @@ class EdgeProcessor:
         m.STAGE.labels("edge_encode").observe(time.perf_counter() - t3)
         return out
 
-    def _decide(
-        self, metas: list[FrameMeta], arms: np.ndarray, res, exited: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Keep or transmit each non-final frame: the TD where the frame carries its link's SNR,
-        else the channel-blind ``C ≥ α`` rule. Returns (exited, decided by the TD)."""
-        L = self.cm.num_arms
-        conf = res.confidence.numpy()
-        rows = np.arange(len(metas))
-        by_td = np.array([m.snr_db is not None for m in metas]) & (arms < L - 1)
-        blind = (arms < L - 1) & ~by_td
-        exited = exited.copy()
-        exited[blind] = conf[rows[blind], arms[blind]] >= self.cm.alpha
-        if by_td.any():
-            snr = np.array([m.snr_db if m.snr_db is not None else 0.0 for m in metas])
-            inputs = TDInputs.from_probs(res.probs.numpy()[by_td], snr[by_td])
-            send = self.td.transmit(inputs)
-            exited[by_td] = ~send
-            for i, s in zip(np.flatnonzero(by_td), send, strict=True):
-                band = snr_band(float(snr[i]))
-                decision = "transmit" if s else "keep"
-                m.TD_DECISIONS.labels(metas[i].camera_id, band, decision).inc()
-        return exited, by_td
+    def _exit(
+        self,
+        out: StepOutput,
+        meta: FrameMeta,
+        key: str,
+        arm: int,
+        row: list[float | None],
+        prediction: int,
+        now: float,
+        edge_s: float,
+    ) -> None:
+        """The result of a frame that left the edge at ``arm``."""
+        cost = float(self.cm.compute_cost[arm])
+        r = Result(
+            frame_id=meta.frame_id,
+            camera_id=meta.camera_id,
+            prediction=prediction,
+            confidence=float(row[arm] or 0.0),
+            arm=arm,
+            where="edge",
+            capture_ts=meta.capture_ts,
+            done_ts=now,
+            policy=key,
+            run_id=meta.run_id,
+            cost=cost,
+            timings={"edge_s": edge_s},
+        )
+        out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
+        m.EXITS.labels(str(arm + 1)).inc()
+        m.FRAMES_OUT.labels("edge", "edge").inc()
+        m.COST.labels("edge").inc(cost)
+        m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
 
     def apply(self, out: StepOutput) -> None:
         """Fold the batch's known rewards into the shared policy (one round trip per key)."""

@@ -20,58 +20,17 @@ streams at once (shape ``(R, L)``). The shared interface, after river's ``bandit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-
-@dataclass
-class ArmStats:
-    """Arm statistics: observations ``n``, reward sums ``s``, decisions ``pulls``, step ``t``.
-
-    ``n`` counts every reward folded in (side observations included); ``pulls`` counts only the
-    arms actually chosen, so ``pulls.sum() == t`` for a single stream.
-    """
-
-    n: np.ndarray
-    s: np.ndarray
-    pulls: np.ndarray
-    t: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    ring: dict[str, np.ndarray] | None = None  # sliding-window history (SlidingWindowUCB)
-
-    @classmethod
-    def zeros(cls, num_arms: int, batch: tuple[int, ...] = ()) -> ArmStats:
-        shape = (*batch, num_arms)
-        return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(batch))
-
-    @property
-    def num_arms(self) -> int:
-        return int(self.n.shape[-1])
-
-    def means(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.n > 0, self.s / np.maximum(self.n, 1e-300), 0.0)
-
-    def copy(self) -> ArmStats:
-        ring = None if self.ring is None else {k: v.copy() for k, v in self.ring.items()}
-        return ArmStats(
-            self.n.copy(), self.s.copy(), self.pulls.copy(), np.array(self.t, copy=True), ring
-        )
-
-    def to_dict(self) -> dict[str, list[float] | float]:
-        return {
-            "n": self.n.tolist(),
-            "s": self.s.tolist(),
-            "pulls": self.pulls.tolist(),
-            "t": float(self.t),
-        }
+from policy_store.stats import ArmStats, Delta
 
 
 class Policy:
     """Base class: UCB-style index policies differ only in ``index``.
 
-    ``discount`` and ``window`` describe how statistics evolve between frames (1.0 and 0 mean
-    they simply accumulate); stores honour them when applying a batch's :class:`Delta`.
+    ``discount`` and ``window`` say how statistics evolve between frames (1.0 and 0: they simply
+    accumulate); every :class:`Delta` the policy makes carries them, and whoever applies it
+    (:meth:`ArmStats.apply`, the Redis script) carries them out.
     """
 
     name = "policy"
@@ -88,6 +47,28 @@ class Policy:
         idx = np.where(stats.n > 0, idx, np.inf)
         return np.argmax(idx, axis=-1)
 
+    def pull_batch(self, stats: ArmStats, count: int) -> list[int]:
+        """Arms for ``count`` frames of one stream from one statistics snapshot (live batches).
+
+        UCB is deterministic, so a batch would otherwise give every frame the same arm. After
+        each choice the chosen arm gets a *virtual* pull at its current mean: its exploration
+        bonus shrinks (and ``t`` grows) without changing its estimate, so one batch spreads over
+        the arms a sequential learner would try. The virtual pulls are never stored.
+
+        >>> UCB1().pull_batch(ArmStats.zeros(3), 4)
+        [0, 1, 2, 0]
+        """
+        local = stats.copy()
+        out = []
+        for _ in range(count):
+            a = int(self.pull(local))
+            out.append(a)
+            mean = local.s[a] / local.n[a] if local.n[a] > 0 else 0.0
+            local.n[a] += 1
+            local.s[a] += mean
+            local.t = local.t + 1
+        return out
+
     def observe(
         self,
         arm: np.ndarray,
@@ -95,11 +76,14 @@ class Policy:
         exits: np.ndarray,
         final_known: np.ndarray,
     ) -> np.ndarray:
-        """(…, L) mask of arms whose reward this frame reveals.
+        """(…, L) mask of arms whose reward this frame reveals — offline and live alike.
 
         ``arm`` (…,) chosen arms; ``conf_known`` (…, L) the exits whose confidence was computed;
-        ``exits`` (…, L) ``C_j ≥ α`` (or j final); ``final_known`` (…,) whether ``C_L`` is known.
-        Without side observations only the pulled arm is updated.
+        ``exits`` (…, L) the frame would leave the edge at that arm (``C_j ≥ α``, or j final);
+        ``final_known`` (…,) whether ``C_L`` is known (the frame reached the final exit, at the
+        edge or in the cloud). Without side observations only the pulled arm is updated; with
+        them also every shallower computed arm whose reward is known: it exits there, or ``C_L``
+        is known.
         """
         arms = np.arange(conf_known.shape[-1])
         pulled = arms == np.asarray(arm)[..., None]
@@ -109,15 +93,20 @@ class Policy:
         computable = exits | np.asarray(final_known)[..., None]
         return pulled | (below & conf_known & computable)
 
+    def delta(self, num_arms: int) -> Delta:
+        """An empty change to this policy's statistics (a live batch adds frames to it)."""
+        return Delta.zeros(num_arms, self.discount, self.window)
+
     def update(self, stats: ArmStats, mask: np.ndarray, rewards: np.ndarray, pulled=None) -> None:
         """Fold one frame (per stream) into ``stats``: ``mask`` arms get ``rewards``."""
         m = mask.astype(np.float64)
-        stats.n += m
-        stats.s += m * np.where(mask, rewards, 0.0)
         if pulled is None:  # the pulled arm is the deepest updated one
             pulled = mask.shape[-1] - 1 - np.argmax(mask[..., ::-1], axis=-1)
-        stats.pulls += np.arange(mask.shape[-1]) == np.asarray(pulled)[..., None]
-        stats.t += 1
+        one_hot = np.arange(mask.shape[-1]) == np.asarray(pulled)[..., None]
+        frames = [(mask, rewards)] if self.window else []
+        d = Delta(m, m * np.where(mask, rewards, 0.0), one_hot, 1, self.discount, self.window)
+        d.frames = frames
+        stats.apply(d)
 
 
 class UCB1(Policy):
@@ -170,11 +159,6 @@ class DiscountedUCB(UCB1):
         total = np.maximum(stats.n.sum(axis=-1, keepdims=True), 1.0)
         return stats.s / n + self.beta * np.sqrt(np.log(total) / n)
 
-    def update(self, stats: ArmStats, mask: np.ndarray, rewards: np.ndarray, pulled=None) -> None:
-        stats.n *= self.discount
-        stats.s *= self.discount
-        super().update(stats, mask, rewards, pulled)
-
 
 class SlidingWindowUCB(UCB1):
     """SW-UCB (Garivier & Moulines 2011): statistics over the last ``window`` frames only.
@@ -204,25 +188,6 @@ class SlidingWindowUCB(UCB1):
         n = np.maximum(stats.n, 1e-12)
         t = np.minimum(np.maximum(np.asarray(stats.t, dtype=np.float64), 1.0), self.window)
         return stats.s / n + self.beta * np.sqrt(np.log(t)[..., None] / n)
-
-    def update(self, stats: ArmStats, mask: np.ndarray, rewards: np.ndarray, pulled=None) -> None:
-        shape = mask.shape
-        if stats.ring is None:
-            stats.ring = {
-                "mask": np.zeros((self.window, *shape), dtype=bool),
-                "r": np.zeros((self.window, *shape)),
-                "pos": np.zeros((), dtype=np.int64),
-            }
-        ring = stats.ring
-        slot = int(ring["pos"]) % self.window
-        if int(ring["pos"]) >= self.window:  # evict the oldest frame
-            old_m, old_r = ring["mask"][slot], ring["r"][slot]
-            stats.n -= old_m
-            stats.s -= np.where(old_m, old_r, 0.0)
-        ring["mask"][slot] = mask
-        ring["r"][slot] = np.where(mask, rewards, 0.0)
-        ring["pos"] = ring["pos"] + 1
-        super().update(stats, mask, rewards, pulled)
 
 
 class FixedArm(Policy):

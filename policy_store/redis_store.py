@@ -1,47 +1,89 @@
-"""Bandit statistics shared by every worker through Redis.
+"""Bandit statistics shared by every worker through Redis — and ridden through Redis outages.
 
 Layout: one hash per policy at ``<namespace>:{<policy>}:arms`` (the ``{…}`` hash tag keeps a
-policy on one Redis Cluster slot) with fields ``n:<arm>`` (observations), ``s:<arm>`` (reward
-sum), ``p:<arm>`` (decisions), ``t`` (frames) and ``arms`` (arm count). A worker applies a whole
-batch of frames as one :class:`~policy_store.store.Delta` with one ``EVALSHA`` of a Lua script,
-so the increments of a batch land atomically and concurrent workers lose no update. Reads are
-cached for ``cache_ms`` milliseconds: a worker choosing arms for a batch sees statistics at
-most that old, and always sees its own writes (the cache is dropped on apply).
+policy's keys on one Redis Cluster slot) with fields ``n:<arm>`` (observations), ``s:<arm>``
+(reward sum), ``p:<arm>`` (decisions), ``t`` (frames) and ``arms`` (arm count); beside it the
+sliding window's history (``:window``), the ids of recently applied frames (``:seen``) and a log
+of tagged deltas (``:log``).
 
-Delivery: updates are at-least-once, like the frames they come from. A worker killed after
-applying a batch's delta but before committing its Kafka offsets replays that batch, and
-the delta is applied again: at most one batch (``edge.batch_size`` frames) per crash is counted
-twice, which shifts each arm's mean by at most ``batch_size / N_k`` of a reward range.
+A worker applies a whole batch as one :class:`~policy_store.stats.Delta` with one ``EVALSHA``
+of a Lua script that carries out what the delta says (decay, window, increments) — the same
+steps as :meth:`~policy_store.stats.ArmStats.apply` — atomically, so concurrent workers lose no
+update. The script first validates every number and arm (an update is all-or-nothing), then
+skips frames whose id it applied before: a batch consumed twice after a crash does not count
+its rewards twice (ids are kept for the last ``dedup_frames`` frames of each policy).
+
+Outages: reads are cached for ``cache_ms`` milliseconds; while Redis is unreachable a read
+returns the last statistics read (plus this worker's own pending updates), and its age is
+exported by the worker (:attr:`RedisStore.stats_age_s`). Deltas wait in a buffer and are
+applied in order once Redis answers again (reconnect with exponential backoff up to 2 s);
+when ``max_pending_frames`` frames are waiting, :meth:`apply` blocks — which pauses the
+worker's consumption — until Redis is back. Nothing in here exits on an outage. Buffered deltas
+of a worker that dies during an outage are lost: the statistics miss those frames, no frame is
+lost.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 import redis
+from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from policy_store.policies import ArmStats
-from policy_store.store import Delta
+from policy_store.stats import REWARD_BOUND, ArmStats, Delta
+
+log = logging.getLogger("splitee.policy_store")
 
 SNAPSHOT_FORMAT = "splitee-policy-snapshot/1"
+OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Not an outage but a configuration fault (wrong credentials, missing ACL rights): re-raised,
+#: so the worker stops with a clear error instead of buffering forever.
+REFUSED = (AuthenticationError, NoPermissionError)
 
-# KEYS[1] = statistics hash, KEYS[2] = window history list, KEYS[3] = applied-tags log.
-# ARGV = arms, t, decay, window, tag, pair count, (field, increment) pairs, then window entries
-# "arm,reward;arm,reward" (one per frame). Decay multiplies n and s before adding; entries past
-# the window are popped and subtracted. Numbers travel as strings with 17 significant digits.
+# KEYS: statistics hash, window list, tag log, seen frame ids (sorted set).
+# ARGV: arms, discount, window, tag, dedup cap, frame count, then per frame: frame id, pulled
+# arm, observations "arm,reward;arm,reward". Returns the number of duplicate frames skipped.
 _APPLY = """
-local key, hist = KEYS[1], KEYS[2]
+local key, hist, logk, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local arms = tonumber(ARGV[1])
 local cur = redis.call('HGET', key, 'arms')
 if cur and tonumber(cur) ~= arms then
   return redis.error_reply('policy has ' .. cur .. ' arms, update has ' .. ARGV[1])
 end
+local discount, window, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
+local bound = tonumber(ARGV[7 + 3 * tonumber(ARGV[6])])
+local function arm_ok(a) return a and a >= 0 and a < arms and a == math.floor(a) end
+local frames = {}
+for f = 0, tonumber(ARGV[6]) - 1 do
+  local fid, pick, obs = ARGV[7 + 3 * f], tonumber(ARGV[8 + 3 * f]), ARGV[9 + 3 * f]
+  if not arm_ok(pick) then return redis.error_reply('bad arm ' .. ARGV[8 + 3 * f]) end
+  local pairs_ = {}
+  for a, r in string.gmatch(obs, '([^,;]+),([^;]+)') do
+    local ai, rv = tonumber(a), tonumber(r)
+    if not arm_ok(ai) then return redis.error_reply('bad arm ' .. a) end
+    if not rv or rv ~= rv or rv > bound or rv < -bound then
+      return redis.error_reply('bad reward ' .. r)
+    end
+    pairs_[#pairs_ + 1] = {ai, rv}
+  end
+  frames[#frames + 1] = {fid, pick, obs, pairs_}
+end
+local fresh, dups = {}, 0
+for _, fr in ipairs(frames) do
+  if fr[1] ~= '' and redis.call('ZSCORE', seen, fr[1]) then dups = dups + 1
+  else fresh[#fresh + 1] = fr end
+end
+if #fresh == 0 then return dups end
 redis.call('HSET', key, 'arms', ARGV[1])
-local decay = tonumber(ARGV[3])
-if decay ~= 1 then
+if discount ~= 1 then
+  local decay = discount ^ #fresh
   for a = 0, arms - 1 do
     for _, p in ipairs({'n:', 's:'}) do
       local v = redis.call('HGET', key, p .. a)
@@ -49,23 +91,34 @@ if decay ~= 1 then
     end
   end
 end
-redis.call('HINCRBYFLOAT', key, 't', ARGV[2])
-local window = tonumber(ARGV[4])
-if ARGV[5] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[5])
-  redis.call('LTRIM', KEYS[3], -10000, -1)
+local dn, ds, dp = {}, {}, {}
+for _, fr in ipairs(fresh) do
+  dp[fr[2]] = (dp[fr[2]] or 0) + 1
+  for _, pr in ipairs(fr[4]) do
+    dn[pr[1]] = (dn[pr[1]] or 0) + 1
+    ds[pr[1]] = (ds[pr[1]] or 0) + pr[2]
+  end
 end
-local i = 7
-for _ = 1, tonumber(ARGV[6]) do
-  redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1])
-  i = i + 2
+for a, v in pairs(dn) do redis.call('HINCRBYFLOAT', key, 'n:' .. a, string.format('%.17g', v)) end
+for a, v in pairs(ds) do redis.call('HINCRBYFLOAT', key, 's:' .. a, string.format('%.17g', v)) end
+for a, v in pairs(dp) do redis.call('HINCRBYFLOAT', key, 'p:' .. a, string.format('%.17g', v)) end
+local t = tonumber(redis.call('HINCRBYFLOAT', key, 't', #fresh))
+if cap > 0 then
+  for i, fr in ipairs(fresh) do
+    if fr[1] ~= '' then redis.call('ZADD', seen, t - #fresh + i, fr[1]) end
+  end
+  redis.call('ZREMRANGEBYRANK', seen, 0, -cap - 1)
+end
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', logk, ARGV[4])
+  redis.call('LTRIM', logk, -10000, -1)
 end
 if window > 0 then
-  for j = i, #ARGV do redis.call('RPUSH', hist, ARGV[j]) end
+  for _, fr in ipairs(fresh) do redis.call('RPUSH', hist, fr[3]) end
   local excess = redis.call('LLEN', hist) - window
   while excess > 0 do
     local old = redis.call('LPOP', hist)
-    for a, r in string.gmatch(old, '(%d+),([^;]+)') do
+    for a, r in string.gmatch(old, '([^,;]+),([^;]+)') do
       redis.call('HINCRBYFLOAT', key, 'n:' .. a, '-1')
       local neg = (string.sub(r, 1, 1) == '-') and string.sub(r, 2) or ('-' .. r)
       redis.call('HINCRBYFLOAT', key, 's:' .. a, neg)
@@ -73,12 +126,12 @@ if window > 0 then
     excess = excess - 1
   end
 end
-return 1
+return dups
 """
 
 
 class RedisStore:
-    """A :class:`~policy_store.store.PolicyStore` on Redis."""
+    """A :class:`~policy_store.store.PolicyStore` on Redis that rides out Redis outages."""
 
     def __init__(
         self,
@@ -87,19 +140,62 @@ class RedisStore:
         num_arms: int = 9,
         cache_ms: float = 5.0,
         client: redis.Redis | None = None,
+        max_pending_frames: int = 100_000,
+        dedup_frames: int = 100_000,
+        timeout_s: float = 2.0,
     ) -> None:
-        self.r = client or redis.Redis.from_url(url)
+        self.r = client or redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self.namespace = namespace
         self.num_arms = num_arms
         self.cache_s = cache_ms / 1000.0
+        self.max_pending_frames = max_pending_frames
+        self.dedup_frames = dedup_frames
         self._apply = self.r.register_script(_APPLY)
         self._cache: dict[str, tuple[float, ArmStats]] = {}
+        self._pending: deque[tuple[str, Delta]] = deque()
+        self.pending_frames = 0  # frames whose deltas wait for Redis
+        self.duplicates = 0  # frames skipped because their reward was applied before
+        self.up = True
+        self._retry_at = 0.0
+        self._backoff = 0.1
+
+    # ------------------------------------------------------------------ connection state
+    def _may_try(self) -> bool:
+        return self.up or time.monotonic() >= self._retry_at
+
+    def _down(self, exc: BaseException) -> None:
+        if isinstance(exc, REFUSED):
+            raise exc
+        if self.up:
+            log.warning("redis unreachable; serving cached statistics", extra={"error": str(exc)})
+        else:
+            self._backoff = min(self._backoff * 2, 2.0)
+        self.up = False
+        self._retry_at = time.monotonic() + self._backoff
+
+    def _up(self) -> None:
+        if not self.up:
+            log.warning("redis reachable again", extra={"pending_frames": self.pending_frames})
+        self.up, self._backoff = True, 0.1
+
+    @property
+    def stats_age_s(self) -> float:
+        """Age of the oldest cached statistics in use (0 while Redis answers)."""
+        if self.up or not self._cache:
+            return 0.0
+        return time.monotonic() - min(ts for ts, _ in self._cache.values())
 
     def key(self, policy: str) -> str:
         return f"{self.namespace}:{{{policy}}}:arms"
 
     def history_key(self, policy: str) -> str:
         return f"{self.namespace}:{{{policy}}}:window"
+
+    def seen_key(self, policy: str) -> str:
+        """Ids of the frames applied last (de-duplication of re-consumed batches)."""
+        return f"{self.namespace}:{{{policy}}}:seen"
 
     def log_key(self, policy: str) -> str:
         """Tags of tagged deltas in the order they were applied (audits and tests)."""
@@ -110,13 +206,27 @@ class RedisStore:
 
     # ------------------------------------------------------------------ reads
     def read(self, key: str) -> ArmStats:
+        """The policy's statistics, at most ``cache_ms`` old while Redis answers; during an
+        outage the last ones read, with this worker's pending deltas folded in."""
         now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] <= self.cache_s:
+        if hit is not None and now - hit[0] <= self.cache_s and not self._pending:
             return hit[1].copy()
-        stats = self._parse(self.r.hgetall(self.key(key)))
-        self._cache[key] = (now, stats)
-        return stats.copy()
+        self._flush()
+        if self._may_try() and not self._pending:
+            try:
+                stats = self._parse(self.r.hgetall(self.key(key)))
+            except OUTAGE as exc:
+                self._down(exc)
+            else:
+                self._up()
+                self._cache[key] = (now, stats)
+                return stats.copy()
+        stats = hit[1].copy() if hit is not None else ArmStats.zeros(self.num_arms)
+        for k, delta in self._pending:
+            if k == key:
+                stats.apply(delta)
+        return stats
 
     def _parse(self, raw: dict[bytes, bytes]) -> ArmStats:
         st = ArmStats.zeros(self.num_arms)
@@ -132,31 +242,57 @@ class RedisStore:
 
     # ------------------------------------------------------------------ writes
     def apply(self, key: str, delta: Delta) -> None:
-        """Apply a batch's delta atomically, in one round trip (decay and window included)."""
-        decay = delta.discount**delta.t if delta.discount != 1.0 else 1.0
-        pairs: list[object] = []
-        for prefix, arr in (("n", delta.n), ("s", delta.s), ("p", delta.pulls)):
-            for arm in np.flatnonzero(arr):
-                pairs += [f"{prefix}:{arm}", repr(float(arr[arm]))]
-        entries = (
-            [";".join(f"{j},{float(r)!r}" for j, r in obs) for obs in delta.frames]
-            if delta.window
-            else []
-        )
-        args = [
+        """Apply a batch's delta atomically in one round trip, or queue it during an outage.
+
+        Blocks (retrying with backoff) while ``max_pending_frames`` frames are queued: the
+        worker stops consuming until Redis is back, and never exits for it."""
+        if not delta:
+            return
+        if delta.t and not delta.records:
+            raise ValueError("a live delta carries its frames (Delta.add)")
+        self._pending.append((key, delta))
+        self.pending_frames += delta.t
+        self._flush()
+        while self.pending_frames > self.max_pending_frames:
+            time.sleep(self._backoff)
+            self._flush()
+
+    def flush(self) -> bool:
+        """Try to apply the queued deltas now; True when none is left."""
+        self._flush()
+        return not self._pending
+
+    def _flush(self) -> None:
+        while self._pending and self._may_try():
+            key, delta = self._pending[0]
+            try:
+                self.duplicates += int(self._send(key, delta))
+            except OUTAGE as exc:
+                self._down(exc)
+                return
+            self._up()
+            self._pending.popleft()
+            self.pending_frames -= delta.t
+            self._cache.pop(key, None)
+
+    def _send(self, key: str, delta: Delta) -> int:
+        args: list[object] = [
             self.num_arms,
-            int(delta.t),
-            repr(decay),
+            repr(float(delta.discount)),
             int(delta.window),
             delta.tag,
-            len(pairs) // 2,
+            self.dedup_frames,
+            len(delta.records),
         ]
-        keys = [self.key(key), self.history_key(key), self.log_key(key)]
-        self._apply(keys=keys, args=[*args, *pairs, *entries])
-        self._cache.pop(key, None)
+        for rec in delta.records:
+            obs = ";".join(f"{j},{r!r}" for j, r in rec.observations)
+            args += [rec.frame_id, rec.pick, obs]
+        args.append(repr(REWARD_BOUND))
+        keys = [self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key)]
+        return int(self._apply(keys=keys, args=args))
 
     def reset(self, key: str) -> None:
-        self.r.delete(self.key(key), self.history_key(key), self.log_key(key))
+        self.r.delete(self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key))
         self._cache.pop(key, None)
 
     def policies(self) -> list[str]:
@@ -195,7 +331,7 @@ class RedisStore:
             raise ValueError(f"snapshot has {snap.get('arms')} arms, this store {self.num_arms}")
         pipe = self.r.pipeline(transaction=True)
         for k in self.policies():
-            pipe.delete(self.key(k), self.history_key(k))
+            pipe.delete(self.key(k), self.history_key(k), self.seen_key(k))
         for name, st in snap["policies"].items():
             mapping: dict[str, str] = {"arms": str(self.num_arms), "t": repr(float(st["t"]))}
             for prefix, field in (("n", "n"), ("s", "s"), ("p", "pulls")):

@@ -14,9 +14,11 @@ Confidence stands in for accuracy, so no reward ever needs a label.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from policy_store.decisions import AlphaRule
 
 
 @dataclass(frozen=True)
@@ -52,61 +54,53 @@ class CostModel:
 
     def exits_at(self, conf: np.ndarray) -> np.ndarray:
         """(…, L) bool: the frame would leave the edge at arm k (C_k ≥ α, or the final arm)."""
-        ok = conf >= self.alpha
+        ok = AlphaRule(self.alpha).keeps_conf(conf)
         ok[..., -1] = True
         return ok
+
+    def rewards(self, conf: np.ndarray, exits: np.ndarray, c_final: np.ndarray) -> np.ndarray:
+        """(…, L) reward of every arm: ``C_k − μλ_k`` where the frame exits at k, else
+        ``C_L − (μλ_k + μo)`` (algorithms.md §2). ``c_final`` broadcasts against ``conf``."""
+        lam = self.mu * self.compute_cost
+        return np.where(exits, conf - lam, c_final - (lam + self.mu * self.offload_cost))
 
     def reward_matrix(self, conf: np.ndarray) -> np.ndarray:
         """(N, L) reward of every arm for every frame, from the (N, L) confidence matrix."""
         conf = np.asarray(conf, dtype=np.float64)
-        c_final = conf[:, -1:]
-        lam = self.mu * self.compute_cost
-        exit_r = conf - lam
-        off_r = c_final - (lam + self.mu * self.offload_cost)
-        return np.where(self.exits_at(conf), exit_r, off_r)
+        return self.rewards(conf, self.exits_at(conf), conf[:, -1:])
 
     def cost_matrix(self, conf: np.ndarray) -> np.ndarray:
         """(N, L) cost of every arm for every frame: λ_k, plus o when offloaded."""
         off = ~self.exits_at(np.asarray(conf))
         return self.compute_cost[None, :] + self.offload_cost * off
 
-    def reward(
-        self, arm: int, c_arm: float, c_final: float | None, offloaded: bool | None = None
-    ) -> float:
-        """Reward of one frame at ``arm``; ``c_final`` is needed only if it was offloaded.
+    def with_offload_cost(self, offload_cost: float) -> CostModel:
+        return replace(self, offload_cost=offload_cost)
 
-        ``offloaded`` overrides the ``C ≥ α`` rule when another mechanism (a channel-aware
-        transmission decision) chose whether the frame left the edge.
-        """
-        lam = self.mu * float(self.compute_cost[arm])
-        exited = arm == self.final or c_arm >= self.alpha if offloaded is None else not offloaded
-        if exited:
-            return float(c_arm) - lam
-        if c_final is None:
-            raise ValueError(f"arm {arm} offloaded (C={c_arm:.3f} < α): its reward needs C_L")
-        return float(c_final) - lam - self.mu * self.offload_cost
+    def with_alpha(self, alpha: float) -> CostModel:
+        return replace(self, alpha=alpha)
 
-    def observations(
-        self,
-        arm: int,
-        conf_row: Sequence[float],
-        c_final: float | None,
-        side: bool,
-        offloaded: bool | None = None,
-    ) -> list[tuple[int, float]]:
-        """(arm, reward) pairs that one frame reveals, online.
 
-        Always the pulled arm (once ``c_final`` is known when it was offloaded). With side
-        observations also every shallower arm j whose reward is computable: ``C_j ≥ α``, or
-        ``C_L`` known because this frame reached the final exit (offloaded, or arm = L-1).
-        (ours) An arm whose reward needs an unknown ``C_L`` is not updated.
-        """
-        out = [(arm, self.reward(arm, conf_row[arm], c_final, offloaded))]
-        if side:
-            for j in range(arm):
-                cj = conf_row[j]
-                if cj is None or np.isnan(cj):
-                    continue
-                if cj >= self.alpha or c_final is not None:
-                    out.append((j, self.reward(j, cj, c_final)))
-        return out
+def capacity(snr_db: float | np.ndarray) -> np.ndarray:
+    """Shannon capacity log2(1 + SNR) in bits per channel use."""
+    return np.log2(1.0 + 10.0 ** (np.asarray(snr_db, dtype=np.float64) / 10.0))
+
+
+def air_time_cost(
+    base: float, nbytes: int, snr_db: float | None, ref_bytes: int, ref_snr_db: float = 20.0
+) -> float:
+    """Channel-aware offload cost: ``base`` scaled by the frame's air time against a reference.
+
+    Air time ∝ bits / log2(1 + SNR), so sending ``ref_bytes`` at ``ref_snr_db`` costs ``base``;
+    twice the bytes, or half the capacity, costs twice as much. Capped at 20 × ``base`` so one
+    deep fade cannot swamp the statistics. Without an SNR only the bytes count.
+
+    >>> round(air_time_cost(0.5, 1000, 20.0, 1000), 3)
+    0.5
+    >>> round(air_time_cost(0.5, 2000, 20.0, 1000), 3)
+    1.0
+    """
+    scale = nbytes / max(1, ref_bytes)
+    if snr_db is not None:
+        scale *= float(capacity(ref_snr_db)) / max(float(capacity(snr_db)), 1e-9)
+    return base * min(scale, 20.0)

@@ -11,21 +11,29 @@ number, so a rerun sends identical bytes) and re-encoded. The ground-truth label
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from producers.schedule import Schedule
-from splitee import metrics
+from splitee import kafka_io, metrics
 from splitee.data import decode_jpeg, encode_jpeg
+from splitee.settings import KafkaSettings
 from splitee.wire import FrameMeta
 
+log = logging.getLogger("splitee.camera")
+
 if TYPE_CHECKING:
-    from splitee.channel import SNRProcess
+    from splitee.link import SNRProcess
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Camera:
         run_id: str = "",
         channel: SNRProcess | None = None,
     ) -> None:
-        """``channel`` (splitee.channel) stamps each frame's ``snr_db`` header, per sequence
+        """``channel`` (splitee.link) stamps each frame's ``snr_db`` header, per sequence
         number, for the simulated link between this camera's edge and the cloud."""
         if not source:
             raise ValueError(f"camera {camera_id}: empty frame source")
@@ -113,20 +121,29 @@ class Camera:
         count: int,
         on_sent: Callable[[SentFrame], None] | None = None,
         stop: threading.Event | None = None,
-    ) -> int:
-        """Send ``count`` frames at ``fps`` (0 = as fast as possible); returns frames sent.
+        max_pending: int = 2000,
+        retry_s: float = 1.0,
+        drain_s: float = 10.0,
+    ) -> Delivery:
+        """Send ``count`` frames at ``fps`` (0 = as fast as possible); returns what was delivered.
 
-        ``stop``, when set, ends the stream early (a clean SIGTERM of ``splitee produce``).
+        A frame counts as delivered, and ``on_sent`` sees it (from this camera's thread), once
+        the broker acknowledged both its frame and its truth record. A record the producer
+        gives up on (e.g. ``KafkaTimeoutError`` when the broker stays away longer than its
+        ``delivery_timeout_ms``) is kept and sent again every ``retry_s`` until acknowledged.
+        At most ``max_pending`` frames wait for acknowledgement: when full the camera *blocks*
+        (it captures nothing until the broker is back) rather than dropping frames. A frame is
+        dropped — counted, with a WARNING — only when the producer refuses it for good (a
+        non-retriable error such as a record above the size limit), or when ``stop`` is set and
+        it is still unacknowledged ``drain_s`` later. Frames sent again may reach the topic
+        after frames captured later (per-camera order holds only without outages).
         """
         interval = 1.0 / self.fps if self.fps > 0 else 0.0
+        box = _Outbox(self.camera_id, producer, max_pending, retry_s, self._delivered(on_sent))
         next_t = time.monotonic()
-        sent = 0
         for f in self.frames(count):
             if stop is not None and stop.is_set():
                 break
-            producer.send(
-                frames_topic, key=self.camera_id.encode(), value=f.jpeg, headers=f.meta.headers()
-            )
             truth = {
                 "label": f.label,
                 "camera_id": self.camera_id,
@@ -134,20 +151,175 @@ class Camera:
                 "index": f.index,
                 "run_id": self.run_id,
             }
-            producer.send(
-                truth_topic, key=f.meta.frame_id.encode(), value=json.dumps(truth).encode()
+            records = (
+                (frames_topic, self.camera_id.encode(), f.jpeg, f.meta.headers()),
+                (truth_topic, f.meta.frame_id.encode(), json.dumps(truth).encode(), []),
             )
-            sent += 1
+            box.submit(f, records, stop)
+            if interval:
+                next_t += interval
+                box.pump(next_t - time.monotonic())
+            else:
+                box.pump(0.0)
+        box.finish(stop, drain_s)
+        return box.stats
+
+    def _delivered(
+        self, on_sent: Callable[[SentFrame], None] | None
+    ) -> Callable[[SentFrame], None]:
+        def delivered(f: SentFrame) -> None:
             metrics.FRAMES_SENT.labels(self.camera_id, f.distortion).inc()
             if on_sent:
                 on_sent(f)
-            if interval:
-                next_t += interval
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-        producer.flush()
-        return sent
+
+        return delivered
+
+
+@dataclass
+class Delivery:
+    """One camera's frames: acknowledged, needing at least one resend, given up."""
+
+    delivered: int = 0
+    retried: int = 0
+    dropped: int = 0
+
+
+@dataclass
+class _Pending:
+    frame: SentFrame
+    records: tuple[tuple[str, bytes, bytes, list[tuple[str, bytes]]], ...]
+    waiting: set[int]
+    retried: bool = False
+
+
+class _Outbox:
+    """One camera's frames between ``send`` and the broker's acknowledgement.
+
+    The producer's callbacks run on its I/O thread; they only enqueue events, and everything
+    else happens on the camera's thread in :meth:`pump`.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        producer,
+        max_pending: int,
+        retry_s: float,
+        on_delivered: Callable[[SentFrame], None],
+    ) -> None:
+        self.camera_id = camera_id
+        self.producer = producer
+        self.max_pending = max_pending
+        self.retry_s = retry_s
+        self.on_delivered = on_delivered
+        self.events: queue.SimpleQueue[tuple[int, int, BaseException | None]] = queue.SimpleQueue()
+        self.pending: dict[int, _Pending] = {}
+        self.retry: deque[tuple[int, int]] = deque()
+        self.retry_at = 0.0
+        self.seq = 0
+        self.stats = Delivery()
+
+    def submit(self, frame: SentFrame, records: tuple, stop: threading.Event | None) -> None:
+        """Send a frame's records; first wait (handling acknowledgements) while the box is full."""
+        while len(self.pending) >= self.max_pending and not (stop and stop.is_set()):
+            self.pump(0.1)
+        self.seq += 1
+        self.pending[self.seq] = _Pending(frame, records, set(range(len(records))))
+        for part in range(len(records)):
+            self._send(self.seq, part)
+
+    def _send(self, seq: int, part: int) -> None:
+        topic, key, value, headers = self.pending[seq].records[part]
+        try:
+            fut = self.producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as exc:  # no metadata / buffer full within max_block_ms, too large
+            self._failed(seq, part, exc)
+            return
+        fut.add_callback(lambda _md: self.events.put((seq, part, None)))
+        fut.add_errback(lambda exc: self.events.put((seq, part, exc)))
+
+    def pump(self, timeout_s: float) -> None:
+        """Handle acknowledgements and failures for ``timeout_s``; resend what is due."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.retry and time.monotonic() >= self.retry_at:
+                todo, self.retry = self.retry, deque()
+                for seq, part in todo:
+                    if seq in self.pending:
+                        self._send(seq, part)
+            wait = deadline - time.monotonic()
+            if self.retry:
+                wait = min(wait, self.retry_at - time.monotonic())
+            try:
+                event = self.events.get(timeout=wait) if wait > 0 else self.events.get_nowait()
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    return
+                continue
+            self._handle(*event)
+
+    def _handle(self, seq: int, part: int, exc: BaseException | None) -> None:
+        p = self.pending.get(seq)
+        if p is None:  # already dropped
+            return
+        if exc is not None:
+            self._failed(seq, part, exc)
+            return
+        p.waiting.discard(part)
+        if not p.waiting:
+            del self.pending[seq]
+            self.stats.delivered += 1
+            self.on_delivered(p.frame)
+
+    def _failed(self, seq: int, part: int, exc: BaseException) -> None:
+        p = self.pending[seq]
+        if not getattr(exc, "retriable", False):
+            del self.pending[seq]
+            self.stats.dropped += 1
+            log.warning(
+                "camera %s: frame %s dropped, the producer refused it for good: %r",
+                self.camera_id,
+                p.frame.meta.frame_id,
+                exc,
+            )
+            return
+        if not self.retry:
+            self.retry_at = time.monotonic() + self.retry_s
+            log.warning(
+                "camera %s: records not acknowledged (%r); %d frames pending, retrying",
+                self.camera_id,
+                exc,
+                len(self.pending),
+            )
+        self.retry.append((seq, part))
+        if not p.retried:
+            p.retried = True
+            self.stats.retried += 1
+
+    def finish(self, stop: threading.Event | None, drain_s: float) -> None:
+        """Wait until every frame is acknowledged; once ``stop`` is set, ``drain_s`` at most."""
+        deadline = None
+        while self.pending:
+            if stop is not None and stop.is_set():
+                deadline = deadline or time.monotonic() + drain_s
+                if time.monotonic() >= deadline:
+                    break
+            self.pump(0.2)
+        if self.pending:
+            self.stats.dropped += len(self.pending)
+            log.warning(
+                "camera %s: stopped with %d frames unacknowledged; counted as dropped",
+                self.camera_id,
+                len(self.pending),
+            )
+            self.pending.clear()
+
+
+def camera_producer(k: KafkaSettings, **overrides: object) -> KafkaProducer:
+    """The cameras' producer: idempotent, ``acks=all`` (:func:`splitee.kafka_io.producer`), and
+    reconnecting within a second once the broker is back (kafka-python's default backs off up
+    to 30 s). ``overrides`` are KafkaProducer options (e.g. a short ``delivery_timeout_ms``)."""
+    return kafka_io.producer(k, **{"reconnect_backoff_max_ms": 1000, **overrides})
 
 
 def run_cameras(
@@ -158,17 +330,19 @@ def run_cameras(
     count: int,
     on_sent: Callable[[SentFrame], None] | None = None,
     stop: threading.Event | None = None,
-) -> dict[str, int]:
+    **delivery: float,
+) -> dict[str, dict[str, int]]:
     """Run cameras side by side, one thread each, sharing one (thread-safe) producer.
 
-    Returns the frames each camera sent; ``on_sent`` sees every frame (from the cameras'
-    threads), ``stop`` ends every stream early.
+    Returns per camera the frames ``delivered`` (also as ``sent``), ``retried`` and
+    ``dropped`` (see :meth:`Camera.run`, which ``delivery`` options go to); ``on_sent`` sees
+    every delivered frame (from the cameras' threads), ``stop`` ends every stream early.
     """
-    sent: dict[str, int] = {}
+    got: dict[str, Delivery] = {}
 
     def one(cam: Camera) -> None:
-        sent[cam.camera_id] = cam.run(
-            producer, frames_topic, truth_topic, count, on_sent=on_sent, stop=stop
+        got[cam.camera_id] = cam.run(
+            producer, frames_topic, truth_topic, count, on_sent=on_sent, stop=stop, **delivery
         )
 
     threads = [threading.Thread(target=one, args=(c,), name=c.camera_id) for c in cameras]
@@ -177,4 +351,8 @@ def run_cameras(
     for t in threads:
         t.join()
     producer.flush()
-    return sent
+    out = {
+        key: {cam: getattr(d, key) for cam, d in got.items()}
+        for key in ("delivered", "retried", "dropped")
+    }
+    return {"sent": dict(out["delivered"]), **out}

@@ -4,20 +4,89 @@ Every size limit is set from ``kafka.max_message_bytes``, which must equal the b
 ``message.max.bytes`` (deploy/kafka/server.properties.tmpl): the producer's
 ``max_request_size``, the consumers' ``fetch_max_bytes`` and ``max_partition_fetch_bytes``,
 each topic's ``max.message.bytes``, and faust's ``producer_max_request_size`` and
-``consumer_max_fetch_size`` (see :mod:`splitee.faust_app`).
+``consumer_max_fetch_size`` (see :mod:`splitee.runtime`).
+
+Every client also gets the connection security of the settings (:func:`security`:
+``kafka.security_protocol``, SASL/SCRAM credentials, the CA of the broker's certificate); faust's
+equivalent is :func:`faust_credentials`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import CorruptRecordError, NoBrokersAvailable, TopicAlreadyExistsError
 
 from splitee.settings import KafkaSettings
+
+if TYPE_CHECKING:  # faust is imported where a worker is built: plain clients stay light
+    from faust.types.auth import CredentialsT
+
+_MASK = "**********"
+
+
+class _MaskPassword(logging.Filter):
+    """kafka-python's admin client logs its whole configuration at DEBUG, SASL password
+    included (``log.debug("...: %s", configs)``, whose record holds the dict itself as its
+    args): mask the password in that record before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, Mapping) and args.get("sasl_plain_password"):
+            record.args = {**args, "sasl_plain_password": _MASK}
+        return True
+
+
+logging.getLogger("kafka.admin.client").addFilter(_MaskPassword())
+
+
+def _password(k: KafkaSettings) -> str:
+    """The SASL password in clear, for the client that sends it (KafkaSettings requires one
+    with the SASL_* protocols)."""
+    return "" if k.sasl_password is None else k.sasl_password.get_secret_value()
+
+
+def security(k: KafkaSettings) -> dict[str, object]:
+    """kafka-python options for ``kafka.security_protocol``: SASL/SCRAM credentials and the CA
+    that signed the broker's certificate, as each protocol needs them."""
+    cfg: dict[str, object] = {"security_protocol": k.security_protocol}
+    if k.security_protocol.startswith("SASL_"):
+        cfg["sasl_mechanism"] = k.sasl_mechanism
+        cfg["sasl_plain_username"] = k.sasl_username
+        cfg["sasl_plain_password"] = _password(k)
+    if k.ssl_cafile is not None:  # KafkaSettings allows it with SSL and SASL_SSL only
+        cfg["ssl_cafile"] = str(k.ssl_cafile)
+    return cfg
+
+
+def ssl_context(k: KafkaSettings) -> ssl.SSLContext | None:
+    """A verifying TLS context for the SSL protocols (hostname checked), None without TLS."""
+    if k.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    cafile = None if k.ssl_cafile is None else str(k.ssl_cafile)
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+
+def faust_credentials(k: KafkaSettings) -> CredentialsT | None:
+    """faust's ``broker_credentials`` for the settings' security protocol (None: PLAINTEXT)."""
+    import faust
+
+    ctx = ssl_context(k)
+    if k.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=k.sasl_username,
+            password=_password(k),
+            mechanism=k.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    return None if ctx is None else faust.SSLCredentials(ctx)
 
 
 def api_version(k: KafkaSettings) -> tuple[int, ...]:
@@ -34,6 +103,7 @@ def producer(k: KafkaSettings, **overrides: object) -> KafkaProducer:
         "max_request_size": k.max_message_bytes,
         "linger_ms": 5,
         "retries": 10,
+        **security(k),
     }
     cfg.update(overrides)
     return KafkaProducer(**cfg)
@@ -49,6 +119,7 @@ def consumer(k: KafkaSettings, *topics: str, **overrides: object) -> KafkaConsum
         "receive_message_max_bytes": k.max_message_bytes + (1 << 20),
         "auto_offset_reset": "earliest",
         "enable_auto_commit": False,
+        **security(k),
     }
     cfg.update(overrides)
     return KafkaConsumer(*topics, **cfg)
@@ -59,7 +130,9 @@ def admin(k: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=k.bootstrap, api_version=api_version(k))
+            return KafkaAdminClient(
+                bootstrap_servers=k.bootstrap, api_version=api_version(k), **security(k)
+            )
         except NoBrokersAvailable:
             if time.monotonic() > deadline:
                 raise NoBrokersAvailable(
@@ -122,19 +195,125 @@ def delete_topics(k: KafkaSettings, names: Iterable[str]) -> None:
         client.close()
 
 
+def _safe_headers(headers: object) -> list[tuple[str, bytes]]:
+    """A record's headers as (str, bytes) pairs, whatever they hold: a dead letter must be
+    producible from any record, so keys that are not UTF-8 are kept backslash-escaped and
+    anything that is not a (key, bytes) pair is left out."""
+    items = headers.items() if isinstance(headers, dict) else headers or []
+    out = []
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            continue
+        k, v = item
+        if isinstance(k, (bytes, bytearray)):
+            k = bytes(k).decode("utf-8", "backslashreplace")
+        elif isinstance(k, str):
+            k = k.encode("utf-8", "backslashreplace").decode("utf-8")
+        else:
+            continue
+        out.append((k, bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else b""))
+    return out
+
+
 def dlq_headers(
     reason: str, detail: str, topic: str, partition: int, offset: int, headers: object
 ) -> list[tuple[str, bytes]]:
-    """The original headers plus why and where from, for a dead-letter record."""
-    from splitee.wire import header_map
-
-    out = [(k, v) for k, v in header_map(headers).items() if not k.startswith("dlq_")]
+    """The original headers plus why and where from, for a dead-letter record (never raises)."""
+    out = [(k, v) for k, v in _safe_headers(headers) if not k.startswith("dlq_")]
     out += [
-        ("dlq_reason", reason.encode()),
-        ("dlq_detail", detail[:500].encode()),
+        ("dlq_reason", reason.encode("utf-8", "backslashreplace")),
+        ("dlq_detail", detail[:500].encode("utf-8", "backslashreplace")),
         ("dlq_source", f"{topic}/{partition}/{offset}".encode()),
         ("dlq_ts", repr(time.time()).encode()),
     ]
+    return out
+
+
+# Upper bounds of Kafka's v2 framing: the record batch header (61 bytes) and one record's
+# varints (length, attributes, timestamp and offset deltas, key and value lengths, header
+# count); each header adds two length varints.
+_BATCH_OVERHEAD = 61 + 40
+_HEADER_OVERHEAD = 10
+_KEEP_KEY = 1024
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+    """An upper bound of the bytes a single-record batch takes on the wire (uncompressed)."""
+    hs = sum(_HEADER_OVERHEAD + len(k.encode()) + len(v) for k, v in headers)
+    return _BATCH_OVERHEAD + len(key or b"") + len(value or b"") + hs
+
+
+def dlq_record(
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: object,
+    max_message_bytes: int,
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the dead letter for a record, within ``max_message_bytes``.
+
+    A record that was just under the size limit (say a 16,777,016-byte frame) no longer fits
+    once the dead-letter headers are added, and a producer refuses it, which would stop the
+    worker on every retry. So the value is cut to what fits, with header
+    ``dlq_truncated=<original length>``. Should the original key and headers alone leave no
+    room, the original headers are dropped (``dlq_headers_dropped=<count>``), then the key is
+    cut to 1 KiB (``dlq_key_truncated=<original length>``).
+    """
+    h = dlq_headers(reason, detail, topic, partition, offset, headers)
+    value = value or b""
+    # room for a dlq_truncated header with up to 20 digits
+    reserve = _HEADER_OVERHEAD + len("dlq_truncated") + 20
+    if record_size(key, b"", h) + reserve > max_message_bytes:
+        kept = [x for x in h if x[0].startswith("dlq_")]
+        h = [*kept, ("dlq_headers_dropped", str(len(h) - len(kept)).encode())]
+    if key is not None and record_size(key, b"", h) + reserve > max_message_bytes:
+        h.append(("dlq_key_truncated", str(len(key)).encode()))
+        key = key[:_KEEP_KEY]
+    room = max_message_bytes - record_size(key, b"", h) - reserve
+    if len(value) > room:
+        h.append(("dlq_truncated", str(len(value)).encode()))
+        value = value[: max(room, 0)]
+    return key, value, h
+
+
+def poll_skipping_corrupt(
+    c: KafkaConsumer,
+    timeout_ms: int,
+    on_corrupt: Callable[[TopicPartition, int, Exception], None],
+) -> dict[TopicPartition, list]:
+    """``c.poll(timeout_ms)``, except that a record the client cannot parse is skipped.
+
+    kafka-python raises CorruptRecordError from ``poll`` for a record it cannot parse (a
+    header key that is not UTF-8, a failed CRC) and leaves the consumer's position on it, so
+    every later poll raises again: a reader that let it escape would crash-loop on one record.
+    Here each assigned partition is then polled alone; the one that raises is sought one
+    offset past its position and ``on_corrupt(partition, offset, error)`` is called. The
+    client re-parses a whole producer batch from its start, so the records after a corrupt one
+    in the same batch are skipped (and reported) one by one too.
+    """
+    try:
+        return c.poll(timeout_ms=timeout_ms)
+    except CorruptRecordError:
+        pass
+    parts = set(c.assignment())
+    out: dict[TopicPartition, list] = {}
+    try:
+        for tp in sorted(parts):
+            c.pause(*(parts - {tp}))
+            c.resume(tp)
+            try:
+                for p, recs in c.poll(timeout_ms=min(timeout_ms, 200)).items():
+                    out.setdefault(p, []).extend(recs)
+            except CorruptRecordError as exc:
+                off = c.position(tp)
+                c.seek(tp, off + 1)
+                on_corrupt(tp, off, exc)
+    finally:
+        c.resume(*parts)
     return out
 
 

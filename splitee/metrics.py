@@ -10,7 +10,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import re
+import threading
+from collections.abc import Collection
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -59,6 +63,37 @@ FRAMES_SENT = Counter(
     ["camera", "distortion"],
 )
 
+POLICY_STATS_AGE = Gauge(
+    "splitee_policy_stats_age_seconds",
+    "Age of the policy statistics in use: 0 while Redis answers, growing during an outage",
+)
+POLICY_PENDING_FRAMES = Gauge(
+    "splitee_policy_pending_frames", "Frames whose policy updates wait for Redis"
+)
+REDIS_UP = Gauge("splitee_redis_up", "1 while the policy store's Redis answers, else 0")
+POLICY_DUPLICATES = Gauge(
+    "splitee_policy_duplicate_frames", "Frames whose reward the store skipped as already applied"
+)
+
+
+class StoreHealth(Protocol):
+    """What a policy store tells about an outage (:class:`policy_store.redis_store.RedisStore`)."""
+
+    up: bool
+    pending_frames: int
+    duplicates: int
+
+    @property
+    def stats_age_s(self) -> float: ...
+
+
+def watch_store(store: StoreHealth) -> None:
+    """Export a policy store's outage state (read at scrape time)."""
+    POLICY_STATS_AGE.set_function(lambda: store.stats_age_s)
+    POLICY_PENDING_FRAMES.set_function(lambda: store.pending_frames)
+    REDIS_UP.set_function(lambda: float(store.up))
+    POLICY_DUPLICATES.set_function(lambda: store.duplicates)
+
 
 def serve(port: int) -> None:
     """Expose /metrics on 127.0.0.1:port (0 = disabled)."""
@@ -91,3 +126,40 @@ def unregister_target(path: Path, port: int) -> None:
     with contextlib.suppress(OSError, ValueError):
         if f"127.0.0.1:{port}" in json.loads(path.read_text())[0]["targets"]:
             path.unlink()
+
+
+_UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.:/+-]")
+MAX_LABEL_CHARS = 64
+OTHER_LABEL = "other"
+_label_values: dict[str, set[str]] = {}
+_label_lock = threading.Lock()
+
+
+def bounded_label(
+    value: object, allowed_or_limit: Collection[str] | int = 64, name: str = "camera"
+) -> str:
+    """A label value that cannot blow up the number of series, from a value a record carries.
+
+    Record headers (camera ids, policy keys derived from them) take any value a producer
+    likes, and every distinct label value is a new series held forever by this process and
+    Prometheus. So the value is first made safe (characters outside ``[A-Za-z0-9_.:/+-]``
+    become ``_``, at most MAX_LABEL_CHARS characters), then bounded: with a collection of
+    allowed values, any other becomes ``"other"``; with an int N, the first N distinct values
+    of the label ``name`` seen by this process pass and later ones become ``"other"``.
+
+    >>> bounded_label("cam 1\\n", {"cam_1_"})
+    'cam_1_'
+    >>> bounded_label("cam-9", {"cam-1"})
+    'other'
+    """
+    text = _UNSAFE_LABEL_CHARS.sub("_", str(value)[:MAX_LABEL_CHARS])
+    if not isinstance(allowed_or_limit, int):
+        return text if text in allowed_or_limit else OTHER_LABEL
+    with _label_lock:
+        seen = _label_values.setdefault(name, set())
+        if text in seen:
+            return text
+        if len(seen) >= allowed_or_limit:
+            return OTHER_LABEL
+        seen.add(text)
+        return text

@@ -4,7 +4,7 @@ The network is cut at one split arm k (1-based ``TrainConfig.noise_arm``). The e
 blocks 1 … ℓ_k and exits 1 … k — is frozen (weights and BatchNorm statistics), so every edge
 prediction and every offloaded tensor stays what it was. The cloud part — blocks ℓ_k+1 … B,
 the final head and the exits after arm k (they sit on the retrained blocks) — is trained on the
-prefix's features after the analog channel (:func:`splitee.channel.analog`) at an SNR drawn per
+prefix's features after the analog channel (:func:`splitee.link.analog`) at an SNR drawn per
 frame uniformly in dB from ``noise_snr_db``; a fraction ``1 - noise_prob`` of frames crosses a
 clean link, so the cloud part stays accurate on pristine features too **(ours)**.
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from splitee.channel import analog
 from splitee.data import Dataset
-from splitee.models import MultiExitNet
+from splitee.link import analog
+from splitee.models import MultiExitNet, to_input
 
 
 def cloud_modules(model: MultiExitNet, k: int) -> list[torch.nn.Module]:
@@ -81,8 +81,6 @@ def channel_accuracy(
     model: MultiExitNet, test: Dataset, k: int, snrs: list[float], seed: int = 0
 ) -> dict[str, float]:
     """Final-exit accuracy when arm k's features cross the analog channel, per SNR (dB)."""
-    from splitee.train import to_input
-
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     correct = {s: 0 for s in ["clean", *snrs]}

@@ -1,17 +1,20 @@
-"""The policy pieces every process builds from the settings, built in one place.
+"""The bandit pieces every process builds from the settings, built in one place.
 
-Workers, the exporter, the recorder and the CLI must agree on the cost model, the policy and
-the size of the statistics in Redis — with threshold adaptation the bandit's arms are
-(split arm, α) pairs, so a store sized by split arms alone would misread the hash.
+Workers, the exporter, the recorder and the CLI must agree on the cost model, the policy, the
+arm space and the size of the statistics in Redis — with threshold adaptation the bandit's
+arms are (split arm, α) pairs, so a store sized by split arms alone would misread the hash.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from policy_store.arms import ArmSpace
+from policy_store.decisions import Always, Never, TDMechanism
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
+from splitee import redis_io
 from splitee.settings import Settings
 
 
@@ -25,12 +28,30 @@ def policy(s: Settings) -> Policy:
     return make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)
 
 
-def policy_arms(s: Settings, split_arms: int) -> int:
-    """Arms of the bandit: the split arms, or (split arm, α) pairs with ``policy.alpha_grid``."""
-    return split_arms * max(1, len(s.policy.alpha_grid))
+def arm_space(s: Settings, split_arms: int) -> ArmSpace:
+    """The split arms, or (split arm, α) pairs with ``policy.alpha_grid``."""
+    return ArmSpace(split_arms, s.policy.alpha_grid)
 
 
 def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:
     """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``)."""
     cache = s.redis.read_cache_ms if cache_ms is None else cache_ms
-    return RedisStore(s.redis.url, s.redis.namespace, policy_arms(s, split_arms), cache)
+    num_arms = arm_space(s, split_arms).num_arms
+    # the client of the settings: ACL user, password and TLS (splitee.redis_io)
+    return RedisStore(
+        s.redis.url, s.redis.namespace, num_arms, cache, client=redis_io.client(s.redis)
+    )
+
+
+def transmission_decision(s: Settings) -> TDMechanism | None:
+    """The edge's channel-aware keep-or-offload decision (None: the ``C ≥ α`` rule alone)."""
+    c = s.channel
+    if not c.enabled or c.td == "alpha":
+        return None
+    if c.td == "learned":
+        from splitee.td import Learned
+
+        if c.td_file is None:
+            raise ValueError("channel.td = learned needs channel.td_file (td-learned.json)")
+        return Learned.load(c.td_file)
+    return Always() if c.td == "always" else Never()

@@ -36,7 +36,6 @@ reads what is left.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import re
@@ -50,6 +49,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel, Field, ValidationError
 
+from splitee.files import exit_depths, sha256_file, write_json_atomic
 from splitee.settings import KafkaSettings, Settings
 
 FORMAT = "splitee-recording/1"
@@ -71,6 +71,9 @@ SCHEMA = pa.schema(
 )
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # Arrow IPC end-of-stream marker
 _FILE_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*\.arrow$"
+MAX_MANIFEST_BYTES = 64 << 20
+#: Columns that every row must have (key and value may be null, as in Kafka).
+_NOT_NULL = ("topic", "partition", "offset", "timestamp", "headers")
 
 
 class RecordingError(ValueError):
@@ -154,10 +157,12 @@ def read_manifest(folder: Path) -> Manifest:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise RecordingError(f"{folder} is not a recording: it has no {MANIFEST}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise RecordingError(f"{path}: {path.stat().st_size} bytes, more than any manifest")
     try:
         raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RecordingError(f"{path}: not valid JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RecordingError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         fmt = raw.get("format") if isinstance(raw, dict) else None
         raise RecordingError(f"{path}: format {fmt!r} is not {FORMAT!r}")
@@ -169,21 +174,6 @@ def read_manifest(folder: Path) -> Manifest:
     if len(set(files)) != len(files) or len({t.key for t in m.topics}) != len(m.topics):
         raise RecordingError(f"{path}: two topics share a file or a name")
     return m
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    """Atomically (temp file + rename), so a crash never leaves half a manifest."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- writing
@@ -317,7 +307,7 @@ class RecordingWriter:
         return m
 
     def _save(self) -> None:
-        _write_json(self.out / MANIFEST, self.manifest.model_dump(mode="json"))
+        write_json_atomic(self.out / MANIFEST, self.manifest.model_dump(mode="json"))
 
 
 def _version() -> str:
@@ -354,7 +344,7 @@ class TopicData:
                 cols["offset"][i],
                 ts[i],
                 cols["key"][i],
-                [(h["key"], h["value"]) for h in cols["headers"][i]],
+                [(h["key"], h["value"] or b"") for h in cols["headers"][i]],
                 cols["value"][i],
             )
 
@@ -427,6 +417,7 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
             break
         try:
             b.validate(full=True)
+            _check_nulls(b)
         except pa.ArrowInvalid as exc:
             raise RecordingError(f"{path}: batch {len(batches) + 1} is corrupt: {exc}") from None
         batches.append(b)
@@ -445,6 +436,17 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
             raise RecordingError(msg + "; --allow-partial reads the complete batches")
         warnings.warn(msg, RecordingWarning, stacklevel=2)
     return table, len(batches), problem is not None
+
+
+def _check_nulls(b: pa.RecordBatch) -> None:
+    """Arrow fields are nullable, but a row without topic, partition, offset, timestamp or
+    headers, or a header without a key, is no Kafka record: ArrowInvalid."""
+    for name in _NOT_NULL:
+        if b.column(name).null_count:
+            raise pa.ArrowInvalid(f"column {name!r} has nulls")
+    hs = b.column("headers").flatten()
+    if hs.null_count or hs.field("key").null_count:
+        raise pa.ArrowInvalid("a header is null or has no key")
 
 
 def open_recording(path: Path, allow_partial: bool = False) -> Recording:
@@ -512,19 +514,10 @@ def resolve_topics(names: list[str], k: KafkaSettings) -> list[tuple[str | None,
 
 
 def num_arms(s: Settings) -> int:
-    """Arms of the configured model: from the checkpoint's metadata, else from the settings.
-
-    Reads the safetensors header itself (8-byte length, then JSON) rather than through torch,
-    so that recording and replaying stay light processes.
-    """
+    """Split arms of the configured model: from the checkpoint, else from the settings."""
     path = Path(s.model.checkpoint)
     if path.is_file():
-        with path.open("rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if 0 < n < 1 << 24:
-                meta = json.loads(f.read(n)).get("__metadata__", {})
-                if "exit_depths" in meta:
-                    return len(json.loads(meta["exit_depths"]))
+        return len(exit_depths(path))
     blocks = 3 * ((int(s.model.arch.removeprefix("resnet")) - 2) // 6)
     return len(range(s.model.exit_every, blocks, s.model.exit_every)) + 1
 
@@ -589,7 +582,7 @@ def record(
     from kafka import TopicPartition
     from tqdm import tqdm
 
-    from splitee.kafka_io import consumer
+    from splitee.kafka_io import consumer, poll_skipping_corrupt
 
     k = s.kafka
     spec = resolve_topics(topics, k)
@@ -620,7 +613,7 @@ def record(
         n_primary, reason = 0, None
         try:
             while reason is None:
-                for recs in c.poll(timeout_ms=200).values():
+                for recs in poll_skipping_corrupt(c, 200, _skipped).values():
                     for kr in recs:
                         if reason is not None and kr.topic == primary:
                             continue  # past the cut
@@ -713,15 +706,27 @@ def _to_record(kr) -> Record:
     return Record(kr.topic, kr.partition, kr.offset, int(kr.timestamp), kr.key, hs, kr.value)
 
 
+def _skipped(tp, offset: int, exc: Exception) -> None:
+    """A record the Kafka client cannot parse (e.g. a header key that is not UTF-8) cannot be
+    recorded: it is skipped, with a warning."""
+    warnings.warn(
+        f"skipped unparsable record {tp.topic}/{tp.partition}/{offset}: {exc}",
+        RecordingWarning,
+        stacklevel=2,
+    )
+
+
 def _drain(c, tap: _TruthJoin, tps: list, drain_s: float) -> None:
     """Read the other topics up to their end offsets, and on until every frame is labelled."""
+    from splitee.kafka_io import poll_skipping_corrupt
+
     c.assign(tps)
     ends = c.end_offsets(tps)
     deadline = time.monotonic() + drain_s
     while time.monotonic() < deadline:
         if all(c.position(tp) >= ends[tp] for tp in tps) and not tap.unlabelled:
             return
-        for recs in c.poll(timeout_ms=200).values():
+        for recs in poll_skipping_corrupt(c, 200, _skipped).values():
             for kr in recs:
                 tap.add(_to_record(kr))
         tap.writer.tick()

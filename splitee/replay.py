@@ -37,6 +37,7 @@ import numpy as np
 
 from splitee.recording import ROLES, Record, Recording, RecordingError, policy_store
 from splitee.settings import KafkaSettings, Settings
+from splitee.wire import WireError, decode_frame_id, decode_truth
 
 
 # --------------------------------------------------------------------------- into Kafka
@@ -71,13 +72,12 @@ def rewrite(
         headers = out
     if role == "truth" and key is not None:
         key = replay_frame_id(key.decode(errors="replace"), run_id, loop).encode()
-        try:
-            obj = json.loads(value or b"")
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
+        try:  # an invalid truth record is replayed as recorded (its readers skip it)
+            obj = decode_truth(value)
             obj["run_id"] = run_id
             value = json.dumps(obj).encode()
+        except WireError:
+            pass
     return key, value, headers
 
 
@@ -272,8 +272,9 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
     """Decode the recorded frames and join their labels and distortions from the truth topic.
 
     Order: frames merged by timestamp across partitions, each camera (partition) in offset
-    order — the order the pipeline saw them. Frames without truth, or not decodable (the live
-    edge would dead-letter them), are dropped and counted.
+    order — the order the pipeline saw them. Frames without a valid frame id or a valid truth
+    record (:func:`splitee.wire.decode_truth`), or not decodable (the live edge would
+    dead-letter them), are dropped and counted.
     """
     from splitee.data import CorruptFrameError, decode_jpeg
     from splitee.distortions import Distortion
@@ -281,19 +282,19 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
     truth: dict[str, dict] = {}
     for r in rec.topic("truth").records():
         try:
-            obj = json.loads(r.value or b"")
-            truth[(r.key or b"").decode()] = obj
-        except (ValueError, UnicodeDecodeError):
-            continue
+            truth[decode_frame_id(r.key)] = decode_truth(r.value)
+        except WireError:
+            continue  # the frame it labels is counted as no_truth
     images, labels, dists, ids = [], [], [], []
     dropped = {"no_truth": 0, "corrupt": 0, "no_frame_id": 0}
     for _, r in rec.merged(["frames"]):
-        fid = r.header("frame_id")
-        if fid is None:
+        try:
+            fid = decode_frame_id(r.header("frame_id"), "bad_header")
+        except WireError:
             dropped["no_frame_id"] += 1
             continue
-        t = truth.get(fid.decode(errors="replace"))
-        if not isinstance(t, dict) or not isinstance(t.get("label"), int):
+        t = truth.get(fid)
+        if t is None:
             dropped["no_truth"] += 1
             continue
         try:
@@ -303,9 +304,9 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
             dropped["corrupt"] += 1
             continue
         images.append(img)
-        labels.append(int(t["label"]))
+        labels.append(t["label"])
         dists.append(dist)
-        ids.append(fid.decode())
+        ids.append(fid)
     if not images:
         raise RecordingError(f"{rec.path}: no labelled, decodable frames ({dropped})")
     return RecordedFrames(np.stack(images), np.asarray(labels, np.int64), dists, ids, dropped)
@@ -326,8 +327,9 @@ def offline_ab(
     with :func:`splitee.evaluate.runner.write_outputs`).
     """
     from splitee.distortions import Distortion
-    from splitee.evaluate.outputs import exit_outputs, file_digest
+    from splitee.evaluate.outputs import exit_outputs
     from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation
+    from splitee.files import sha256_file
     from splitee.models import load_checkpoint
 
     methods = bandit_methods(policies)
@@ -348,7 +350,7 @@ def offline_ab(
     )
     model_path = Path(model_path or s.model.checkpoint)
     model = load_checkpoint(model_path)
-    digest = file_digest(model_path)
+    digest = sha256_file(model_path)
     summaries = []
     for name, idx in groups.items():
         # The recorded pixels already carry the distortion: run them through as they are.

@@ -9,45 +9,82 @@ Ground truth is read here, for evaluation only.
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
 
-from splitee.kafka_io import consumer
+from splitee.kafka_io import consumer, poll_skipping_corrupt
 from splitee.settings import KafkaSettings
-from splitee.wire import Result, WireError
+from splitee.wire import Result, WireError, decode_frame_id, decode_truth
+
+log = logging.getLogger("splitee.results")
 
 
 @dataclass
 class ResultsView:
-    """First result per frame id; later copies are counted, not kept."""
+    """First result per frame id; later copies are counted, not kept.
+
+    A record that is not a valid result (bad JSON, wrong field types, unknown version, not
+    parsable by the client at all) is skipped and counted in ``bad``, by reason in
+    ``bad_reasons``: reading results never raises because of one record.
+    """
 
     results: dict[str, Result] = field(default_factory=dict)
     duplicates: int = 0
     bad: int = 0
+    bad_reasons: Counter[str] = field(default_factory=Counter)
 
-    def add(self, value: bytes) -> None:
+    def add(self, value: bytes | None) -> None:
         try:
+            if value is None:
+                raise WireError("empty", "result record has no value")
             r = Result.decode(value)
-        except WireError:
-            self.bad += 1
+        except WireError as exc:
+            self.reject(exc.reason)
             return
         if r.frame_id in self.results:
             self.duplicates += 1
         else:
             self.results[r.frame_id] = r
 
+    def reject(self, reason: str) -> None:
+        self.bad += 1
+        self.bad_reasons[reason] += 1
 
-def read_topic(k: KafkaSettings, topic: str, on_record, stop, timeout_s: float) -> None:
+
+class TruthTable(dict[str, dict]):
+    """frame id → its truth record (:func:`splitee.wire.decode_truth`); ``bad`` counts the
+    records skipped as invalid (a bad key or value, or not parsable by the client)."""
+
+    bad: int = 0
+
+
+def read_topic(
+    k: KafkaSettings,
+    topic: str,
+    on_record,
+    stop,
+    timeout_s: float,
+    on_corrupt: Callable[[], None] | None = None,
+) -> None:
     """Read ``topic`` from the beginning without a consumer group until ``stop()`` or timeout.
 
-    ``stop=None`` means: until the end offsets the topic had when reading started.
+    ``stop=None`` means: until the end offsets the topic had when reading started. A record
+    the Kafka client cannot parse is skipped, and ``on_corrupt()`` called
+    (:func:`splitee.kafka_io.poll_skipping_corrupt`).
     """
     c = consumer(k, group_id=None, consumer_timeout_ms=500)
+
+    def corrupt(tp: TopicPartition, offset: int, exc: Exception) -> None:
+        log.warning("skipped a record the client cannot parse at %s/%s: %s", tp, offset, exc)
+        if on_corrupt is not None:
+            on_corrupt()
+
     try:
         deadline = time.monotonic() + 10
         parts = None
@@ -70,8 +107,7 @@ def read_topic(k: KafkaSettings, topic: str, on_record, stop, timeout_s: float) 
         while time.monotonic() < end:
             if stop():
                 return
-            batch = c.poll(timeout_ms=300)
-            for recs in batch.values():
+            for recs in poll_skipping_corrupt(c, 300, corrupt).values():
                 for rec in recs:
                     on_record(rec)
         if not stop():
@@ -83,7 +119,8 @@ def read_topic(k: KafkaSettings, topic: str, on_record, stop, timeout_s: float) 
 def collect_results(
     k: KafkaSettings, expect: set[str] | None = None, timeout_s: float = 60.0, run_id: str = ""
 ) -> ResultsView:
-    """Read results until every expected frame id has one (or timeout)."""
+    """Read results until every expected frame id has one (or timeout); bad records are
+    skipped and counted in the view's ``bad``."""
     view = ResultsView()
 
     def on(rec) -> None:
@@ -93,7 +130,14 @@ def collect_results(
         return expect.issubset(view.results)  # type: ignore[union-attr]
 
     with contextlib.suppress(TimeoutError):  # the caller sees what is missing
-        read_topic(k, k.results_topic, on, done if expect is not None else None, timeout_s)
+        read_topic(
+            k,
+            k.results_topic,
+            on,
+            done if expect is not None else None,
+            timeout_s,
+            lambda: view.reject("corrupt_record"),
+        )
     if run_id:
         view.results = {f: r for f, r in view.results.items() if r.run_id == run_id}
     return view
@@ -101,14 +145,21 @@ def collect_results(
 
 def collect_truth(
     k: KafkaSettings, expect: set[str] | None = None, timeout_s: float = 30.0
-) -> dict[str, dict]:
-    truth: dict[str, dict] = {}
+) -> TruthTable:
+    """Read the truth topic: frame id → truth record; invalid records are counted in ``bad``."""
+    truth = TruthTable()
+
+    def bad() -> None:
+        truth.bad += 1
 
     def on(rec) -> None:
-        truth[rec.key.decode()] = json.loads(rec.value)
+        try:
+            truth[decode_frame_id(rec.key)] = decode_truth(rec.value)
+        except WireError:
+            bad()
 
     stop = (lambda: expect.issubset(truth)) if expect is not None else None
-    read_topic(k, k.truth_topic, on, stop, timeout_s)
+    read_topic(k, k.truth_topic, on, stop, timeout_s, bad)
     return truth
 
 

@@ -19,8 +19,9 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,9 +41,26 @@ _CONFIG_FILE: ContextVar[Path | None] = ContextVar("splitee_config_file", defaul
 
 
 class Section(BaseModel):
-    """A settings section (``[kafka]`` …): unknown keys are errors, as at the top level."""
+    """A settings section (``[kafka]`` …): unknown keys are errors, as at the top level.
 
-    model_config = ConfigDict(extra="forbid")
+    Errors name the field but never echo its value: a misspelt ``sasl_pasword`` must not print
+    the password it holds (``splitee`` shows settings errors on the terminal and in logs).
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def _secure() -> bool:
+    """``SPLITEE_SECURE=1``: the deploy scripts' secure mode (TLS, SCRAM, Redis ACL users). The
+    client settings' defaults follow it, as the ports follow ``SPLITEE_KAFKA_PORT`` …"""
+    return os.environ.get("SPLITEE_SECURE", "") == "1"
+
+
+def _secure_cafile() -> Path | None:
+    """The CA the deploy scripts' secure mode generates (``$SPLITEE_VAR_DIR/tls/ca.pem``)."""
+    if not _secure():
+        return None
+    return Path(os.environ.get("SPLITEE_VAR_DIR") or REPO_ROOT / "var") / "tls" / "ca.pem"
 
 
 def _default_data_dir() -> Path | None:
@@ -145,18 +163,93 @@ class KafkaSettings(Section):
         default=16 * 1024 * 1024,
         description="Must equal the broker's message.max.bytes (deploy/kafka).",
     )
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,
+        le=300.0,
+        description="Workers' consumer-group session timeout: how long a dead worker's "
+        "partitions wait before another worker takes them (the broker's minimum is 6 s).",
+    )
+    heartbeat_interval_s: float = Field(
+        default=1.0, gt=0, description="Workers' heartbeat interval (under a third of the above)."
+    )
+    metadata_max_age_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Clients refresh cluster metadata at least this often (faster recovery "
+        "after a broker restart).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default_factory=lambda: "SASL_SSL" if _secure() else "PLAINTEXT",
+        json_schema_extra={"doc_default": "PLAINTEXT (SASL_SSL with $SPLITEE_SECURE=1)"},
+        description="How every client (kafka-python, faust) talks to the broker.",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism of the SASL_* protocols."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user (SASL_* protocols).")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password; shown as ********** wherever settings are."
+    )
+    ssl_cafile: Path | None = Field(
+        default_factory=_secure_cafile,
+        json_schema_extra={"doc_default": "None ($SPLITEE_VAR_DIR/tls/ca.pem when secure)"},
+        description="CA (PEM) that signed the broker's certificate (SSL, SASL_SSL); None: the "
+        "system's CAs.",
+    )
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        """A half-configured security setting fails at start-up, not at the first connection."""
+        p = self.security_protocol
+        if p.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol={p} needs sasl_username and sasl_password")
+        if self.ssl_cafile is not None and p not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"ssl_cafile is set but security_protocol={p} uses no TLS")
+        return self
 
 
 class RedisSettings(Section):
     url: str = Field(
         default_factory=lambda: (
-            f"redis://127.0.0.1:{os.environ.get('SPLITEE_REDIS_PORT', '6379')}/0"
+            f"{'rediss' if _secure() else 'redis'}://127.0.0.1:"
+            f"{os.environ.get('SPLITEE_REDIS_PORT', '6379')}/0"
         ),
-        json_schema_extra={"doc_default": "redis://127.0.0.1:$SPLITEE_REDIS_PORT (6379)/0"},
-        description="Redis URL; follows the deploy scripts' SPLITEE_REDIS_PORT.",
+        json_schema_extra={
+            "doc_default": "redis://127.0.0.1:$SPLITEE_REDIS_PORT (6379)/0 (rediss:// with "
+            "$SPLITEE_SECURE=1)"
+        },
+        description="Redis URL (rediss:// for TLS), without credentials; follows the deploy "
+        "scripts' SPLITEE_REDIS_PORT.",
+    )
+    username: str | None = Field(default=None, description="Redis ACL user (None: default).")
+    password: SecretStr | None = Field(
+        default=None, description="Its password; shown as ********** wherever settings are."
+    )
+    tls_cafile: Path | None = Field(
+        default_factory=_secure_cafile,
+        json_schema_extra={"doc_default": "None ($SPLITEE_VAR_DIR/tls/ca.pem when secure)"},
+        description="CA (PEM) that signed the server's certificate (rediss://); None: the "
+        "system's CAs.",
     )
     namespace: str = "splitee"
     read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, url: str) -> str:
+        """The URL is shown wherever settings are; the password belongs in ``password``."""
+        if "@" in urlsplit(url).netloc:
+            raise ValueError("credentials go in redis.username and redis.password, not the url")
+        return url
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> RedisSettings:
+        if self.username and self.password is None:
+            raise ValueError("redis.username needs redis.password")
+        if self.tls_cafile is not None and urlsplit(self.url).scheme != "rediss":
+            raise ValueError("tls_cafile is set but the url is not rediss:// (TLS)")
+        return self
 
 
 class EdgeSettings(Section):
@@ -288,7 +381,8 @@ class ChannelSettings(Section):
     offload_cost: Literal["constant", "channel"] = Field(
         default="constant",
         description="Reward's offload cost o: constant, or scaled by the frame's air time "
-        "(offloaded bytes over the link's capacity at its SNR; see splitee.channel.offload_cost).",
+        "(offloaded bytes over the link's capacity at its SNR; "
+        "see policy_store.rewards.air_time_cost).",
     )
     td_file: Path | None = Field(
         default=None,
@@ -308,6 +402,7 @@ class Settings(BaseSettings):
         env_prefix="SPLITEE_",
         env_nested_delimiter="__",
         extra="forbid",
+        hide_input_in_errors=True,  # as in every Section: an error never echoes a secret
         toml_file=None,
     )
 

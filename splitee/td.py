@@ -5,7 +5,8 @@ exit's softmax statistics — ``max`` (the confidence C_k), ``margin`` (top-1 mi
 ``entropy`` (nats) — and the SNR of the link in dB, through one interface:
 ``mechanism.transmit(stats) -> bool array`` (True = send to the cloud).
 
-* :class:`ChannelBlind` — keep iff ``max ≥ α`` (SplitEE's rule; the channel is ignored).
+* :class:`~policy_store.decisions.AlphaRule` — keep iff ``max ≥ α`` (SplitEE's rule; the
+  channel is ignored). It, the inputs and the interface live in :mod:`policy_store.decisions`.
 * :class:`SNRThreshold` — keep iff ``max ≥ τ(SNR)``, one τ per SNR bin, fitted offline.
 * :class:`Learned` — numpy logistic regression on (max, margin, entropy, s, s·max, s·margin,
   s·entropy) with ``s = SNR/10``; the products let the SNR tilt the weight of each statistic
@@ -22,79 +23,11 @@ happens offline on held-out frames, never on the frames that are scored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TDInputs:
-    """Per-frame statistics of the exit's softmax and the link's SNR (all shape (N,))."""
-
-    max: np.ndarray
-    margin: np.ndarray
-    entropy: np.ndarray
-    snr_db: np.ndarray
-
-    @classmethod
-    def from_probs(cls, probs: np.ndarray, snr_db: float | np.ndarray) -> TDInputs:
-        p = np.asarray(probs, dtype=np.float64)
-        top2 = np.sort(p, axis=1)[:, -2:]
-        ent = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1)
-        snr = np.broadcast_to(np.asarray(snr_db, dtype=np.float64), (len(p),)).copy()
-        return cls(top2[:, 1], top2[:, 1] - top2[:, 0], ent, snr)
-
-    def __len__(self) -> int:
-        return len(self.max)
-
-    def take(self, idx: np.ndarray) -> TDInputs:
-        return TDInputs(self.max[idx], self.margin[idx], self.entropy[idx], self.snr_db[idx])
-
-    @staticmethod
-    def concat(parts: list[TDInputs]) -> TDInputs:
-        return TDInputs(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in TDInputs.__annotations__)
-        )
-
-
-class TDMechanism:
-    """Decides per frame whether to transmit (True) or keep the edge prediction (False)."""
-
-    name = "td"
-
-    def transmit(self, x: TDInputs) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, object]:
-        return {"name": self.name}
-
-
-class Always(TDMechanism):
-    name = "always-transmit"
-
-    def transmit(self, x: TDInputs) -> np.ndarray:
-        return np.ones(len(x), dtype=bool)
-
-
-class Never(TDMechanism):
-    name = "never-transmit"
-
-    def transmit(self, x: TDInputs) -> np.ndarray:
-        return np.zeros(len(x), dtype=bool)
-
-
-class ChannelBlind(TDMechanism):
-    name = "channel-blind"
-
-    def __init__(self, alpha: float) -> None:
-        self.alpha = float(alpha)
-
-    def transmit(self, x: TDInputs) -> np.ndarray:
-        return np.asarray(x.max) < self.alpha
-
-    def describe(self) -> dict[str, object]:
-        return {"name": self.name, "alpha": self.alpha}
+from policy_store.decisions import AlphaRule, Always, Never, TDInputs, TDMechanism
 
 
 class Oracle(TDMechanism):
@@ -285,8 +218,8 @@ class Learned(TDMechanism):
 
 
 __all__ = [
+    "AlphaRule",
     "Always",
-    "ChannelBlind",
     "Learned",
     "Never",
     "Oracle",

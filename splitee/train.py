@@ -10,7 +10,6 @@ AVX512-BF16. After training, one temperature per exit is fitted on held-out trai
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,14 @@ from tqdm import tqdm
 
 from splitee.data import Dataset
 from splitee.distortions import EVAL_DISTORTIONS, Distortion
-from splitee.models import MultiExitNet, load_pretrained, pretrained_file, save_checkpoint
+from splitee.machine import machine_description
+from splitee.models import (
+    MultiExitNet,
+    load_pretrained,
+    pretrained_file,
+    save_checkpoint,
+    to_input,
+)
 
 
 @dataclass
@@ -66,11 +72,6 @@ def exit_loss(
         F.log_softmax(logits / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean"
     )
     return (1 - cfg.distill) * ce + cfg.distill * kd * t * t
-
-
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC frames → float NCHW in [0, 1], the models' input."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
 def _augment(images: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
@@ -144,25 +145,6 @@ def per_exit_accuracy(
             round(float(v), 4) for v in (logits.argmax(2) == labels[:, None]).float().mean(0)
         ]
     return acc
-
-
-def machine_description() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def train(
@@ -330,4 +312,4 @@ def summarise(card: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TrainConfig", "exit_logits_all", "summarise", "to_input", "train"]
+__all__ = ["TrainConfig", "exit_logits_all", "summarise", "train"]

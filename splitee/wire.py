@@ -1,20 +1,24 @@
-"""The wire format: versioned binary tensors, frame headers and results. No pickle anywhere.
+"""The wire format: versioned binary tensors, frame headers, results and truth. No pickle.
 
 Tensor message (the value of an ``offload`` record), little-endian::
 
     magic  b"SPLT"        4 bytes
     version u8            = 1
     codec   u8            0 float32, 1 float16, 2 int8 (symmetric, per-tensor scale)
-    ndim    u8            1..8
+    ndim    u8            1..4
     reserved u8           = 0
     scale   f32           int8 only (value = q · scale); 0 otherwise
-    shape   u32 × ndim
+    shape   u32 × ndim    each 1..MAX_DIM, product ≤ MAX_ELEMENTS
     payload               prod(shape) × itemsize bytes, exactly
 
-Decoding checks every field and size and raises :class:`WireError` whose ``reason`` is a short
-machine-readable code (it becomes the dead-letter header). Results are a small versioned JSON
-object (``"v": 1``), readable by any sink. Kafka headers are ``(str, bytes)`` pairs; numbers
-travel as ASCII decimals.
+Every record that reaches a worker comes from the network, so every field is validated, with
+bounds, before it is used: sizes before parsing, shapes before allocating (Python ints, so no
+overflow), numbers for finiteness and range, strings for encoding, length and control
+characters, JSON for nesting and schema. Anything wrong raises :class:`WireError` whose
+``reason`` is one of :data:`REASONS` (it becomes a dead-letter header and a metric label, so
+the set is closed) and whose ``detail`` says what was wrong. Results and truth are small
+versioned JSON objects with a fixed schema, readable by any sink. Kafka headers are
+``(str, bytes)`` pairs; numbers travel as ASCII decimals.
 
 >>> import numpy as np
 >>> x = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -30,6 +34,8 @@ truncated
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,16 +48,80 @@ SCHEMA_VERSION = 1  # of frame headers and results
 CODECS = {"float32": 0, "float16": 1, "int8": 2}
 _CODEC_DTYPE = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("i1")}
 _HEAD = struct.Struct("<4sBBBBf")
-MAX_NDIM = 8
+MAX_NDIM = 4  # (N,) C, H, W
+MAX_DIM = 4096
+MAX_ELEMENTS = 1 << 24  # 16 Mi values: one int8 tensor as large as a Kafka message
+#: Largest |feature| accepted: the float16 range. See :func:`decode_tensor`.
+FP16_MAX = 65504.0
+
+MAX_HEADERS = 64
+MAX_ID_CHARS = 256  # frame ids (replays prefix them), policy keys
+MAX_NAME_CHARS = 128  # camera, run, worker ids
+MAX_NUMBER_CHARS = 32  # one number in a header or a confidences list
+MAX_EXITS = 64
+MAX_PAIRS = 1 << 16
+MAX_CONFIDENCES_BYTES = MAX_EXITS * (MAX_NUMBER_CHARS + 1) + 2
+MAX_RESULT_BYTES = 64 * 1024
+MAX_TRUTH_BYTES = 4 * 1024
+MAX_TIMINGS = 32
+MAX_LABEL = 1 << 16  # class indices (CIFAR-10 has 10)
+
+#: Every reason a WireError may carry (dead-letter header ``dlq_reason``, metric label).
+REASONS = frozenset(
+    {
+        # tensors
+        "truncated",
+        "bad_magic",
+        "unknown_version",
+        "bad_codec",
+        "bad_shape",
+        "size_mismatch",
+        "bad_scale",
+        "not_finite",
+        "out_of_range",
+        "oversized",
+        # headers and offload metadata
+        "bad_header",
+        "missing_header",
+        "bad_confidences",
+        "bad_arm",
+        "bad_pair",
+        "bad_alpha",
+        "bad_policy",
+        # records, frames, results, truth
+        "empty",
+        "corrupt_jpeg",
+        "wrong_shape",
+        "frame_too_large",
+        "bad_result",
+        "bad_truth",
+        "corrupt_record",
+        "processing_error",  # a record whose step raised unexpectedly (splitee.runtime)
+        # a reason not in this set (a programming error), kept bounded
+        "invalid",
+    }
+)
 
 
 class WireError(ValueError):
-    """A message that cannot be decoded; ``reason`` is a short code for dead-letter headers."""
+    """A message that cannot be used; ``reason`` is one of :data:`REASONS`.
+
+    An unregistered reason becomes ``invalid`` (with the name in the detail) rather than an
+    error, so that a metric label or dead-letter header can never take unbounded values.
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            detail = f"(unregistered reason {reason[:40]!r}) {detail}"
+            reason = "invalid"
         super().__init__(f"[{reason}] {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def _show(raw: bytes | str, n: int = 40) -> str:
+    """A short, printable excerpt of a bad value for an error detail."""
+    return repr(raw[:n]) + ("…" if len(raw) > n else "")
 
 
 # --------------------------------------------------------------------------- tensors
@@ -75,8 +145,20 @@ def encode_tensor(x: np.ndarray, codec: str = "float32") -> bytes:
     return head + shape + np.ascontiguousarray(payload).tobytes()
 
 
-def decode_tensor(data: bytes, max_bytes: int | None = None) -> np.ndarray:
-    """Decode a tensor message into float32, checking every field; raises WireError."""
+def decode_tensor(
+    data: bytes, max_bytes: int | None = None, max_abs: float = FP16_MAX
+) -> np.ndarray:
+    """Decode a tensor message into float32, checking every field; raises WireError.
+
+    The shape is bounded (ndim, each dim, their product — computed with Python ints, so a
+    crafted shape cannot overflow into a matching size) before anything is allocated, and the
+    payload must have exactly that many values. Decoded values must be finite and at most
+    ``max_abs`` in magnitude: the edge sends intermediate features of a trained network
+    (batch-normalised activations of order 1-100), and the default codec is float16, whose
+    largest value is 65504. A finite float32 such as 3e38 passes a plain finiteness check but
+    overflows to inf/NaN in the next convolution and then poisons the policy's rewards, so such
+    records are refused here (``out_of_range``) with the NaN/inf ones (``not_finite``).
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise WireError("oversized", f"tensor message of {len(data)} bytes > limit {max_bytes}")
     if len(data) < _HEAD.size:
@@ -97,19 +179,27 @@ def decode_tensor(data: bytes, max_bytes: int | None = None) -> np.ndarray:
     if len(data) < off:
         raise WireError("truncated", "tensor message ends inside its shape")
     shape = struct.unpack_from(f"<{ndim}I", data, _HEAD.size)
+    if not all(1 <= d <= MAX_DIM for d in shape):
+        raise WireError("bad_shape", f"shape {shape}: every dim must be in 1..{MAX_DIM}")
+    count = math.prod(shape)  # Python ints: exact
+    if count > MAX_ELEMENTS:
+        raise WireError("bad_shape", f"shape {shape} holds {count} values > {MAX_ELEMENTS}")
     dtype = _CODEC_DTYPE[code]
-    expect = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expect = count * dtype.itemsize
     if len(data) - off != expect:
         raise WireError(
             "size_mismatch",
             f"payload of {len(data) - off} bytes does not match shape {shape} ({expect} bytes)",
         )
-    if code == 2 and not (np.isfinite(scale) and scale > 0):
-        raise WireError("bad_scale", f"int8 scale {scale} must be finite and positive")
+    if code == 2 and not (math.isfinite(scale) and 0 < scale <= max_abs):
+        raise WireError("bad_scale", f"int8 scale {scale} must be finite and in (0, {max_abs}]")
     arr = np.frombuffer(data, dtype=dtype, offset=off).reshape(shape)
     out = arr.astype(np.float32) * np.float32(scale) if code == 2 else arr.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise WireError("not_finite", "tensor holds NaN or infinity")
+    if not (np.abs(out) <= max_abs).all():  # False for NaN too
+        if not np.isfinite(out).all():
+            raise WireError("not_finite", "tensor holds NaN or infinity")
+        big = float(np.abs(out).max())
+        raise WireError("out_of_range", f"tensor holds |x| = {big:.3g} > {max_abs:g}")
     return out
 
 
@@ -135,13 +225,104 @@ def make_headers(fields: Mapping[str, object]) -> Headers:
     return out
 
 
+def _header_key(k: object) -> str:
+    if isinstance(k, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(k).decode("utf-8")
+        except UnicodeDecodeError:
+            raise WireError("bad_header", f"header key {_show(bytes(k))} is not UTF-8") from None
+    if not isinstance(k, str):
+        raise WireError("bad_header", f"header key of type {type(k).__name__}")
+    try:
+        k.encode("utf-8")  # lone surrogates (bytes decoded with surrogateescape)
+    except UnicodeEncodeError:
+        raise WireError("bad_header", f"header key {_show(k)} is not UTF-8") from None
+    return k
+
+
+def _header_value(k: str, v: object) -> bytes:
+    if v is None:
+        return b""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise WireError("bad_header", f"header {k!r} has a value of type {type(v).__name__}")
+
+
 def header_map(
     headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
 ) -> dict[str, bytes]:
+    """Headers as a dict (the last of repeated keys wins). Keys may come as str or bytes in any
+    encoding; a key that is not UTF-8, a malformed pair or too many headers is a WireError."""
     if headers is None:
         return {}
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return {(k.decode() if isinstance(k, bytes) else k): bytes(v or b"") for k, v in items}
+    out: dict[str, bytes] = {}
+    try:
+        for n, item in enumerate(items):
+            if n >= MAX_HEADERS:
+                raise WireError("bad_header", f"more than {MAX_HEADERS} headers")
+            k, v = item
+            key = _header_key(k)
+            out[key] = _header_value(key, v)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, WireError):
+            raise
+        raise WireError("bad_header", f"headers are not (key, value) pairs: {exc}") from None
+    return out
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_INT = re.compile(rb"-?[0-9]{1,18}")
+
+
+def _text(h: Mapping[str, bytes], name: str, limit: int, required: bool = True) -> str:
+    """A UTF-8 header of 1..limit characters without control characters."""
+    if name not in h:
+        if required:
+            raise WireError("missing_header", f"record has no {name!r} header")
+        return ""
+    raw = h[name]
+    if len(raw) > 4 * limit:
+        raise WireError("bad_header", f"header {name!r} of {len(raw)} bytes is too long")
+    try:
+        s = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("bad_header", f"header {name!r} {_show(raw)} is not UTF-8") from None
+    if len(s) > limit or (required and not s):
+        raise WireError("bad_header", f"header {name!r} must have 1..{limit} characters")
+    if _CONTROL.search(s):
+        raise WireError("bad_header", f"header {name!r} {_show(s)} has control characters")
+    return s
+
+
+def _int(raw: bytes, name: str) -> int:
+    if not _INT.fullmatch(raw):
+        raise WireError("bad_header", f"header {name!r} {_show(raw)} is not a decimal integer")
+    return int(raw)
+
+
+def _float(raw: bytes, name: str, bound: float) -> float:
+    """A finite float of magnitude ≤ bound from an ASCII header."""
+    if len(raw) > MAX_NUMBER_CHARS:
+        raise WireError("bad_header", f"header {name!r} {_show(raw)} is too long for a number")
+    try:
+        v = float(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise WireError("bad_header", f"header {name!r} {_show(raw)} is not a number") from None
+    if not (math.isfinite(v) and abs(v) <= bound):
+        raise WireError("bad_header", f"header {name!r} = {v} is not finite within ±{bound:g}")
+    return v
+
+
+def _required(h: Mapping[str, bytes], name: str) -> bytes:
+    try:
+        return h[name]
+    except KeyError:
+        raise WireError("missing_header", f"record has no {name!r} header") from None
+
+
+_TS_BOUND = 1e12  # seconds since the epoch: year 33658
+_SNR_BOUND = 1000.0  # dB
 
 
 @dataclass(frozen=True)
@@ -171,31 +352,63 @@ class FrameMeta:
     def from_headers(
         cls, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
     ) -> FrameMeta:
+        """Parse and validate a frame's headers (ids bounded, timestamps and SNR finite)."""
         h = header_map(headers)
-        try:
-            schema = int(h["schema"])
-        except KeyError:
-            raise WireError("missing_header", "frame has no 'schema' header") from None
-        except ValueError:
-            raise WireError("bad_header", f"schema header {h['schema']!r} is not an int") from None
+        schema = _int(_required(h, "schema"), "schema")
         if schema != SCHEMA_VERSION:
             raise WireError(
                 "unknown_version", f"schema version {schema}, expected {SCHEMA_VERSION}"
             )
-        try:
-            snr = h.get("snr_db")
-            return cls(
-                frame_id=h["frame_id"].decode(),
-                camera_id=h["camera_id"].decode(),
-                capture_ts=float(h["capture_ts"]),
-                schema=schema,
-                run_id=h.get("run_id", b"").decode(),
-                snr_db=float(snr) if snr else None,
-            )
-        except KeyError as exc:
-            raise WireError("missing_header", f"frame has no {exc.args[0]!r} header") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WireError("bad_header", f"bad frame header: {exc}") from None
+        snr = h.get("snr_db")
+        return cls(
+            frame_id=_text(h, "frame_id", MAX_ID_CHARS),
+            camera_id=_text(h, "camera_id", MAX_NAME_CHARS),
+            capture_ts=_float(_required(h, "capture_ts"), "capture_ts", _TS_BOUND),
+            schema=schema,
+            run_id=_text(h, "run_id", MAX_NAME_CHARS, required=False),
+            snr_db=_float(snr, "snr_db", _SNR_BOUND) if snr else None,
+        )
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _bounded_number(text: str) -> float:
+    """json.loads hook for ints and floats: refuse long texts before converting them."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number of {len(text)} characters")
+    return float(text)
+
+
+def parse_confidences(raw: bytes, exits: int | None) -> list[float | None]:
+    """The ``confidences`` header: a flat JSON list of null or finite numbers in [0, 1].
+
+    Its size is bounded before parsing and it may contain exactly one ``[`` (no nesting, so no
+    deep recursion); numbers longer than MAX_NUMBER_CHARS, NaN and Infinity are refused. With
+    ``exits`` the list must have one entry per exit of the model.
+    """
+    if len(raw) > MAX_CONFIDENCES_BYTES:
+        raise WireError("bad_confidences", f"confidences of {len(raw)} bytes is too long")
+    if raw.count(b"[") != 1 or b"{" in raw:
+        raise WireError("bad_confidences", f"confidences {_show(raw)} is not a flat JSON list")
+    try:
+        conf = json.loads(
+            raw,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_number,
+            parse_float=_bounded_number,
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError("bad_confidences", f"confidences {_show(raw)}: {exc}") from None
+    if not isinstance(conf, list) or not 1 <= len(conf) <= MAX_EXITS:
+        raise WireError("bad_confidences", f"confidences {_show(raw)} is not a list of 1..64")
+    if exits is not None and len(conf) != exits:
+        raise WireError("bad_confidences", f"{len(conf)} confidences for a {exits}-exit model")
+    for c in conf:
+        if c is not None and not (isinstance(c, float) and 0.0 <= c <= 1.0):
+            raise WireError("bad_confidences", f"confidence {c!r} is not null or in [0, 1]")
+    return conf
 
 
 @dataclass(frozen=True)
@@ -230,31 +443,134 @@ class OffloadMeta:
 
     @classmethod
     def from_headers(
-        cls, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
+        cls,
+        headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+        exits: int | None = None,
+        pairs: int | None = None,
     ) -> OffloadMeta:
+        """Parse and validate offload headers against the model and the policy.
+
+        ``exits`` (the model's exit count L): the arm must be one that offloads (0..L-2),
+        ``confidences`` must have L entries. ``pairs`` (the bandit's arm count, L × the α grid
+        with threshold adaptation): ``pair`` must be below it and name the record's arm
+        (``pair % L == arm``). ``pair`` and ``alpha`` come together or not at all. Without
+        ``exits``/``pairs`` only the format's own bounds apply (MAX_EXITS, MAX_PAIRS).
+        """
         h = header_map(headers)
-        try:
-            conf = json.loads(h["confidences"])
-            if not isinstance(conf, list):
-                raise ValueError("confidences is not a list")
-            return cls(
-                arm=int(h["arm"]),
-                confidences=[None if c is None else float(c) for c in conf],
-                codec=h["codec"].decode(),
-                policy=h["policy"].decode(),
-                edge_ts=float(h["edge_ts"]),
-                edge_worker=h.get("edge_worker", b"").decode(),
-                pair=int(h["pair"]) if h.get("pair") else None,
-                alpha=float(h["alpha"]) if h.get("alpha") else None,
-                by_td=h.get("td") == b"1",
-            )
-        except KeyError as exc:
-            raise WireError("missing_header", f"offload has no {exc.args[0]!r} header") from None
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise WireError("bad_header", f"bad offload header: {exc}") from None
+        arm = _int(_required(h, "arm"), "arm")
+        last = (exits if exits is not None else MAX_EXITS) - 1
+        if not 0 <= arm < last:
+            raise WireError("bad_arm", f"arm {arm} cannot be offloaded (0..{last - 1})")
+        conf = parse_confidences(_required(h, "confidences"), exits)
+        if arm >= len(conf) or conf[arm] is None:
+            raise WireError("bad_confidences", f"no confidence for the offloaded arm {arm}")
+        codec = _text(h, "codec", 16)
+        if codec not in CODECS:
+            raise WireError("bad_codec", f"codec {_show(codec)} is not one of {sorted(CODECS)}")
+        pair = _int(h["pair"], "pair") if h.get("pair") else None
+        alpha = _float(h["alpha"], "alpha", _TS_BOUND) if h.get("alpha") else None
+        if (pair is None) != (alpha is None):
+            raise WireError("bad_pair", "headers pair and alpha come together or not at all")
+        if pair is not None:
+            limit = pairs if pairs is not None else MAX_PAIRS
+            if not 0 <= pair < limit:
+                raise WireError("bad_pair", f"pair {pair} out of range 0..{limit - 1}")
+            if exits is not None and pair % exits != arm:
+                raise WireError("bad_pair", f"pair {pair} is not one of arm {arm}'s")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise WireError("bad_alpha", f"alpha {alpha} is not in [0, 1]")
+        td = h.get("td", b"0")
+        if td not in (b"0", b"1"):
+            raise WireError("bad_header", f"header 'td' {_show(td)} is not 0 or 1")
+        return cls(
+            arm=arm,
+            confidences=conf,
+            codec=codec,
+            policy=_text(h, "policy", MAX_ID_CHARS),
+            edge_ts=_float(_required(h, "edge_ts"), "edge_ts", _TS_BOUND),
+            edge_worker=_text(h, "edge_worker", MAX_NAME_CHARS, required=False),
+            pair=pair,
+            alpha=alpha,
+            by_td=td == b"1",
+        )
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- JSON records
+def _loads(data: bytes, reason: str, what: str, max_bytes: int) -> object:
+    """Parse bounded JSON without NaN/Infinity; any failure is WireError(reason)."""
+    if len(data) > max_bytes:
+        raise WireError("oversized", f"{what} of {len(data)} bytes > limit {max_bytes}")
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WireError(reason, f"{what} is not JSON: {str(exc)[:200]}") from None
+
+
+def _check_str(v: object, limit: int, allow_empty: bool) -> bool:
+    return (
+        isinstance(v, str)
+        and (allow_empty or bool(v))
+        and len(v) <= limit
+        and not _CONTROL.search(v)
+    )
+
+
+def _check_int(v: object, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _check_float(v: object, lo: float, hi: float) -> bool:
+    return (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and lo <= v <= hi
+    )
+
+
+def _check_timings(v: object) -> bool:
+    return (
+        isinstance(v, dict)
+        and len(v) <= MAX_TIMINGS
+        and all(_check_str(k, 64, False) and _check_float(t, 0, 1e6) for k, t in v.items())
+    )
+
+
+# field → (check, required); the schema of a result, version 1
+_RESULT_SCHEMA = {
+    "frame_id": (lambda v: _check_str(v, MAX_ID_CHARS, False), True),
+    "camera_id": (lambda v: _check_str(v, MAX_NAME_CHARS, False), True),
+    "prediction": (lambda v: _check_int(v, 0, MAX_LABEL - 1), True),
+    "confidence": (lambda v: _check_float(v, 0.0, 1.0), True),
+    "arm": (lambda v: _check_int(v, 0, MAX_EXITS - 1), True),
+    "where": (lambda v: v in ("edge", "cloud"), True),
+    "capture_ts": (lambda v: _check_float(v, -_TS_BOUND, _TS_BOUND), True),
+    "done_ts": (lambda v: _check_float(v, -_TS_BOUND, _TS_BOUND), True),
+    "policy": (lambda v: _check_str(v, MAX_ID_CHARS, True), False),
+    "run_id": (lambda v: _check_str(v, MAX_NAME_CHARS, True), False),
+    "offload_bytes": (lambda v: _check_int(v, 0, 1 << 40), False),
+    "cost": (lambda v: _check_float(v, 0.0, 1e6), False),
+    "timings": (_check_timings, False),
+    "v": (lambda v: v == SCHEMA_VERSION, True),
+}
+
+
+def _check_schema(obj: object, schema: dict, reason: str, what: str) -> dict:
+    if not isinstance(obj, dict):
+        raise WireError(reason, f"{what} is not a JSON object")
+    extra = set(obj) - set(schema)
+    if extra:
+        raise WireError(reason, f"{what} has unknown fields {sorted(extra)[:5]}")
+    for name, (check, required) in schema.items():
+        if name not in obj:
+            if required:
+                raise WireError(reason, f"{what} has no {name!r}")
+            continue
+        if not check(obj[name]):
+            raise WireError(reason, f"{what} field {name!r} = {_show(repr(obj[name]))} is invalid")
+    return obj
+
+
 @dataclass
 class Result:
     """One frame's answer. ``where`` is "edge" (exited at ``arm``) or "cloud" (offloaded)."""
@@ -278,16 +594,41 @@ class Result:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def decode(cls, data: bytes) -> Result:
-        try:
-            obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WireError("bad_result", f"result is not JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise WireError("bad_result", "result is not a JSON object")
-        if obj.get("v") != SCHEMA_VERSION:
-            raise WireError("unknown_version", f"result version {obj.get('v')!r}")
-        try:
-            return cls(**obj)
-        except TypeError as exc:
-            raise WireError("bad_result", f"result fields: {exc}") from None
+    def decode(cls, data: bytes, max_bytes: int = MAX_RESULT_BYTES) -> Result:
+        """Parse a result, checking its size, version and the type and range of every field."""
+        obj = _loads(data, "bad_result", "result", max_bytes)
+        if isinstance(obj, dict) and obj.get("v") != SCHEMA_VERSION:
+            raise WireError("unknown_version", f"result version {_show(repr(obj.get('v')))}")
+        return cls(**_check_schema(obj, _RESULT_SCHEMA, "bad_result", "result"))
+
+
+_TRUTH_SCHEMA = {
+    "label": (lambda v: _check_int(v, 0, MAX_LABEL - 1), True),
+    "camera_id": (lambda v: _check_str(v, MAX_NAME_CHARS, True), False),
+    "distortion": (lambda v: _check_str(v, 64, True), False),
+    "index": (lambda v: _check_int(v, 0, 1 << 40), False),
+    "run_id": (lambda v: _check_str(v, MAX_NAME_CHARS, True), False),
+}
+
+
+def decode_truth(data: bytes | None) -> dict:
+    """A ``truth`` record's value: ``{"label": int, "camera_id", "distortion", "index",
+    "run_id"}`` (only ``label`` required), size, types and ranges checked; WireError
+    ``bad_truth`` otherwise."""
+    if data is None:
+        raise WireError("bad_truth", "truth record has no value")
+    obj = _loads(data, "bad_truth", "truth", MAX_TRUTH_BYTES)
+    return _check_schema(obj, _TRUTH_SCHEMA, "bad_truth", "truth")
+
+
+def decode_frame_id(raw: bytes | None, reason: str = "bad_truth") -> str:
+    """A frame id from a record key (truth records are keyed by it): UTF-8, bounded, printable."""
+    if raw is None:
+        raise WireError(reason, "record has no key (its frame id)")
+    try:
+        s = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(reason, f"frame id {_show(raw)} is not UTF-8") from None
+    if not _check_str(s, MAX_ID_CHARS, False):
+        raise WireError(reason, f"frame id {_show(s)} is empty, too long or has control chars")
+    return s

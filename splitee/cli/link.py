@@ -54,7 +54,7 @@ def evaluate_channel(
 ) -> None:
     """Transmission decisions over a noisy link: accuracy, transmissions and bytes per SNR."""
     from splitee.data import load_from_settings
-    from splitee.evaluate.channel import (
+    from splitee.evaluate.transmission import (
         ChannelEvalConfig,
         run_channel_evaluation,
         write_channel_outputs,

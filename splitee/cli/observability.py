@@ -145,7 +145,7 @@ def report(
     """PNG charts of a run (throughput, latency, arms, quality per phase) and an index."""
     import time
 
-    from splitee.observability import report as rep
+    from splitee.observability import charts as rep
     from splitee.observability.promapi import PromClient, PromError, parse_time
 
     o = settings_of(ctx).observability

@@ -53,24 +53,25 @@ def produce(
     metrics_port: int,
     worker_id: str,
 ) -> None:
-    """Run the configured cameras (one thread each) until their frame counts are sent.
+    """Run the configured cameras (one thread each) until their frame counts are delivered.
 
-    SIGTERM stops the cameras cleanly: pending frames are flushed, the metrics target removed.
+    Prints per camera the frames delivered (acknowledged by the broker; also as ``sent``),
+    retried and dropped, and exits 1 if any was dropped. SIGTERM stops the cameras cleanly:
+    pending frames are flushed (for at most 10 s), the metrics target removed.
     """
     import signal
     import threading
 
-    from producers.camera import Camera, run_cameras
+    from producers.camera import Camera, camera_producer, run_cameras
     from producers.schedule import Schedule
     from producers.sources import load_frames
     from splitee import metrics
-    from splitee.channel import camera_process
-    from splitee.kafka_io import producer
+    from splitee.link import camera_process
 
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
-    prod = producer(s.kafka)
+    prod = camera_producer(s.kafka)
     cams = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -94,9 +95,11 @@ def produce(
         )
         cams.append(cam)
     n = ps.count if count is None else count
-    sent = run_cameras(cams, prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop)
+    report = run_cameras(cams, prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop)
     prod.close()
-    click.echo(json.dumps({"sent": sent}))
+    click.echo(json.dumps(report))
+    if any(report["dropped"].values()):
+        ctx.exit(1)  # frames were lost: say so in the exit status too
 
 
 @click.command()
@@ -128,7 +131,7 @@ def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
 @click.pass_context
 def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> None:
     """Join results with ground truth and print the run's summary (last line: JSON)."""
-    from splitee.models.checkpoint import read_metadata
+    from splitee.files import exit_depths
     from splitee.results import collect_results, collect_truth, summarize
 
     s = settings_of(ctx)
@@ -137,7 +140,7 @@ def summary(ctx: click.Context, expect: int, timeout: float, run_id: str) -> Non
         truth = {f: t for f, t in truth.items() if t.get("run_id", "") == run_id}
     ids = set(truth) if expect else None
     view = collect_results(s.kafka, ids, timeout, run_id)
-    depths = json.loads(read_metadata(s.model.checkpoint)["exit_depths"])
+    depths = exit_depths(s.model.checkpoint)
     cm = policy_setup.cost_model(s, depths)
     out = summarize(view.results, truth, cm.final_cost)
     out["duplicates_dropped"] = view.duplicates

@@ -15,9 +15,9 @@ from splitee.settings import Settings
 
 def _store(s: Settings) -> RedisStore:
     """The policy store of the settings, read uncached (the CLI wants Redis' current state)."""
-    from splitee.models.checkpoint import read_metadata
+    from splitee.files import exit_depths
 
-    split_arms = len(json.loads(read_metadata(s.model.checkpoint)["exit_depths"]))
+    split_arms = len(exit_depths(s.model.checkpoint))
     return policy_setup.store(s, split_arms, cache_ms=0.0)
 
 

@@ -57,8 +57,8 @@ def record(
 ) -> None:
     """Record Kafka topics into an Arrow IPC recording (until --count, --duration or Ctrl-C)."""
     import signal
-    import threading
 
+    from splitee import runtime
     from splitee.recording import RecordingError
     from splitee.recording import record as run_record
 
@@ -66,25 +66,23 @@ def record(
         stop = f"{count} records" if count else f"{duration} s" if duration else "Ctrl-C"
         click.echo(f"recording {topics} into {out} (until {stop})", err=True)
 
-    term = threading.Event()  # SIGTERM ends the recording cleanly, like Ctrl-C
-    previous = signal.signal(signal.SIGTERM, lambda *_: term.set())
-    try:
-        with _ShowRecordingWarnings():
-            m = run_record(
-                settings_of(ctx),
-                out,
-                topics.split(","),
-                duration,
-                count,
-                from_beginning,
-                progress=not no_progress,
-                stop=term.is_set,
-                on_ready=ready,
-            )
-    except RecordingError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # SIGTERM ends the recording cleanly, like Ctrl-C (the file closed, the manifest written)
+    with runtime.stop_on_signals(signal.SIGTERM) as term:
+        try:
+            with _ShowRecordingWarnings():
+                m = run_record(
+                    settings_of(ctx),
+                    out,
+                    topics.split(","),
+                    duration,
+                    count,
+                    from_beginning,
+                    progress=not no_progress,
+                    stop=term.is_set,
+                    on_ready=ready,
+                )
+        except RecordingError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(
         json.dumps(
             {

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from splitee.distortions import Distortion
-from splitee.train import to_input
+from splitee.models.inputs import to_input
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,6 @@ class ExitOutputs:
 
     def correct(self, labels: np.ndarray) -> np.ndarray:
         return self.prediction == labels[:, None]
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @torch.inference_mode()

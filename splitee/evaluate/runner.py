@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from policy_store.offline import random_orders, replay
 from policy_store.policies import UCB1, ISplitEE
 from policy_store.rewards import CostModel
 from splitee.data import Dataset
@@ -23,8 +24,8 @@ from splitee.evaluate.methods import (
     fixed_arm,
     score_arms,
 )
-from splitee.evaluate.outputs import ExitOutputs, exit_outputs, file_digest
-from splitee.evaluate.replay import random_orders, replay
+from splitee.evaluate.outputs import ExitOutputs, exit_outputs
+from splitee.files import sha256_file
 
 # The bandit methods: (name, policy class, side-observation variant)
 BANDITS = (
@@ -65,7 +66,7 @@ def model_outputs(
     from splitee.models.checkpoint import load_card
 
     model = load_checkpoint(model_path)
-    digest = file_digest(model_path)
+    digest = sha256_file(model_path)
     out = []
     for spec in tqdm(distortions, desc="exit outputs", unit="setting"):
         d = Distortion.parse(spec)
@@ -167,7 +168,7 @@ def run_evaluation(
 
 def write_outputs(summary: dict, out_dir: Path) -> None:
     """summary.json, table.md and the PNG plots."""
-    from splitee.evaluate.report import plot_accuracy_cost, plot_regret, plot_sweep, table_md
+    from splitee.evaluate.plots import plot_accuracy_cost, plot_regret, plot_sweep, table_md
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = summary.pop("_curves", {})

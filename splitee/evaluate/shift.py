@@ -20,10 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from policy_store.offline import replay
 from policy_store.policies import Policy, make_policy
 from policy_store.rewards import CostModel
 from splitee.evaluate.outputs import ExitOutputs
-from splitee.evaluate.replay import replay
 
 DEFAULT_PHASES = ("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")
 

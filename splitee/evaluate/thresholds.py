@@ -1,8 +1,10 @@
 """Threshold adaptation: a bandit over (split arm, α) pairs instead of the arm alone.
 
-With a grid of thresholds α_1 … α_A, pair ``(k, α_j)`` is arm ``j·L + k``: frames exit at arm
-k when ``C_k ≥ α_j``. Rewards stay unsupervised (confidence minus cost), so the bandit learns
-the threshold too. Offline only: UCB1 over the pairs, without side observations.
+With a grid of thresholds α_1 … α_A, pair ``(k, α_j)`` is arm ``j·L + k``
+(:class:`policy_store.arms.ArmSpace`, the encoding the live workers use: the pair matrices
+below are the per-α matrices side by side in that order); frames exit at arm k when
+``C_k ≥ α_j``. Rewards stay unsupervised (confidence minus cost), so the bandit learns the
+threshold too. Offline: UCB1 over the pairs, without side observations.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from policy_store.offline import replay
 from policy_store.policies import UCB1
 from policy_store.rewards import CostModel
 from splitee.evaluate.methods import MethodResult, Setting, fixed_arm, score_arms
-from splitee.evaluate.replay import replay
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,6 @@ def pair_setting(setting: Setting, grid: list[float]) -> PairSetting:
         cat("correct"),
         setting.cost_model,
     )
-
-
-def pair_label(index: int, num_arms: int, grid: list[float]) -> str:
-    return f"arm {index % num_arms + 1}, α={grid[index // num_arms]:g}"
 
 
 def threshold_methods(

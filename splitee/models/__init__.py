@@ -1,6 +1,7 @@
 """Multi-exit CIFAR ResNets and their split API."""
 
 from splitee.models.checkpoint import load_checkpoint, save_checkpoint
+from splitee.models.inputs import to_input
 from splitee.models.multi_exit import EarlyExitResult, MultiExitNet, default_exit_depths
 from splitee.models.resnet import CifarResNet, load_pretrained, pretrained_file
 
@@ -13,4 +14,5 @@ __all__ = [
     "load_pretrained",
     "pretrained_file",
     "save_checkpoint",
+    "to_input",
 ]

@@ -11,12 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from splitee.files import CHECKPOINT_FORMAT, checkpoint_metadata
 from splitee.models.multi_exit import MultiExitNet
-
-FORMAT = "splitee-multiexit/1"
 
 
 def save_checkpoint(model: MultiExitNet, path: Path, card: dict | None = None) -> None:
@@ -24,7 +22,7 @@ def save_checkpoint(model: MultiExitNet, path: Path, card: dict | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
-        "format": FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "arch": model.arch,
         "exit_depths": json.dumps(model.exit_depths),
         "exit_head": model.head,
@@ -38,11 +36,6 @@ def card_path(path: Path) -> Path:
     return Path(path).with_suffix(".card.json")
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
 def load_checkpoint(
     path: Path, device: str | torch.device = "cpu", fuse: bool = False
 ) -> MultiExitNet:
@@ -51,14 +44,9 @@ def load_checkpoint(
     ``fuse`` folds BatchNorm into the convolutions (inference only: the workers use it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model checkpoint {path} not found: set SPLITEE_MODEL__CHECKPOINT or run "
-            "`splitee train`"
-        )
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    meta = checkpoint_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
     model = MultiExitNet(
         meta["arch"], json.loads(meta["exit_depths"]), meta.get("exit_head", "conv1")
     )

@@ -67,14 +67,18 @@ def default_exit_depths(arch: str, every: int = 3) -> list[int]:
 
 @dataclass
 class EarlyExitResult:
-    """Outcome of :meth:`MultiExitNet.early_exit` for a batch of N frames and L exits."""
+    """What :meth:`MultiExitNet.early_exit` computed for a batch of N frames and L exits.
+
+    It decides nothing: whether a frame leaves the edge at its arm is the caller's decision
+    (:mod:`policy_store.decisions`), made from ``confidence``/``probs`` at the frame's arm.
+    """
 
     confidence: torch.Tensor  # (N, L) max softmax; NaN where the exit was not computed
     prediction: torch.Tensor  # (N, L) argmax; -1 where not computed
-    exited: torch.Tensor  # (N,) bool: decided at the edge (C_k ≥ α, or arm L-1)
-    offloaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    probs: torch.Tensor | None = None  # (N, classes) softmax at each frame's own arm
-    """arm -> (frame indices, features after block ℓ_arm) for frames sent to the cloud."""
+    probs: torch.Tensor  # (N, classes) softmax at each frame's own arm
+    features: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """arm -> (frame indices, features after block ℓ_arm) for every frame whose arm is not
+    the final one: what an offload carries if the decision sends the frame on."""
 
 
 class MultiExitNet(nn.Module):
@@ -194,18 +198,13 @@ class MultiExitNet(nn.Module):
     # ------------------------------------------------------------------ batched early exit
     @torch.inference_mode()
     def early_exit(
-        self,
-        x: torch.Tensor,
-        arms: torch.Tensor,
-        alpha: float | torch.Tensor,
-        side_observations: bool = True,
+        self, x: torch.Tensor, arms: torch.Tensor, side_observations: bool = True
     ) -> EarlyExitResult:
         """Run a batch where frame i stops at exit ``arms[i]``.
 
-        Frames leave the batch at their arm: they exit when ``C ≥ α`` (or at the final arm),
-        else their features are returned for offloading. With ``side_observations`` the exits
-        a frame passes on the way to its arm are evaluated too, so their confidences can
-        update those arms' statistics (I-SplitEE).
+        Each frame leaves the batch at its arm, so no frame computes blocks past its arm.
+        With ``side_observations`` the exits a frame passes on the way to its arm are evaluated
+        too, so their confidences can update those arms' statistics (I-SplitEE).
         """
         n, L = x.shape[0], self.num_exits
         arms = arms.to(torch.long).cpu()
@@ -213,8 +212,7 @@ class MultiExitNet(nn.Module):
             raise ValueError(f"arms must lie in 0..{L - 1}")
         conf = torch.full((n, L), float("nan"))
         pred = torch.full((n, L), -1, dtype=torch.long)
-        exited = torch.zeros(n, dtype=torch.bool)
-        result = EarlyExitResult(conf, pred, exited)
+        result = EarlyExitResult(conf, pred, torch.zeros(n, 0))
         active = torch.arange(n)  # indices into the batch of frames still running
         active_arms = arms.clone()
         h = self.backbone.stem(x)
@@ -229,28 +227,17 @@ class MultiExitNet(nn.Module):
             stop = active_arms == k
             look = torch.ones_like(stop) if side_observations else stop
             if bool(look.any()):
-                logits = self.exit_logits(h[look], k)
-                p = logits.float().softmax(dim=1)
+                p = self.exit_logits(h[look], k).float().softmax(dim=1)
                 c, y = p.max(dim=1)
                 idx = active[look]
                 conf[idx, k] = c.cpu()
                 pred[idx, k] = y.cpu()
-                if result.probs is None:
+                if result.probs.shape[1] == 0:
                     result.probs = torch.zeros(n, p.shape[1])
-                own = stop[look]
-                result.probs[active[stop]] = p[own.to(p.device)].cpu()
+                result.probs[active[stop]] = p[stop[look].to(p.device)].cpu()
             if bool(stop.any()):
-                idx = active[stop]
-                if k == L - 1:
-                    exited[idx] = True
-                else:
-                    thr = alpha[idx] if isinstance(alpha, torch.Tensor) else alpha
-                    ok = conf[idx, k] >= thr
-                    exited[idx[ok]] = True
-                    off = ~ok
-                    if bool(off.any()):
-                        feats = h[stop][off.to(h.device)]
-                        result.offloaded[k] = (idx[off], feats)
+                if k < L - 1:
+                    result.features[k] = (active[stop], h[stop.to(h.device)])
                 keep = ~stop
                 active, active_arms, h = active[keep], active_arms[keep], h[keep.to(h.device)]
         return result

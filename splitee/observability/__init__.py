@@ -10,5 +10,5 @@ One module per responsibility:
 * :mod:`~splitee.observability.dashboards` - the Grafana dashboards (built with grafanalib),
 * :mod:`~splitee.observability.grafana` - pushing them to a Grafana with grafana-api,
 * :mod:`~splitee.observability.top` - ``splitee top``, the live terminal view,
-* :mod:`~splitee.observability.report` - ``splitee report``, PNG charts of a run.
+* :mod:`~splitee.observability.charts` - ``splitee report``, PNG charts of a run.
 """

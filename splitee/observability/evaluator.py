@@ -30,18 +30,20 @@ samples, and may be negative early on).
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from splitee.files import exit_depths
 from splitee.settings import Settings
-from splitee.wire import Result, WireError
+from splitee.wire import Result, WireError, decode_frame_id, decode_truth
+
+log = logging.getLogger("splitee.evaluator")
 
 MAX_LABEL_VALUES = 32
 MIN_ARM_FRAMES = 10
@@ -108,17 +110,25 @@ class EvalState:
         self.reward_sum = 0.0
         self.duplicates = 0
         self.bad = 0
+        self.bad_reasons: Counter[str] = Counter()
         self.evicted = {"results": 0, "truth": 0}
         self._values: dict[str, set[str]] = {"camera": set(), "distortion": set()}
 
     # ------------------------------------------------------------------ input
-    def add_result(self, value: bytes) -> Outcome | None:
+    def reject(self, reason: str) -> None:
+        """Count a record skipped as invalid (``reason`` from the closed set of WireError)."""
+        with self.lock:
+            self.bad += 1
+            self.bad_reasons[reason] += 1
+
+    def add_result(self, value: bytes | None) -> Outcome | None:
         """A record of the results topic; the joined outcome when its truth is already here."""
         try:
+            if value is None:
+                raise WireError("empty", "result record has no value")
             r = Result.decode(value)
-        except WireError:
-            with self.lock:
-                self.bad += 1
+        except WireError as exc:
+            self.reject(exc.reason)
             return None
         with self.lock:
             if r.frame_id in self.seen or r.frame_id in self.pending_results:
@@ -130,14 +140,12 @@ class EvalState:
                 return None
             return self._join(r, truth)
 
-    def add_truth(self, frame_id: str, value: bytes) -> Outcome | None:
+    def add_truth(self, frame_id: str, value: bytes | None) -> Outcome | None:
         """A record of the truth topic; the joined outcome when its result is already here."""
         try:
-            truth = json.loads(value)
-            int(truth["label"])
-        except (ValueError, KeyError, TypeError):
-            with self.lock:
-                self.bad += 1
+            truth = decode_truth(value)
+        except WireError as exc:
+            self.reject(exc.reason)
             return None
         with self.lock:
             if frame_id in self.seen or frame_id in self.pending_truth:
@@ -249,9 +257,14 @@ class EvalCollector(Collector):
                 "Results dropped as later copies of a frame's first result",
                 value=st.duplicates,
             )
-            yield CounterMetricFamily(
-                "splitee_eval_bad_records", "Undecodable results or truth", value=st.bad
+            bad = CounterMetricFamily(
+                "splitee_eval_bad_records",
+                "Results or truth records skipped as invalid, by reason",
+                labels=["reason"],
             )
+            for reason, n in sorted(st.bad_reasons.items()):
+                bad.add_metric([reason], n)
+            yield bad
             pend = GaugeMetricFamily(
                 "splitee_eval_pending", "Records waiting for their partner", labels=["kind"]
             )
@@ -323,19 +336,6 @@ class EvalCollector(Collector):
             )
 
 
-def exit_depths(checkpoint: Path) -> list[int]:
-    """The checkpoint's exit depths, read from its safetensors metadata (no torch import)."""
-    from safetensors import safe_open
-
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(
-            f"model checkpoint {checkpoint} not found: the evaluator needs its exit depths "
-            "(set SPLITEE_MODEL__CHECKPOINT)"
-        )
-    with safe_open(str(checkpoint), framework="numpy") as f:
-        return [int(d) for d in json.loads((f.metadata() or {})["exit_depths"])]
-
-
 def state_from_settings(s: Settings) -> EvalState:
     depths = exit_depths(s.model.checkpoint)
     return EvalState(
@@ -348,7 +348,7 @@ def state_from_settings(s: Settings) -> EvalState:
 
 def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     """Consume results and truth until SIGTERM, exporting :class:`EvalCollector`."""
-    from splitee.kafka_io import consumer
+    from splitee.kafka_io import consumer, poll_skipping_corrupt
     from splitee.observability import service
 
     state = state_from_settings(s)
@@ -361,13 +361,23 @@ def run(s: Settings, worker_id: str, metrics_port: int) -> None:
         group_id=f"{k.group_prefix}-evaluator",
         enable_auto_commit=True,
     )
+
+    def corrupt(tp, offset: int, exc: Exception) -> None:
+        log.warning("skipped a record the client cannot parse at %s/%s: %s", tp, offset, exc)
+        state.reject("corrupt_record")
+
     try:
         while not stop.is_set():
-            for tp, recs in c.poll(timeout_ms=500).items():
+            for tp, recs in poll_skipping_corrupt(c, 500, corrupt).items():
                 for rec in recs:
                     if tp.topic == k.results_topic:
                         state.add_result(rec.value)
-                    elif rec.key is not None:
-                        state.add_truth(rec.key.decode(errors="replace"), rec.value)
+                        continue
+                    try:
+                        frame_id = decode_frame_id(rec.key)
+                    except WireError as exc:
+                        state.reject(exc.reason)
+                        continue
+                    state.add_truth(frame_id, rec.value)
     finally:
         c.close()

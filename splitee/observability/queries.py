@@ -55,7 +55,6 @@ def offload_bytes(w: str) -> str:
 
 LAG_BY_GROUP = "sum by (group, topic) (splitee_kafka_consumer_lag_messages)"
 LAG_TOTAL = "sum by (group) (splitee_kafka_consumer_lag_messages)"
-GROUP_MEMBERS = "sum by (group) (splitee_kafka_group_members)"
 DEAD_LETTERS_TOTAL = "sum by (role, reason) (splitee_dead_letters_total)"
 
 
@@ -64,7 +63,6 @@ def dead_letters(w: str) -> str:
 
 
 TARGETS_UP = 'sum by (role) (up{job="splitee"})'
-EXPORTER_UP = "min by (source) (splitee_exporter_up)"
 
 
 # ---------------------------------------------------------------- policy
@@ -95,7 +93,6 @@ def reward_quantile(q: float, w: str) -> str:
 REGRET = "max(splitee_eval_regret)"
 REGRET_PER_FRAME = "max(splitee_eval_regret_per_frame)"
 BEST_FIXED_ARM = "max(splitee_eval_best_fixed_arm)"
-ARM_MEAN_IMPLIED = "max by (arm) (splitee_eval_arm_mean_reward)"
 
 
 # ---------------------------------------------------------------- quality
@@ -117,7 +114,6 @@ OFFLOAD_BY_PHASE = (
     "sum by (distortion) (splitee_eval_offloaded_total) "
     "/ sum by (distortion) (splitee_eval_frames_total)"
 )
-FRAMES_BY_PHASE = "sum by (distortion) (splitee_eval_frames_total)"
 
 
 def accuracy_by_camera(w: str) -> str:

@@ -1,15 +1,14 @@
 """What every long-running observability service shares: metrics endpoint, target, stop signal.
 
-The evaluator and the exporter are plain processes (no faust): they serve ``/metrics``,
-register a Prometheus file_sd target (removed at exit, see :func:`splitee.metrics.register_target`)
-and run until SIGTERM or SIGINT, which only set an event, so the current step finishes and
-every client is closed before the process leaves.
+The evaluator and the exporter are plain processes (no faust): through the same
+:mod:`splitee.runtime` calls as the workers they serve ``/metrics``, register a Prometheus
+file_sd target (removed at exit), and run until SIGTERM or SIGINT, which only set an event, so
+the current step finishes and every client is closed before the process leaves.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +16,9 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
-from splitee import metrics
+from splitee import runtime
 
 log = logging.getLogger("splitee.observability")
-
-
-def stop_event() -> threading.Event:
-    """An event set by SIGTERM/SIGINT (so ``finally`` blocks and atexit handlers run)."""
-    ev = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: ev.set())
-    return ev
 
 
 def start(
@@ -36,9 +27,8 @@ def start(
     """Register ``collectors``, serve /metrics on ``port``, register the target; the stop event."""
     for c in collectors:
         REGISTRY.register(c)
-    stop = stop_event()
-    metrics.serve(port)
-    metrics.register_target(var_dir, role, worker, port)
+    stop = runtime.stop_event()
+    runtime.serve_metrics(var_dir, role, worker, port)
     return stop
 
 

@@ -21,6 +21,7 @@ PINNED = (
     "SPLITEE_KAFKA__BOOTSTRAP",
     "SPLITEE_REDIS__URL",
     "SPLITEE_OBSERVABILITY__PROMETHEUS_URL",
+    "SPLITEE_SECURE",  # secure mode has its own test (test_security.py)
 )
 
 

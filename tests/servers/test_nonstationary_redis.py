@@ -25,7 +25,7 @@ def _deltas(pol, seed: int, count: int = 60) -> list[Delta]:
     rng = np.random.default_rng(seed)
     out = []
     for b in range(count):
-        d = Delta.for_policy(pol, 4)
+        d = pol.delta(4)
         d.tag = f"{seed}:{b}"
         for _ in range(int(rng.integers(1, 6))):
             arm = int(rng.integers(0, 4))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from policy_store.redis_store import RedisStore
-from policy_store.store import Delta
+from policy_store.stats import Delta
 from producers.camera import Camera, Frame
 from producers.schedule import Schedule
 from splitee.data import iter_zip_frames

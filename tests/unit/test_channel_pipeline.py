@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from cloud_workers.processor import CloudProcessor
-from edge_workers.processor import EdgeProcessor, InRecord
+from edge_workers.processor import EdgeProcessor
 from policy_store import CostModel, ISplitEE, MemoryStore
 from producers.camera import Camera, Frame
 from producers.schedule import Schedule
-from splitee.channel import ConstantSNR, camera_process
 from splitee.data import encode_jpeg
+from splitee.link import ConstantSNR, camera_process
+from splitee.records import InRecord
 from splitee.wire import FrameMeta, Result
 
 

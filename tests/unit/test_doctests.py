@@ -10,12 +10,15 @@ import pytest
 MODULES = [
     "splitee.wire",
     "splitee.context",
-    "splitee.channel",
     "producers.schedule",
     "splitee.distortions",
     "policy_store.policies",
     "policy_store.rewards",
     "policy_store.store",
+    "policy_store.stats",
+    "policy_store.arms",
+    "policy_store.decisions",
+    "policy_store.feedback",
 ]
 
 

@@ -61,8 +61,7 @@ def test_batched_early_exit_matches_per_frame(tiny_model):
     torch.manual_seed(2)
     x = torch.rand(12, 3, 32, 32)
     arms = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0, 0, 3, 1, 2])
-    alpha = 0.2
-    res = m.early_exit(x, arms, alpha, side_observations=True)
+    res = m.early_exit(x, arms, side_observations=True)
     with torch.no_grad():
         for i in range(len(x)):
             k = int(arms[i])
@@ -71,18 +70,19 @@ def test_batched_early_exit_matches_per_frame(tiny_model):
                 assert res.confidence[i, j] == pytest.approx(float(p.max()), abs=1e-5)
                 assert int(res.prediction[i, j]) == int(p.argmax())
             assert torch.isnan(res.confidence[i, k + 1 :]).all()
-            expect_exit = k == m.num_exits - 1 or float(res.confidence[i, k]) >= alpha
-            assert bool(res.exited[i]) == expect_exit
-    offloaded = sorted(int(i) for idx, _ in res.offloaded.values() for i in idx)
-    assert offloaded == [i for i in range(len(x)) if not res.exited[i]]
-    for k, (idx, feats) in res.offloaded.items():
+            p = m.exit_logits(m.prefix(x[i : i + 1], k), k).softmax(1)[0]
+            assert torch.allclose(res.probs[i], p, atol=1e-5)  # what a decision looks at
+    # features for every frame whose arm is not final: the model decides nothing
+    with_features = sorted(int(i) for idx, _ in res.features.values() for i in idx)
+    assert with_features == [i for i in range(len(x)) if arms[i] < m.num_exits - 1]
+    for k, (idx, feats) in res.features.items():
         with torch.no_grad():
             assert torch.allclose(feats, m.prefix(x[idx], k), atol=1e-5)
 
 
 def test_early_exit_without_side_observations_computes_only_the_arm(tiny_model):
     x = torch.rand(5, 3, 32, 32)
-    res = tiny_model.early_exit(x, torch.tensor([2, 2, 1, 3, 0]), 0.5, side_observations=False)
+    res = tiny_model.early_exit(x, torch.tensor([2, 2, 1, 3, 0]), side_observations=False)
     known = ~torch.isnan(res.confidence)
     assert known.sum(1).tolist() == [1, 1, 1, 1, 1]
     assert known[torch.arange(5), torch.tensor([2, 2, 1, 3, 0])].all()
@@ -90,7 +90,7 @@ def test_early_exit_without_side_observations_computes_only_the_arm(tiny_model):
 
 def test_early_exit_rejects_bad_arms(tiny_model):
     with pytest.raises(ValueError, match="arms must lie"):
-        tiny_model.early_exit(torch.rand(2, 3, 32, 32), torch.tensor([0, 7]), 0.5)
+        tiny_model.early_exit(torch.rand(2, 3, 32, 32), torch.tensor([0, 7]))
 
 
 def test_checkpoint_roundtrip(tmp_path, tiny_model):

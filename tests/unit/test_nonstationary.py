@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policy_store import UCB1, CostModel, Delta, MemoryStore
+from policy_store import UCB1, CostModel, MemoryStore
+from policy_store.offline import replay
 from policy_store.policies import ArmStats, DiscountedUCB, SlidingWindowUCB, make_policy
-from splitee.evaluate.replay import replay
 
 CM = CostModel(depths=(3, 6, 9, 12), alpha=0.6, offload_cost=0.5)
 
@@ -58,7 +58,7 @@ def test_store_applies_decay_and_window_like_the_policy():
             arm = int(rng.integers(0, 4))
             r = float(rng.normal())
             pol.update(offline, np.arange(4) == arm, np.full(4, r))
-            d = Delta.for_policy(pol, 4)
+            d = pol.delta(4)
             d.add(arm, [(arm, r)])
             store.apply("p", d)
         got = store.read("p")

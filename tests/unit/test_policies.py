@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from policy_store import UCB1, CostModel, Delta, ISplitEE, MemoryStore, make_policy
-from policy_store.policies import ArmStats
-from splitee.evaluate.replay import random_orders, replay
+from policy_store.arms import ArmSpace
+from policy_store.feedback import observations
+from policy_store.offline import random_orders, replay
+from policy_store.stats import ArmStats
 
 CM = CostModel(depths=(3, 6, 9, 12), gamma=0.1, mu=1.0, alpha=0.6, offload_cost=0.5)
 
@@ -31,24 +33,43 @@ def test_reward_rules_on_hand_made_rows():
     assert r[1].tolist() == pytest.approx([0.8 - 0.8, 0.8 - 1.1, 0.7 - 0.9, 0.8 - 1.2])
     costs = CM.cost_matrix(conf)
     assert costs[1].tolist() == pytest.approx([0.8, 1.1, 0.9, 1.2])
-    # the scalar rule agrees with the matrix
-    assert CM.reward(0, 0.3, 0.8) == pytest.approx(r[1, 0])
+    # the live rule agrees with the matrix
+    assert dict(_obs(0, conf[1, :1], 0.8, side=False))[0] == pytest.approx(r[1, 0])
     with pytest.raises(ValueError, match="needs C_L"):
-        CM.reward(0, 0.3, None)
+        _obs(0, conf[1, :1], None)
+
+
+def _obs(arm, conf, c_final, side=True, policy=None):
+    row = [*map(float, conf), *[float("nan")] * (CM.num_arms - len(conf))]
+    return observations(
+        policy or ISplitEE(), CM, ArmSpace(CM.num_arms), arm, row, c_final, None, side
+    )
 
 
 def test_side_observations_online_rule():
     # Arm 2 pulled and it exits (C_2 = 0.7 ≥ 0.6): C_L unknown.
-    row = [0.3, 0.65, 0.7, float("nan")]
-    obs = dict(CM.observations(2, row, c_final=None, side=True))
+    obs = dict(_obs(2, [0.3, 0.65, 0.7], None))
     assert set(obs) == {2, 1}  # arm 0 needs C_L: not updated online
     assert obs[1] == pytest.approx(0.65 - 0.6)
     # Arm 2 offloaded (C_2 = 0.4): C_L known from the cloud, every shallower arm is revealed.
-    row = [0.3, 0.65, 0.4, float("nan")]
-    obs = dict(CM.observations(2, row, c_final=0.9, side=True))
+    obs = dict(_obs(2, [0.3, 0.65, 0.4], 0.9))
     assert obs == pytest.approx({2: 0.9 - 1.4, 1: 0.65 - 0.6, 0: 0.9 - 0.8})
-    # Without side observations only the pulled arm.
-    assert [a for a, _ in CM.observations(2, row, 0.9, side=False)] == [2]
+    # Without side observations (or a policy without them) only the pulled arm.
+    assert [a for a, _ in _obs(2, [0.3, 0.65, 0.4], 0.9, side=False)] == [2]
+    assert [a for a, _ in _obs(2, [0.3, 0.65, 0.4], 0.9, policy=UCB1())] == [2]
+
+
+def test_final_arm_at_the_edge_reveals_what_the_offline_replay_reveals():
+    # The final arm ran at the edge, so C_L is known there: arm 0 (C < α) is revealed too, as
+    # the offline replay's online variant does (it used to be skipped live).
+    conf = [0.3, 0.65, 0.2, 0.8]
+    obs = dict(_obs(3, conf, None))
+    assert set(obs) == {0, 1, 2, 3}
+    expect = CM.reward_matrix(np.array([conf]))[0]
+    assert [obs[j] for j in range(4)] == pytest.approx(expect.tolist())
+    exits = CM.exits_at(np.array(conf))
+    mask = ISplitEE().observe(np.array(3), np.ones(4, bool), exits, np.array(True))
+    assert set(np.flatnonzero(mask)) == set(obs)
 
 
 def test_policy_observe_mask_matches_scalar_rule():
@@ -141,7 +162,7 @@ def test_pull_plays_unobserved_arms_first_then_index():
 def test_memory_store_applies_batched_deltas():
     store = MemoryStore(4)
     d = Delta.zeros(4)
-    d.add(2, CM.observations(2, [0.3, 0.65, 0.4, None], 0.9, side=True))
+    d.add(2, _obs(2, [0.3, 0.65, 0.4], 0.9))
     d.add(3, [(3, 0.2)])
     store.apply("cam-1", d)
     st = store.read("cam-1")

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from cloud_workers.processor import CloudProcessor
-from edge_workers.processor import EdgeProcessor, InRecord, choose_arms
+from edge_workers.processor import EdgeProcessor
 from policy_store import UCB1, CostModel, ISplitEE, MemoryStore
-from policy_store.policies import ArmStats
+from policy_store.keys import PolicyKeys
+from policy_store.stats import ArmStats
 from splitee.data import encode_jpeg
+from splitee.records import InRecord
 from splitee.wire import FrameMeta, Result, decode_tensor, encode_tensor
 
 
@@ -56,9 +58,9 @@ def test_edge_then_cloud_gives_one_result_per_frame(setup):
     assert st.n.sum() >= 40  # plus side observations
 
 
-def test_choose_arms_spreads_a_batch_like_a_sequential_learner():
+def test_pull_batch_spreads_a_batch_like_a_sequential_learner():
     stats = ArmStats.zeros(4)
-    arms = choose_arms(UCB1(), stats, 8)
+    arms = UCB1().pull_batch(stats, 8)
     assert arms[:4] == [0, 1, 2, 3]  # every arm once, even within one batch
     assert stats.t == 0  # virtual pulls never touch the caller's statistics
 
@@ -138,14 +140,20 @@ def test_policy_scopes_route_frames_to_their_own_policies(setup):
     edge, _, store, _, images = setup
     dark = Distortion("brightness", 0.2).apply(images[:4])
     recs = [frame_record(i, img) for i, img in enumerate([*images[:4], *dark])]
-    edge.policy_scope = "context"
+    edge.keys = PolicyKeys("global", "context")
     out = edge.process(recs)
     edge.apply(out)
     assert "global:ctx:dark" in store.policies()
     assert store.read("global:ctx:dark").pulls.sum() >= 1
-    edge.policy_scope = "camera"
+    edge.keys = PolicyKeys("global", "camera")
     out = edge.process(recs[:2])
     assert set(out.deltas) <= {"global:cam-1"}
+    # the cloud accepts only the policies this deployment can have
+    cloud = CloudProcessor(edge.model, edge.cm, store, policy_keys=PolicyKeys("global", "camera"))
+    for r in out.offloads:
+        r.headers = [(k, b"global:cam-2" if k == "policy" else v) for k, v in r.headers]
+    back = cloud.process(as_input(out.offloads))
+    assert {d.reason for d in back.dead} <= {"bad_policy"} and not back.results
 
 
 def test_context_from_image_statistics(sample_frames):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from splitee.td import (
+    AlphaRule,
     Always,
-    ChannelBlind,
     Learned,
     Never,
     Oracle,
@@ -36,9 +36,9 @@ def test_always_never_and_channel_blind():
     x = _inputs([0.2, 0.5, 0.9], 0.0)
     assert Always().transmit(x).tolist() == [True, True, True]
     assert Never().transmit(x).tolist() == [False, False, False]
-    assert ChannelBlind(0.5).transmit(x).tolist() == [True, False, False]
+    assert AlphaRule(0.5).transmit(x).tolist() == [True, False, False]
     # the SNR does not matter to the channel-blind rule
-    assert ChannelBlind(0.5).transmit(_inputs([0.2, 0.5, 0.9], 30.0)).tolist() == [
+    assert AlphaRule(0.5).transmit(_inputs([0.2, 0.5, 0.9], 30.0)).tolist() == [
         True,
         False,
         False,

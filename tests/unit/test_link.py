@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from splitee.channel import (
+from splitee.link import (
     BlockRayleigh,
     ConstantSNR,
     GilbertElliott,

@@ -3,7 +3,9 @@
 A *stream* is one random order of the frames of one setting. All streams (settings × runs)
 advance together, one frame per step, so each step is a handful of numpy operations on
 ``(streams, arms)`` arrays regardless of how many streams there are. The policy objects are the
-same ones the live workers use (:mod:`policy_store.policies`).
+same ones the live workers use (:mod:`policy_store.policies`), and so is the rule of which
+arms a frame reveals (:meth:`~policy_store.policies.Policy.observe`, also behind
+:func:`policy_store.feedback.observations`).
 
 Side observations come in two variants (algorithms.md, section 3):
 
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policy_store.policies import ArmStats, Policy
+from policy_store.policies import Policy
+from policy_store.stats import ArmStats
 
 
 @dataclass(frozen=True)

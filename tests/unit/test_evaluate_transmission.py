@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from splitee.evaluate.channel import (
+from splitee.evaluate.transmission import (
     MECHANISMS,
     ChannelEvalConfig,
     bin_edges,

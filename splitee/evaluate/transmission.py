@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitee.channel import BlockRayleigh, ConstantSNR, analog, digital
 from splitee.data import Dataset
+from splitee.link import BlockRayleigh, ConstantSNR, analog, digital
+from splitee.models.inputs import to_input
 from splitee.td import (
+    AlphaRule,
     Always,
-    ChannelBlind,
     Learned,
     Never,
     Oracle,
@@ -34,7 +35,6 @@ from splitee.td import (
     TDInputs,
     TDMechanism,
 )
-from splitee.train import to_input
 
 MECHANISMS = (
     "always-transmit",
@@ -180,7 +180,7 @@ def fit_mechanisms(
     return {
         "always-transmit": Always(),
         "never-transmit": Never(),
-        "channel-blind": ChannelBlind(cfg.alpha),
+        "channel-blind": AlphaRule(cfg.alpha),
         "snr-threshold": SNRThreshold.fit(x, edge, server, bin_edges(cfg.snrs), cfg.penalty),
         "learned": Learned.fit(x, edge, server, penalty=cfg.penalty),
     }
@@ -249,7 +249,7 @@ def findings(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def run_channel_evaluation(model_path: Path, data: Dataset, cfg: ChannelEvalConfig) -> dict:
-    from splitee.evaluate.outputs import file_digest
+    from splitee.files import sha256_file
     from splitee.models import load_checkpoint
     from splitee.models.checkpoint import load_card
 
@@ -265,7 +265,7 @@ def run_channel_evaluation(model_path: Path, data: Dataset, cfg: ChannelEvalConf
         "settings": asdict(cfg),
         "model": {
             "checkpoint": str(model_path),
-            "sha256": file_digest(model_path),
+            "sha256": sha256_file(model_path),
             "arch": model.arch,
             "exit_depths": model.exit_depths,
             "feature_shape": list(model.feature_shape(cfg.arm - 1)),

@@ -44,14 +44,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from policy_store.rewards import capacity
+
 
 def db_to_linear(db: float | np.ndarray) -> float | np.ndarray:
     return 10.0 ** (np.asarray(db, dtype=np.float64) / 10.0)
-
-
-def capacity(snr_db: float | np.ndarray) -> np.ndarray:
-    """Shannon capacity log2(1 + SNR) in bits per (complex) channel use."""
-    return np.log2(1.0 + db_to_linear(snr_db))
 
 
 def camera_seed(seed: int, camera_id: str) -> int:
@@ -409,23 +406,3 @@ __all__ = [
     "parse_process",
     "quantise",
 ]
-
-
-def offload_cost(
-    base: float, nbytes: int, snr_db: float | None, ref_bytes: int, ref_snr_db: float = 20.0
-) -> float:
-    """Channel-aware offload cost: ``base`` scaled by the frame's air time against a reference.
-
-    Air time ∝ bits / log2(1 + SNR), so sending ``ref_bytes`` at ``ref_snr_db`` costs ``base``;
-    twice the bytes, or half the capacity, costs twice as much. Capped at 20 × ``base`` so one
-    deep fade cannot swamp the statistics. Without an SNR only the bytes count.
-
-    >>> round(offload_cost(0.5, 1000, 20.0, 1000), 3)
-    0.5
-    >>> round(offload_cost(0.5, 2000, 20.0, 1000), 3)
-    1.0
-    """
-    scale = nbytes / max(1, ref_bytes)
-    if snr_db is not None:
-        scale *= float(capacity(ref_snr_db)) / max(float(capacity(snr_db)), 1e-9)
-    return base * min(scale, 20.0)

@@ -1,0 +1,68 @@
+"""What one live frame teaches the bandit: which arms it reveals, and with what reward.
+
+The edge (frames that exited) and the cloud (offloaded frames, once ``C_L`` is known) both call
+:func:`observations`; which arms are revealed is decided by the policy's own
+:meth:`~policy_store.policies.Policy.observe` — the same function the offline replay uses — and
+the rewards by :meth:`~policy_store.rewards.CostModel.rewards`, the same formula as the offline
+reward matrix. So live and offline learning cannot disagree.
+
+>>> from policy_store.policies import ISplitEE
+>>> cm = CostModel(depths=(3, 6, 9), alpha=0.5)
+>>> space = ArmSpace(3)
+>>> # the final arm ran at the edge: C_L is known, so arm 0 (C=0.2 < α) is revealed too
+>>> [(j, round(r, 2)) for j, r in observations(ISplitEE(), cm, space, 2, [0.2, 0.3, 0.8])]
+[(2, -0.1), (0, 0.0), (1, -0.3)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from policy_store.arms import ArmSpace
+from policy_store.policies import Policy
+from policy_store.rewards import CostModel
+
+
+def observations(
+    policy: Policy,
+    cost_model: CostModel,
+    space: ArmSpace,
+    pick: int,
+    confidences: Sequence[float | None],
+    c_final: float | None = None,
+    offloaded: bool | None = None,
+    side: bool = True,
+) -> list[tuple[int, float]]:
+    """``(bandit arm, reward)`` pairs one frame reveals, the pulled arm ``pick`` first.
+
+    ``confidences`` has one entry per split arm (None or NaN where the exit was not computed);
+    ``c_final`` is the cloud's ``C_L`` for an offloaded frame — when the final arm ran at the
+    edge, ``C_L`` is its own confidence. ``offloaded`` overrides the ``C ≥ α`` rule for the
+    pulled arm when another mechanism (a transmission decision) chose whether the frame left
+    the edge; side observations are then off, as they are for (arm, α) pairs and when ``side``
+    is False. A shallower arm whose reward needs an unknown ``C_L`` is not revealed.
+    """
+    arm = int(space.split_arm(pick))
+    cm = cost_model.with_alpha(space.alpha(pick, cost_model.alpha)) if space.pairs else cost_model
+    conf = np.array([np.nan if c is None else float(c) for c in confidences], dtype=np.float64)
+    final = cm.num_arms - 1
+    if c_final is None and arm == final:
+        c_final = float(conf[final])
+    known = ~np.isnan(conf)
+    exits = cm.exits_at(np.where(known, conf, 0.0))
+    if offloaded is not None:
+        exits[arm] = not offloaded
+    if c_final is None and not exits[arm]:
+        raise ValueError(f"arm {arm} offloaded (C={conf[arm]:.3f} < α): its reward needs C_L")
+    side = side and offloaded is None and not space.pairs
+    if side:
+        mask = policy.observe(np.array(arm), known, exits, np.array(c_final is not None))
+    else:
+        mask = np.arange(cm.num_arms) == arm
+    c_l = np.nan if c_final is None else float(c_final)
+    rewards = cm.rewards(conf, exits, c_l)
+    out = [(int(pick), float(rewards[arm]))]
+    out += [(int(j), float(rewards[j])) for j in np.flatnonzero(mask) if j != arm]
+    return out

@@ -1,0 +1,54 @@
+"""Files on disk: digests, atomic JSON writes, and what a checkpoint says about itself.
+
+The checkpoint readers here use safetensors' header only (no torch import), so light processes
+— the recorder, the exporter, the evaluator service, the CLI — can size the bandit from the
+model without loading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+#: The format tag every splitee multi-exit checkpoint carries in its metadata.
+CHECKPOINT_FORMAT = "splitee-multiexit/1"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, obj: object, indent: int | None = 1) -> None:
+    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    tmp.replace(path)
+
+
+def checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint (architecture, exit depths, format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model checkpoint {path} not found: set SPLITEE_MODEL__CHECKPOINT or run "
+            "`splitee train`"
+        )
+    with safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
+
+
+def exit_depths(path: Path) -> list[int]:
+    """The checkpoint's exit depths (one per split arm, the last is the final exit)."""
+    meta = checkpoint_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT or "exit_depths" not in meta:
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    return [int(d) for d in json.loads(meta["exit_depths"])]

@@ -1,0 +1,206 @@
+"""The worker runtime every role plugs into: faust app, batch agent, signals, metrics.
+
+A role (edge, cloud) provides a batch step — ``process(list[InRecord]) -> StepOutput`` and
+``apply(StepOutput)`` for the policy deltas — and :func:`run_batch_worker` does the rest:
+builds the faust app with the project's size limits, consumes the source topic in batches,
+publishes results, offloads and dead letters, serves ``/metrics`` and registers the process with
+Prometheus, and runs until SIGTERM/SIGINT (faust's worker handles both).
+
+Delivery (at-least-once): a batch's events are acknowledged only after every record the batch
+produced has been acknowledged by the broker (``acks=all``), and after the batch's policy delta
+is applied; faust commits only acknowledged offsets. Bad input never stops a worker: a record
+the step rejects is a dead letter, and a record that still makes the step raise is isolated —
+the batch is retried record by record, and the culprit goes to the dead-letter topic with
+reason ``processing_error`` while the rest are processed. Only a failure to publish or to apply
+(an internal fault) exits the process without acknowledging, so the batch is consumed again by
+whichever worker owns the partition next; the deploy supervisor restarts the process.
+Downstream, results are deduplicated by frame id (:mod:`splitee.results`).
+
+Model compute runs in a single worker thread (``run_in_executor``), so the event loop keeps
+serving Kafka heartbeats and fetches while a batch computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from splitee import metrics
+from splitee.kafka_io import dlq, dlq_headers, faust_credentials
+from splitee.records import DeadLetter, InRecord, StepOutput
+from splitee.settings import Settings
+
+if TYPE_CHECKING:  # faust is imported where a worker is built: plain services stay light
+    import faust
+
+log = logging.getLogger("splitee.worker")
+
+
+class BatchStep(Protocol):
+    """What a role plugs into the runtime."""
+
+    def process(self, records: list[InRecord]) -> StepOutput: ...
+
+    def apply(self, out: StepOutput) -> None: ...
+
+
+@dataclass(frozen=True)
+class Role:
+    """Where a role reads from and writes to, and how it batches."""
+
+    name: str  # "edge" or "cloud": consumer group suffix and metrics role label
+    source: str
+    batch_size: int
+    wait_s: float
+    offload_topic: str | None = None
+    concurrency: int = 1
+
+
+def stop_event(*signals: signal.Signals) -> threading.Event:
+    """An event set by SIGTERM/SIGINT (or ``signals``), for plain (non-faust) services: the
+    current step finishes and ``finally`` blocks and atexit handlers run before it leaves."""
+    ev = threading.Event()
+    for sig in signals or (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: ev.set())
+    return ev
+
+
+@contextmanager
+def stop_on_signals(*signals: signal.Signals) -> Iterator[threading.Event]:
+    """:func:`stop_event` for a bounded job inside a longer process (a foreground command):
+    the previous handlers come back when the block ends."""
+    signals = signals or (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        yield stop_event(*signals)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve_metrics(var_dir: Path, role: str, worker_id: str, port: int) -> None:
+    """Serve ``/metrics`` on ``port`` (0: none) and register the file_sd target under
+    ``var_dir`` (settings.var_dir), removed again at a clean exit."""
+    metrics.serve(port)
+    metrics.register_target(var_dir, role, worker_id, port)
+
+
+def build_app(app_id: str, s: Settings) -> faust.App:
+    """A faust app with the project's size limits, connection security (TLS, SASL/SCRAM), memory
+    tables and no web server."""
+    import faust
+
+    datadir = s.var_dir / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
+        broker=f"kafka://{s.kafka.bootstrap}",
+        broker_credentials=faust_credentials(s.kafka),
+        store="memory://",
+        web_enabled=False,
+        datadir=str(datadir),
+        producer_max_request_size=s.kafka.max_message_bytes,
+        consumer_max_fetch_size=s.kafka.max_message_bytes,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # a killed worker's partitions move on within seconds, not faust's default minute
+        broker_session_timeout=s.kafka.session_timeout_s,
+        broker_heartbeat_interval=s.kafka.heartbeat_interval_s,
+        consumer_metadata_max_age_ms=int(s.kafka.metadata_max_age_s * 1000),
+        producer_metadata_max_age_ms=int(s.kafka.metadata_max_age_s * 1000),
+        topic_disable_leader=True,
+        topic_partitions=s.kafka.partitions,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+def in_record(event: faust.EventT) -> InRecord:
+    msg = event.message
+    headers = msg.headers or []
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return InRecord(msg.key, msg.value, items, msg.topic, msg.partition, msg.offset)
+
+
+def process_isolated(step: BatchStep, role: str, records: list[InRecord]) -> StepOutput:
+    """``step.process(records)``; if it raises, each record alone, the culprits dead letters."""
+    try:
+        return step.process(records)
+    except Exception as exc:
+        if len(records) == 1:
+            log.exception("record failed; sent to the dead-letter topic")
+            metrics.DEAD_LETTERS.labels(role, "processing_error").inc()
+            return StepOutput(dead=[DeadLetter(records[0], "processing_error", repr(exc))])
+    out = StepOutput()
+    for rec in records:
+        out.extend(process_isolated(step, role, [rec]))
+    return out
+
+
+def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings) -> None:
+    """Consume ``role.source`` in batches and publish what ``step`` returns."""
+    k = s.kafka
+    src = raw_topic(app, role.source)
+    results = raw_topic(app, k.results_topic)
+    dead = raw_topic(app, dlq(role.source, k))
+    offload = raw_topic(app, role.offload_topic) if role.offload_topic else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
+
+    @app.agent(src, name=f"{app.conf.id}-step", concurrency=role.concurrency)
+    async def batches(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(role.batch_size, within=role.wait_s):
+            recs = [in_record(e) for e in events]
+            out = await loop.run_in_executor(pool, process_isolated, step, role.name, recs)
+            try:
+                t_produce = time.perf_counter()
+                futs = [
+                    await results.send(key=r.key, value=r.value, headers=r.headers)
+                    for r in out.results
+                ]
+                if offload is not None:
+                    futs += [
+                        await offload.send(key=r.key, value=r.value, headers=r.headers)
+                        for r in out.offloads
+                    ]
+                for d in out.dead:
+                    rec = d.record
+                    h = dlq_headers(
+                        d.reason, d.detail, rec.topic, rec.partition, rec.offset, rec.headers
+                    )
+                    futs.append(await dead.send(key=rec.key, value=rec.value or b"", headers=h))
+                await asyncio.gather(*futs)
+                metrics.STAGE.labels("produce").observe(time.perf_counter() - t_produce)
+                await loop.run_in_executor(pool, step.apply, out)
+            except Exception:  # fail-stop: never acknowledge a batch we did not finish
+                log.exception("batch failed; exiting without acknowledging it")
+                logging.shutdown()
+                os._exit(70)
+
+
+def run_batch_worker(
+    s: Settings, role: Role, step: BatchStep, worker_id: str, metrics_port: int = 0
+) -> None:
+    """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT."""
+    import faust
+
+    app = build_app(f"{s.kafka.group_prefix}-{role.name}", s)
+    attach_batch_agent(app, role, step, s)
+    serve_metrics(s.var_dir, role.name, worker_id, metrics_port)
+    worker = faust.Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
