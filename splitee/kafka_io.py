@@ -160,8 +160,21 @@ def pipeline_topics(k: KafkaSettings) -> dict[str, int]:
     return topics
 
 
-def create_topics(k: KafkaSettings, topics: dict[str, int] | None = None) -> list[str]:
-    """Create missing topics (idempotent); returns the names created."""
+def topic_configs(k: KafkaSettings, replication: int) -> dict[str, str]:
+    """Per-topic settings: the size limit, and with 3 or more replicas ``min.insync.replicas``
+    2, so an ``acks=all`` write survives the loss of any one broker and a partition with a
+    single replica left refuses writes instead of risking them (the brokers' default too)."""
+    cfg = {"max.message.bytes": str(k.max_message_bytes)}
+    if replication >= 3:
+        cfg["min.insync.replicas"] = "2"
+    return cfg
+
+
+def create_topics(
+    k: KafkaSettings, topics: dict[str, int] | None = None, replication: int = 1
+) -> list[str]:
+    """Create missing topics (idempotent) with ``replication`` replicas each
+    (settings.deploy.replication_factor); returns the names created."""
     topics = topics or pipeline_topics(k)
     client = admin(k)
     try:
@@ -170,8 +183,8 @@ def create_topics(k: KafkaSettings, topics: dict[str, int] | None = None) -> lis
             NewTopic(
                 name,
                 num_partitions=n,
-                replication_factor=1,
-                topic_configs={"max.message.bytes": str(k.max_message_bytes)},
+                replication_factor=replication,
+                topic_configs=topic_configs(k, replication),
             )
             for name, n in topics.items()
             if name not in existing

@@ -95,10 +95,16 @@ def watch_store(store: StoreHealth) -> None:
     POLICY_DUPLICATES.set_function(lambda: store.duplicates)
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on 127.0.0.1:port (0 = disabled)."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics on host:port (0 = disabled); host is settings.deploy.metrics_host."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=host)
+
+
+def target_address(host: str, port: int) -> str:
+    """Where Prometheus finds a process serving on ``host``: a wildcard bind is reached on
+    loopback, a specific address (a network namespace's, deploy/hosts.sh) on itself."""
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
 
 def targets_dir(var_dir: Path) -> Path:
@@ -106,25 +112,28 @@ def targets_dir(var_dir: Path) -> Path:
     return var_dir / "prometheus" / "targets"
 
 
-def register_target(var_dir: Path, role: str, worker: str, port: int) -> Path | None:
+def register_target(
+    var_dir: Path, role: str, worker: str, port: int, host: str = "127.0.0.1"
+) -> Path | None:
     """Write a file_sd target so Prometheus scrapes this process (removed on clean exit)."""
     if not port:
         return None
     d = targets_dir(var_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{worker}.json"
-    entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"role": role, "worker": worker}}]
+    address = target_address(host, port)
+    entry = [{"targets": [address], "labels": {"role": role, "worker": worker}}]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry))
     tmp.replace(path)
-    atexit.register(unregister_target, path, port)
+    atexit.register(unregister_target, path, address)
     return path
 
 
-def unregister_target(path: Path, port: int) -> None:
+def unregister_target(path: Path, address: str) -> None:
     """Remove this process's file_sd target, unless another process has taken the name since."""
     with contextlib.suppress(OSError, ValueError):
-        if f"127.0.0.1:{port}" in json.loads(path.read_text())[0]["targets"]:
+        if address in json.loads(path.read_text())[0]["targets"]:
             path.unlink()
 
 

@@ -88,11 +88,13 @@ def stop_on_signals(*signals: signal.Signals) -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def serve_metrics(var_dir: Path, role: str, worker_id: str, port: int) -> None:
-    """Serve ``/metrics`` on ``port`` (0: none) and register the file_sd target under
-    ``var_dir`` (settings.var_dir), removed again at a clean exit."""
-    metrics.serve(port)
-    metrics.register_target(var_dir, role, worker_id, port)
+def serve_metrics(
+    var_dir: Path, role: str, worker_id: str, port: int, host: str = "127.0.0.1"
+) -> None:
+    """Serve ``/metrics`` on ``host:port`` (0: none; settings.deploy.metrics_host) and register
+    the file_sd target under ``var_dir`` (settings.var_dir), removed again at a clean exit."""
+    metrics.serve(port, host)
+    metrics.register_target(var_dir, role, worker_id, port, host)
 
 
 def build_app(app_id: str, s: Settings) -> faust.App:
@@ -201,6 +203,6 @@ def run_batch_worker(
 
     app = build_app(f"{s.kafka.group_prefix}-{role.name}", s)
     attach_batch_agent(app, role, step, s)
-    serve_metrics(s.var_dir, role.name, worker_id, metrics_port)
+    serve_metrics(s.var_dir, role.name, worker_id, metrics_port, s.deploy.metrics_host)
     worker = faust.Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -234,6 +234,23 @@ class RedisSettings(Section):
     )
     namespace: str = "splitee"
     read_cache_ms: float = Field(default=5.0, ge=0, description="Policy read cache lifetime.")
+    sentinel: list[str] = Field(
+        default=[],
+        description="Redis Sentinel addresses (host:port): when set, clients ask them for the "
+        "primary of redis.sentinel_master (the url then gives only the scheme and database).",
+    )
+    sentinel_master: str = Field(
+        default="splitee", description="The primary's name in Sentinel (its master set)."
+    )
+
+    @field_validator("sentinel")
+    @classmethod
+    def _sentinel_addresses(cls, addresses: list[str]) -> list[str]:
+        for a in addresses:
+            host, _, port = a.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"redis.sentinel entries are host:port, got {a!r}")
+        return addresses
 
     @field_validator("url")
     @classmethod
@@ -316,6 +333,24 @@ class DeploySettings(Section):
     edge_workers: int = Field(default=2, ge=0)
     cloud_workers: int = Field(default=1, ge=0)
     metrics_port_base: int = Field(default=9200, description="Worker i serves metrics on base+i.")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the processes serve /metrics on: loopback on a host, 0.0.0.0 in a "
+        "container (the Helm chart) or a network namespace (deploy/hosts.sh).",
+    )
+    brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Kafka brokers the deploy scripts start (KRaft, combined controller+broker "
+        "nodes); topics get replication factor min(3, brokers), min.insync.replicas 2 from 3 "
+        "brokers on.",
+    )
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of every topic: one per broker up to 3 (the usual durability/cost point)."""
+        return min(3, self.brokers)
 
 
 class ObservabilitySettings(Section):

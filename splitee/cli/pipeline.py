@@ -18,12 +18,16 @@ def topics() -> None:
 @topics.command("create")
 @click.pass_context
 def topics_create(ctx: click.Context) -> None:
-    """Create every missing topic (partitions and size limits from the settings)."""
+    """Create every missing topic (partitions, size limits and replicas from the settings)."""
     from splitee.kafka_io import create_topics, pipeline_topics
 
-    k = settings_of(ctx).kafka
-    made = create_topics(k)
-    click.echo(f"topics: {', '.join(sorted(pipeline_topics(k)))} (created: {len(made)})")
+    s = settings_of(ctx)
+    k = s.kafka
+    rf = s.deploy.replication_factor
+    made = create_topics(k, replication=rf)
+    click.echo(
+        f"topics: {', '.join(sorted(pipeline_topics(k)))} (created: {len(made)}, replicas: {rf})"
+    )
 
 
 @topics.command("delete")
@@ -75,8 +79,8 @@ def produce(
     cams = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    metrics.serve(metrics_port)
-    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port)
+    metrics.serve(metrics_port, s.deploy.metrics_host)
+    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
     for cs in ps.cameras:
         if cameras and cs.id not in cameras:
             continue

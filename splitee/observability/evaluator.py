@@ -352,7 +352,14 @@ def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     from splitee.observability import service
 
     state = state_from_settings(s)
-    stop = service.start(s.var_dir, "evaluator", worker_id, metrics_port, EvalCollector(state))
+    stop = service.start(
+        s.var_dir,
+        "evaluator",
+        worker_id,
+        metrics_port,
+        EvalCollector(state),
+        host=s.deploy.metrics_host,
+    )
     k = s.kafka
     c = consumer(
         k,

@@ -264,7 +264,12 @@ def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     # the same policy the workers run, so the index is the one they maximise
     policy = policy_setup.policy(s)
     stop = service.start(
-        s.var_dir, "exporter", worker_id, metrics_port, ExporterCollector(state, policy)
+        s.var_dir,
+        "exporter",
+        worker_id,
+        metrics_port,
+        ExporterCollector(state, policy),
+        host=s.deploy.metrics_host,
     )
     lag: LagReader | None = None
     interval = parse_duration(s.observability.scrape_interval)

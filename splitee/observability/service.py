@@ -22,13 +22,19 @@ log = logging.getLogger("splitee.observability")
 
 
 def start(
-    var_dir: Path, role: str, worker: str, port: int, *collectors: Collector
+    var_dir: Path,
+    role: str,
+    worker: str,
+    port: int,
+    *collectors: Collector,
+    host: str = "127.0.0.1",
 ) -> threading.Event:
-    """Register ``collectors``, serve /metrics on ``port``, register the target; the stop event."""
+    """Register ``collectors``, serve /metrics on ``host:port``, register the target; the stop
+    event."""
     for c in collectors:
         REGISTRY.register(c)
     stop = runtime.stop_event()
-    runtime.serve_metrics(var_dir, role, worker, port)
+    runtime.serve_metrics(var_dir, role, worker, port, host)
     return stop
 
 
