@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kafka's kafka-topics tool against the local broker (bootstrap server added for you).
+# Kafka's kafka-topics tool against the local brokers (bootstrap servers added for you; from
+# the core host of deploy/hosts.sh while its topology is up).
 # Examples:
 #   deploy/kafka-topics.sh --list
 #   deploy/kafka-topics.sh --create --topic smoke --partitions 2
@@ -20,7 +21,7 @@ if secure_mode; then
   kafka_client_properties > "$client_config"
   set -- --command-config "$client_config" "$@"
 fi
-java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+in_host core java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
   "-Dlog4j.configuration=file:$DEPLOY_DIR/kafka/log4j.properties" \
   -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
-  --bootstrap-server "$HOST:$KAFKA_PORT" "$@"
+  --bootstrap-server "$(kafka_bootstrap "$(kafka_started_nodes)")" "$@"

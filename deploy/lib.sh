@@ -41,7 +41,94 @@ PROMETHEUS_PORT="${SPLITEE_PROMETHEUS_PORT:-9090}"
 # The version is pinned in deploy/kafka/pom.xml (single source of truth).
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$DEPLOY_DIR/kafka/pom.xml")"
 KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
-KAFKA_HEAP_OPTS="${SPLITEE_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+
+# --- separate hosts (deploy/hosts.sh) -------------------------------------------
+# While deploy/hosts.sh has the topology up, $RUN_DIR/hosts.env names its network namespaces
+# and each server and worker runs inside its own (in_host), on that namespace's address.
+HOSTS_ENV="$RUN_DIR/hosts.env"
+HOSTS_PREFIX="" HOSTS_NET=""
+# shellcheck disable=SC1090
+[[ -f "$HOSTS_ENV" ]] && source "$HOSTS_ENV"
+hosts_up() { [[ -n "$HOSTS_PREFIX" ]]; }
+
+# The address of a host of the topology: kafka1..kafka9, redis1, redis2, core, edge, dc.
+host_ip() { # HOST
+  case "$1" in
+    core) printf '%s.2\n' "$HOSTS_NET" ;;
+    kafka[1-9]) printf '%s.%d\n' "$HOSTS_NET" $((10 + ${1#kafka})) ;;
+    redis[12]) printf '%s.%d\n' "$HOSTS_NET" $((20 + ${1#redis})) ;;
+    edge) printf '%s.31\n' "$HOSTS_NET" ;;
+    dc) printf '%s.41\n' "$HOSTS_NET" ;;
+    *) die "unknown host: $1" ;;
+  esac
+}
+host_ns() { printf '%s-%s\n' "$HOSTS_PREFIX" "$1"; }  # HOST -> its network namespace
+# The address a server on HOST listens on: its namespace's, or 127.0.0.1.
+server_host() { # HOST
+  if hosts_up; then host_ip "$1"; else printf '%s\n' "$HOST"; fi
+}
+
+# HOSTP: the command prefix that runs a command on HOST: `ip netns exec <its namespace>` while
+# the topology is up, nothing otherwise. `ip netns exec` execs the command, so a pid recorded
+# for "${HOSTP[@]}" CMD is CMD's own.
+HOSTP=()
+host_prefix() { # HOST
+  HOSTP=()
+  if hosts_up; then HOSTP=(ip netns exec "$(host_ns "$1")"); fi
+}
+# Run CMD... (a command, not a function) on HOST.
+in_host() { # HOST CMD...
+  host_prefix "$1"
+  shift
+  "${HOSTP[@]}" "$@"
+}
+# True if something accepts TCP connections on ADDR:PORT as seen from HOST.
+port_open_on() { # HOST ADDR PORT
+  in_host "$1" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3" 2>/dev/null
+}
+
+# deploy.brokers of the settings: how many Kafka nodes kafka-start.sh runs (1 without the
+# virtual environment, which reads the settings).
+kafka_brokers() {
+  if [[ -x "$REPO/.venv/bin/python" ]]; then
+    "$REPO/.venv/bin/python" -c 'from splitee.settings import Settings; print(Settings().deploy.brokers)'
+  else
+    printf '1\n'
+  fi
+}
+KAFKA_BROKERS="${KAFKA_BROKERS:-}"   # set by the scripts that need it: $(kafka_brokers)
+
+# Node I of N (1-based): pid/state name, address, ports. One node keeps the single-broker
+# names (kafka, var/kafka). Several on this host listen on consecutive ports from
+# SPLITEE_KAFKA_PORT and SPLITEE_KAFKA_CONTROLLER_PORT; in namespaces each has its own address
+# and the same ports.
+kafka_node_name() { # I N
+  if (( $2 == 1 )); then printf 'kafka\n'; else printf 'kafka-%d\n' "$1"; fi
+}
+kafka_node_host() { server_host "kafka$1"; }  # I
+kafka_node_port() { # I
+  if hosts_up; then printf '%d\n' "$KAFKA_PORT"; else printf '%d\n' $((KAFKA_PORT + $1 - 1)); fi
+}
+kafka_node_cport() { # I
+  if hosts_up; then
+    printf '%d\n' "$KAFKA_CONTROLLER_PORT"
+  else
+    printf '%d\n' $((KAFKA_CONTROLLER_PORT + $1 - 1))
+  fi
+}
+# Nodes kafka-start.sh started (from their pid files; 1 for the single node).
+kafka_started_nodes() {
+  local f n=0
+  for f in "$RUN_DIR"/kafka-[1-9].pid; do [[ -e "$f" ]] && n=$((n + 1)); done
+  printf '%d\n' $(( n ? n : 1 ))
+}
+# host:port of every node, comma-separated (kafka.bootstrap for N nodes).
+kafka_bootstrap() { # N
+  local i out=()
+  for ((i = 1; i <= $1; i++)); do out+=("$(kafka_node_host "$i"):$(kafka_node_port "$i")"); done
+  local IFS=,
+  printf '%s\n' "${out[*]}"
+}
 
 # --- logging ----------------------------------------------------------------
 # Short, greppable lines on stderr so stdout stays free for data.

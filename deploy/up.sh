@@ -26,14 +26,21 @@ while (( $# )); do
 done
 
 "$DEPLOY_DIR/setup.sh" >/dev/null
+read -r N_EDGE N_CLOUD PORT_BASE KAFKA_BROKERS BOOTSTRAP_SET < <("$REPO/.venv/bin/python" -c '
+from splitee.settings import Settings
+s = Settings()
+d = s.deploy
+print(d.edge_workers, d.cloud_workers, d.metrics_port_base, d.brokers,
+      int("bootstrap" in s.kafka.model_fields_set))')
+export KAFKA_BROKERS
 "$DEPLOY_DIR/servers-up.sh"
+# Several brokers: every process bootstraps from all of them (unless the settings say otherwise).
+if (( KAFKA_BROKERS > 1 && ! BOOTSTRAP_SET )); then
+  SPLITEE_KAFKA__BOOTSTRAP="$(kafka_bootstrap "$KAFKA_BROKERS")"
+  export SPLITEE_KAFKA__BOOTSTRAP
+fi
 SPLITEE="$REPO/.venv/bin/splitee"
 "$SPLITEE" topics create >&2
-
-read -r N_EDGE N_CLOUD PORT_BASE < <("$REPO/.venv/bin/python" -c '
-from splitee.settings import Settings
-d = Settings().deploy
-print(d.edge_workers, d.cloud_workers, d.metrics_port_base)')
 
 WORK="$VAR_DIR/workers"
 port=$PORT_BASE
