@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop everything deploy/up.sh started: cameras, supervised workers (supervisor and child, by
-# recorded pids), then the servers.
-# Usage: deploy/down.sh [--keep-servers]
+# recorded pids), then the servers, then deploy/hosts.sh's network namespaces if they are up.
+# Usage: deploy/down.sh [--keep-servers]   (servers and namespaces stay)
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,4 +24,6 @@ done
 rm -f "$VAR_DIR"/prometheus/targets/*.json
 if (( ! keep )); then
   "$DEPLOY_DIR/servers-down.sh"
+  # deploy/hosts.sh's namespaces, links and bridge, once nothing runs in them
+  if hosts_up; then "$DEPLOY_DIR/hosts.sh" down; fi
 fi

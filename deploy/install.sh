@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what splitee's local servers need, skipping whatever is already there:
-#   system (apt): redis-server + redis-tools, prometheus, and Java 17 / Maven
+#   system (apt): redis-server + redis-tools + redis-sentinel, prometheus, and Java 17 / Maven
 #                 if missing (Debian's own services are stopped and disabled:
 #                 splitee runs its own instances with its own ports/configs)
 #   kafka:        the Apache Kafka jars (deploy/kafka/fetch-jars.sh) into
@@ -27,6 +27,7 @@ done
 declare -A PKG_OF=(
   [redis-server]=redis-server
   [redis-cli]=redis-tools
+  [redis-sentinel]=redis-sentinel
   [prometheus]=prometheus
   [java]=openjdk-17-jre-headless
   [mvn]=maven
@@ -34,7 +35,7 @@ declare -A PKG_OF=(
   [flock]=util-linux
 )
 wanted=()
-(( do_system )) && wanted+=(redis-server redis-cli prometheus setsid flock)
+(( do_system )) && wanted+=(redis-server redis-cli redis-sentinel prometheus setsid flock)
 (( do_kafka )) && wanted+=(java mvn)
 
 missing=()
@@ -85,7 +86,7 @@ if (( ${#missing[@]} )); then
   rm -f "$LOG_DIR/apt-install.log"
   for pkg in "${missing[@]}"; do
     case "$pkg" in
-      redis-server|prometheus) stop_system_service "$pkg" ;;
+      redis-server|redis-sentinel|prometheus) stop_system_service "$pkg" ;;
     esac
   done
   log "apt-get install done in $((SECONDS - start))s"
@@ -101,7 +102,7 @@ if (( do_kafka )); then
 fi
 
 if (( ! quiet )); then
-  (( do_system )) && log "install: redis-server, redis-cli, prometheus present"
+  (( do_system )) && log "install: redis-server, redis-cli, redis-sentinel, prometheus present"
   (( do_kafka )) && log "install: java, mvn and the Kafka $KAFKA_VERSION jars present ($KAFKA_LIBS)"
 fi
 exit 0

@@ -82,9 +82,32 @@ in_host() { # HOST CMD...
   shift
   "${HOSTP[@]}" "$@"
 }
+# Run FN ARGS... (a function of this file) on HOST.
+fn_on() { # HOST FN ARGS...
+  local host="$1"
+  shift
+  if hosts_up; then
+    in_host "$host" bash -c 'source "$0" && "$@"' "$DEPLOY_DIR/lib.sh" "$@"
+  else
+    "$@"
+  fi
+}
 # True if something accepts TCP connections on ADDR:PORT as seen from HOST.
 port_open_on() { # HOST ADDR PORT
   in_host "$1" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3" 2>/dev/null
+}
+
+# The settings' variables for a client on deploy/hosts.sh's hosts: every broker, Redis through
+# the Sentinels (master set "splitee"), Prometheus on the core host.
+export_hosts_env() {
+  local n="${HOSTS_BROKERS:-3}" i kafka=()
+  for ((i = 1; i <= n; i++)); do kafka+=("$(host_ip "kafka$i"):$KAFKA_PORT"); done
+  export SPLITEE_KAFKA__BOOTSTRAP
+  SPLITEE_KAFKA__BOOTSTRAP="$(IFS=,; printf '%s' "${kafka[*]}")"
+  export SPLITEE_REDIS__URL="redis://$(host_ip redis1):$REDIS_PORT/0"
+  export SPLITEE_REDIS__SENTINEL="[\"$(host_ip redis1):26379\",\"$(host_ip redis2):26379\",\"$(host_ip core):26379\"]"
+  export SPLITEE_REDIS__SENTINEL_MASTER=splitee
+  export SPLITEE_OBSERVABILITY__PROMETHEUS_URL="http://$(host_ip core):$PROMETHEUS_PORT"
 }
 
 # deploy.brokers of the settings: how many Kafka nodes kafka-start.sh runs (1 without the

@@ -22,11 +22,13 @@ SCRAPE_INTERVAL="${SPLITEE_SCRAPE_INTERVAL:-5s}"
 mkdir -p "$LOG_DIR" "$PROM_DIR/data" "$TARGETS_DIR"
 take_lock "$NAME"
 
-ADDR="http://$HOST:$PROMETHEUS_PORT"
-exit_if_running "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" http_ok "$HOST" "$PROMETHEUS_PORT" /-/ready
+# On deploy/hosts.sh's core host while its topology is up (it scrapes the workers there).
+LISTEN="$(server_host core)"
+ADDR="http://$LISTEN:$PROMETHEUS_PORT"
+exit_if_running "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" fn_on core http_ok "$LISTEN" "$PROMETHEUS_PORT" /-/ready
 
 command -v prometheus >/dev/null 2>&1 || die "prometheus not found: run deploy/install.sh"
-require_port_free "$PROMETHEUS_PORT" "prometheus" SPLITEE_PROMETHEUS_PORT
+hosts_up || require_port_free "$PROMETHEUS_PORT" "prometheus" SPLITEE_PROMETHEUS_PORT
 
 [[ "$SCRAPE_INTERVAL" =~ ^[0-9]+(ms|s|m|h)$ ]] ||
   die "SPLITEE_SCRAPE_INTERVAL must look like 5s, 500ms or 1m (got '$SCRAPE_INTERVAL')"
@@ -35,11 +37,12 @@ render "$DEPLOY_DIR/prometheus/prometheus.yml.tmpl" "$CONFIG" \
 
 lifecycle=()
 if [[ "${SPLITEE_PROMETHEUS_LIFECYCLE:-0}" == 1 ]]; then lifecycle=(--web.enable-lifecycle); fi
+host_prefix core
 start_daemon "$NAME" "$PROM_DIR" "$LOGFILE" -- \
-  prometheus \
+  "${HOSTP[@]}" prometheus \
     --config.file="$CONFIG" \
     --storage.tsdb.path="$PROM_DIR/data" \
-    --web.listen-address="$HOST:$PROMETHEUS_PORT" \
+    --web.listen-address="$LISTEN:$PROMETHEUS_PORT" \
     "${lifecycle[@]}"
 
-await_ready "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" http_ok "$HOST" "$PROMETHEUS_PORT" /-/ready
+await_ready "$NAME" "$ADDR" "$LOGFILE" "$TIMEOUT" fn_on core http_ok "$LISTEN" "$PROMETHEUS_PORT" /-/ready

@@ -4,6 +4,8 @@
 # Idempotent: a quick no-op when it is already running. Returns once it
 # answers PING. State: var/redis/, log: var/log/redis.log.
 # SPLITEE_SECURE=1: TLS only on that port, one ACL user, default user off (deploy/secure.sh).
+# While deploy/hosts.sh has its topology up: a primary, a replica and three Sentinels on their
+# hosts instead (deploy/redis-ha-start.sh).
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,6 +32,10 @@ fi
 if secure_mode; then   # the readiness check logs in as the ACL user
   require_env SPLITEE_REDIS__USERNAME SPLITEE_REDIS__PASSWORD
   [[ -z "${SPLITEE_REDIS__NAMESPACE:-}" ]] || require_env SPLITEE_REDIS__NAMESPACE
+fi
+if hosts_up; then
+  secure_mode && die "secure mode (SPLITEE_SECURE=1) is not available on deploy/hosts.sh's hosts"
+  exec "$DEPLOY_DIR/redis-ha-start.sh"
 fi
 exit_if_running "$NAME" "$HOST:$REDIS_PORT" "$LOGFILE" "$TIMEOUT" redis_ping
 

@@ -347,6 +347,15 @@ class DeploySettings(Section):
         "brokers on.",
     )
 
+    hosts: bool = Field(
+        default=False,
+        description="deploy/up.sh puts every broker, Redis server, the edge site and the data "
+        "centre on its own host: network namespaces of deploy/hosts.sh (root).",
+    )
+    edge_uplink_mbit: int = Field(
+        default=0, ge=0, description="With deploy.hosts: shape the edge site's uplink (0: no)."
+    )
+
     @property
     def replication_factor(self) -> int:
         """Replicas of every topic: one per broker up to 3 (the usual durability/cost point)."""
