@@ -23,21 +23,50 @@ from policy_store.decisions import AlphaRule
 
 @dataclass(frozen=True)
 class CostModel:
-    """λ_k = γ·ℓ_k edge compute, o per offload, μ converting cost to confidence units."""
+    """λ_k = γ·ℓ_k edge compute, o per offload, μ converting cost to confidence units.
+
+    ``relative_cost`` (measured: FLOPs or CPU time of each arm's prefix over the final
+    arm's) replaces the block count: λ_k = γ·ℓ_L·relative_cost_k, so the final exit costs what
+    it does by blocks and the others what they really spend. ``offload_scale`` makes o per
+    arm: arm k's offload costs o·offload_scale_k (the "bytes" mode: the arm's encoded bytes over
+    a reference, so sending the JPEG frame and sending a feature tensor are priced apart).
+
+    >>> cm = CostModel((0, 3, 9), gamma=0.1, relative_cost=(0.0, 0.2, 1.0),
+    ...                offload_scale=(1.0, 4.0, 1.0))
+    >>> [round(float(c), 2) for c in cm.compute_cost], cm.offload_costs.tolist()
+    ([0.0, 0.18, 0.9], [0.5, 2.0, 0.5])
+    """
 
     depths: Sequence[int]
     gamma: float = 0.1
     mu: float = 1.0
     alpha: float = 0.5
     offload_cost: float = 0.5
+    relative_cost: Sequence[float] | None = None
+    offload_scale: Sequence[float] | None = None
     compute_cost: np.ndarray = field(init=False, repr=False)
+    offload_costs: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         d = np.asarray(self.depths, dtype=np.float64)
         if d.ndim != 1 or len(d) < 1 or np.any(np.diff(d) <= 0):
             raise ValueError(f"depths must be strictly increasing, got {list(self.depths)}")
         object.__setattr__(self, "depths", tuple(int(x) for x in self.depths))
-        object.__setattr__(self, "compute_cost", self.gamma * d)
+        lam = self.gamma * d
+        if self.relative_cost is not None:
+            rel = np.asarray(self.relative_cost, dtype=np.float64)
+            if rel.shape != d.shape or np.any(np.diff(rel) < 0) or np.any(rel < 0):
+                raise ValueError(f"relative_cost must be {len(d)} non-decreasing values ≥ 0")
+            lam = self.gamma * d[-1] * rel / rel[-1]
+            object.__setattr__(self, "relative_cost", tuple(float(x) for x in rel))
+        object.__setattr__(self, "compute_cost", lam)
+        scale = np.ones_like(d)
+        if self.offload_scale is not None:
+            scale = np.asarray(self.offload_scale, dtype=np.float64)
+            if scale.shape != d.shape or np.any(scale < 0):
+                raise ValueError(f"offload_scale must be {len(d)} values ≥ 0")
+            object.__setattr__(self, "offload_scale", tuple(float(x) for x in scale))
+        object.__setattr__(self, "offload_costs", self.offload_cost * scale)
 
     @property
     def num_arms(self) -> int:
@@ -62,7 +91,7 @@ class CostModel:
         """(…, L) reward of every arm: ``C_k − μλ_k`` where the frame exits at k, else
         ``C_L − (μλ_k + μo)`` (algorithms.md §2). ``c_final`` broadcasts against ``conf``."""
         lam = self.mu * self.compute_cost
-        return np.where(exits, conf - lam, c_final - (lam + self.mu * self.offload_cost))
+        return np.where(exits, conf - lam, c_final - (lam + self.mu * self.offload_costs))
 
     def reward_matrix(self, conf: np.ndarray) -> np.ndarray:
         """(N, L) reward of every arm for every frame, from the (N, L) confidence matrix."""
@@ -72,13 +101,23 @@ class CostModel:
     def cost_matrix(self, conf: np.ndarray) -> np.ndarray:
         """(N, L) cost of every arm for every frame: λ_k, plus o when offloaded."""
         off = ~self.exits_at(np.asarray(conf))
-        return self.compute_cost[None, :] + self.offload_cost * off
+        return self.compute_cost[None, :] + self.offload_costs[None, :] * off
 
     def with_offload_cost(self, offload_cost: float) -> CostModel:
         return replace(self, offload_cost=offload_cost)
 
     def with_alpha(self, alpha: float) -> CostModel:
         return replace(self, alpha=alpha)
+
+
+def bytes_scale(arm_bytes: Sequence[float], ref_bytes: float) -> tuple[float, ...]:
+    """``offload_scale`` of the "bytes" mode: each arm's encoded bytes over ``ref_bytes``
+    (the median JPEG frame), so o is the cost of sending one frame as the camera encoded it.
+
+    >>> bytes_scale([15000, 60000, 0], 15000)
+    (1.0, 4.0, 0.0)
+    """
+    return tuple(float(b) / max(1.0, float(ref_bytes)) for b in arm_bytes)
 
 
 def capacity(snr_db: float | np.ndarray) -> np.ndarray:

@@ -28,6 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+#: Frames distorted per step: the noise stream is drawn in order, so chunks give exactly the
+#: numbers one big batch would, with float32 temporaries of a chunk's size (a few hundred MB
+#: for 224×224 frames instead of several GB).
+CHUNK = 256
 KINDS = ("pristine", "noise", "blur", "brightness", "contrast", "jpeg")
 #: The I-SplitEE evaluation settings: pristine, Gaussian noise and Gaussian blur levels.
 EVAL_DISTORTIONS = (
@@ -79,7 +83,14 @@ class Distortion:
         x = images[None] if single else images
         if x.dtype != np.uint8 or x.shape[-1] != 3:
             raise ValueError(f"expected uint8 (N,H,W,3) frames, got {x.dtype} {x.shape}")
-        out = _APPLY[self.kind](x, self.level, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        fn = _APPLY[self.kind]
+        if len(x) <= CHUNK:
+            out = fn(x, self.level, rng)
+        else:  # bounded float32 temporaries for real-size frames; the same numbers
+            out = np.concatenate(
+                [fn(x[i : i + CHUNK], self.level, rng) for i in range(0, len(x), CHUNK)]
+            )
         return out[0] if single else out
 
 

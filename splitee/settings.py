@@ -69,6 +69,12 @@ def _default_data_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def _default_images() -> Path | None:
+    """``../shared/data/caltech101`` beside the checkout, when it exists (the dev machines)."""
+    candidate = REPO_ROOT.parent / "shared" / "data" / "caltech101"
+    return candidate if candidate.is_dir() else None
+
+
 class DataSettings(Section):
     """Where CIFAR-10 comes from."""
 
@@ -90,6 +96,28 @@ class DataSettings(Section):
         default=ASSETS / "cifar10-sample.zip",
         description="Small JPEG sample shipped in the repo, used by the demo.",
     )
+    images: Path | None = Field(
+        default_factory=_default_images,
+        json_schema_extra={"doc_default": "<repo>/../shared/data/caltech101 when it exists"},
+        description="Real-size frames: a folder or zip with one sub-folder of JPEGs per class, "
+        "or Caltech-101 (caltech101-jpeg.zip, or a folder holding it). `--data caltech101` and "
+        "producer.source = 'images' read it.",
+    )
+
+
+class BackboneSettings(Section):
+    """A user's backbone: an unmodified ``nn.Module`` from a factory, exits by module path."""
+
+    factory: str = Field(description="package.module:function, called with num_classes.")
+    exits: list[str] = Field(
+        min_length=1, description="Module paths after which exits sit, in forward's order."
+    )
+    input_size: int = Field(default=224, ge=8, description="Square input side in pixels.")
+    mean: list[float] = Field(default=[0.485, 0.456, 0.406], min_length=3, max_length=3)
+    std: list[float] = Field(default=[0.229, 0.224, 0.225], min_length=3, max_length=3)
+    depths: list[int] = Field(
+        default=[], description="ℓ_k of every arm (final included); default 1, 2, …"
+    )
 
 
 class ModelSettings(Section):
@@ -106,6 +134,11 @@ class ModelSettings(Section):
         description="Folder with the akamaster CIFAR ResNet checkpoints used to start training.",
     )
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    backbones: dict[str, BackboneSettings] = Field(
+        default={},
+        description="Your own backbones by name ([model.backbones.NAME] with factory, exits, "
+        "input_size, mean, std): `splitee train --backbone NAME` trains their exits.",
+    )
 
 
 class PolicySettings(Section):

@@ -11,6 +11,18 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
 
 @click.command()
 @click.option("--arch", default=None, help="resnet20/32/44/56 (default: model.arch).")
+@click.option(
+    "--backbone",
+    default=None,
+    help="A registered backbone other than the CIFAR ResNets (efficientnet-lite0, "
+    "mobilenet_v2, or one from [model.backbones]): train its exits on real-size frames.",
+)
+@click.option(
+    "--data",
+    "images",
+    default=None,
+    help="With --backbone: 'caltech101' (data.images) or a folder/zip of class sub-folders.",
+)
 @click.option("--epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--lr", "lr_backbone", default=0.02, show_default=True, type=float)
@@ -54,6 +66,8 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
 def train(
     ctx: click.Context,
     arch: str | None,
+    backbone: str | None,
+    images: str | None,
     epochs: int,
     batch_size: int,
     lr_backbone: float,
@@ -80,6 +94,11 @@ def train(
     from splitee.train import train as run_train
 
     s = settings_of(ctx)
+    if backbone is not None and not backbone.startswith("resnet"):
+        from splitee.cli.backbone_train import train_backbone_command
+
+        train_backbone_command(s, backbone, images, epochs, limit, test_limit, seed, out)
+        return
     cfg = TrainConfig(
         arch=arch or s.model.arch,
         exit_every=s.model.exit_every,
@@ -162,6 +181,7 @@ def evaluate(
     """Offline reproduction: every method replayed over cached exit outputs."""
     from splitee.data import find_source, load_source
     from splitee.evaluate.runner import EvalConfig, model_outputs, run_evaluation, write_outputs
+    from splitee.files import checkpoint_metadata
 
     s = settings_of(ctx)
     p = s.policy
@@ -177,12 +197,17 @@ def evaluate(
         alpha_grid=[float(v) for v in alpha_grid.split(",")] if alpha_grid else [],
         distortions=distortions.split(",") if distortions else s.eval.distortions,
     )
+    model = model_path or s.model.checkpoint
+    if "backbone" in checkpoint_metadata(model):
+        from splitee.cli.backbone_train import evaluate_backbone
+
+        evaluate_backbone(s, cfg, model, data_dir, limit, out_dir)
+        return
     data = data_dir or s.data.dir
     src = data if data is not None and data.suffix == ".zip" else find_source(data, "test")
     dataset = load_source(src, "test", s.data.cache_dir)
     if limit:
         dataset = dataset.subset(limit)
-    model = model_path or s.model.checkpoint
     outputs, info = model_outputs(model, dataset, cfg.distortions, cfg.seed, s.data.cache_dir)
     summary = run_evaluation(outputs, info["exit_depths"], cfg)
     summary["model"] = info

@@ -67,10 +67,16 @@ def model_outputs(
 
     model = load_checkpoint(model_path)
     digest = sha256_file(model_path)
+    # real-size frames: BatchNorm folded (as the workers run it), small batches
+    big = dataset.images.shape[1] > 64
+    if big:
+        model.fuse_for_inference()
     out = []
     for spec in tqdm(distortions, desc="exit outputs", unit="setting"):
         d = Distortion.parse(spec)
-        o = exit_outputs(model, dataset.images, d, seed, cache_dir, digest)
+        o = exit_outputs(
+            model, dataset.images, d, seed, cache_dir, digest, batch_size=32 if big else 500
+        )
         out.append(SettingOutputs(d, o, dataset.labels))
     card = load_card(model_path)
     info = {
@@ -106,11 +112,13 @@ def run_evaluation(
     depths: list[int],
     cfg: EvalConfig,
     bandits: list[str] | None = None,
+    cost_args: dict | None = None,
 ) -> dict:
     """Replay and score every method; returns the summary dict (plus curves for plotting).
 
     ``bandits`` names the bandit methods of :data:`BANDITS` to replay (default: all), for an
     A/B of chosen policies (``splitee replay --offline``); the baselines are always scored.
+    ``cost_args``: further CostModel fields (measured ``relative_cost``, ``offload_scale``).
     """
     known = [name for name, _, _ in BANDITS]
     unknown = set(bandits or ()) - set(known)
@@ -123,7 +131,7 @@ def run_evaluation(
     arm_use: dict[str, dict[str, list[float]]] = {}
     steps, seconds = 0, 0.0
     for o in cfg.sweep_o or [cfg.offload_cost]:
-        cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o)
+        cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o, **(cost_args or {}))
         settings = [
             Setting(str(so.distortion), so.distortion.level, so.outputs, so.labels, cm)
             for so in settings_outputs

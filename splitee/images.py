@@ -1,0 +1,207 @@
+"""Real-size frames: JPEGs of any size decoded and fitted to a model's input; image folders.
+
+A camera sends its JPEG at its own resolution. The edge decodes it — at a reduced DCT scale
+when the frame is at least twice the model's input, which libjpeg-turbo (simplejpeg) does for a
+fraction of the full decode's cost — then resizes the shorter side to the model's input size
+(antialiased bilinear) and crops the centre square. Grey-scale and CMYK JPEGs come out as RGB.
+Training, the offline evaluator and the live edge all call :func:`decode_fit`, so every path
+feeds the network the same pixels.
+
+Image sources (labels for evaluation and training only):
+
+* a folder, or a zip, with one sub-folder of JPEGs per class (``<class>/<file>.jpg``, at any
+  depth inside the zip): classes are the sorted sub-folder names;
+* Caltech-101 (``caltech101-jpeg.zip`` or its extracted folder: ``101_ObjectCategories/`` plus
+  ``train.txt``/``test.txt``, the fixed split). ``BACKGROUND_Google`` is dropped, as in the
+  usual protocol: it is clutter without an object, not a class, so 101 classes remain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+from splitee.data import JPEG_SOI, MAX_FRAME_PIXELS, CorruptFrameError, Dataset
+
+CALTECH_ROOT = "101_ObjectCategories"
+CALTECH_BACKGROUND = "BACKGROUND_Google"
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+
+
+def fit(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size`` (antialiased bilinear) and crop the centre square."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = Image.fromarray(image, "RGB").resize((nw, nh), Image.Resampling.BILINEAR)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """Decode a JPEG of any size to uint8 (size, size, 3) RGB; CorruptFrameError with a reason.
+
+    The header is read first: more than ``max_pixels`` is refused before any decoding
+    (``frame_too_large``). Frames at least twice the target on both sides are decoded at a
+    reduced DCT scale (1/2, 1/4, 1/8) that still covers ``size``.
+    """
+    if not data.startswith(JPEG_SOI):
+        raise CorruptFrameError(f"not a decodable image: no JPEG SOI marker ({data[:4]!r})")
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
+    except ValueError as exc:
+        raise CorruptFrameError(f"not a decodable image: {exc}") from None
+    if height * width > max_pixels:
+        raise CorruptFrameError(
+            f"JPEG of {width}x{height} px is above the {max_pixels} px cap", "frame_too_large"
+        )
+    try:
+        # min_* lets libjpeg-turbo pick the smallest DCT scale whose output still covers them
+        arr = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", strict=True, min_height=size, min_width=size
+        )
+    except ValueError as exc:
+        raise CorruptFrameError(f"not a decodable image: {exc}") from None
+    return fit(arr, size)
+
+
+# --------------------------------------------------------------------------- sources
+@dataclass(frozen=True)
+class ImageSource:
+    """JPEG files with labels: where they are, their class names, and one split's members."""
+
+    path: Path
+    classes: tuple[str, ...]
+    members: tuple[str, ...]  # zip member names, or paths relative to ``path``
+    labels: tuple[int, ...]
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def iter_bytes(self) -> Iterator[tuple[str, bytes, int]]:
+        """(member, JPEG bytes as stored, label) in the source's order."""
+        if self.path.is_dir():
+            for m, y in zip(self.members, self.labels, strict=True):
+                yield m, (self.path / m).read_bytes(), y
+            return
+        with zipfile.ZipFile(self.path) as zf:
+            for m, y in zip(self.members, self.labels, strict=True):
+                yield m, zf.read(m), y
+
+
+def _listing(path: Path) -> list[str]:
+    if path.is_dir():
+        return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+    if path.suffix == ".zip" and path.is_file():
+        with zipfile.ZipFile(path) as zf:
+            return sorted(n for n in zf.namelist() if not n.endswith("/"))
+    raise FileNotFoundError(f"{path}: not a folder or a .zip of JPEGs")
+
+
+def _read(path: Path, member: str) -> bytes:
+    if path.is_dir():
+        return (path / member).read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(member)
+
+
+def is_caltech101(path: Path) -> bool:
+    names = _listing(path)
+    return "train.txt" in names and any(n.startswith(CALTECH_ROOT + "/") for n in names)
+
+
+def caltech101(path: Path, split: str) -> ImageSource:
+    """Caltech-101's fixed ``split`` ("train" or "test"), without BACKGROUND_Google."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    path = Path(path)
+    names = _listing(path)
+    classes = sorted(
+        {n.split("/")[1] for n in names if n.startswith(CALTECH_ROOT + "/") and n.count("/") == 2}
+        - {CALTECH_BACKGROUND}
+    )
+    index = {c: i for i, c in enumerate(classes)}
+    members, labels = [], []
+    for line in _read(path, f"{split}.txt").decode().split():
+        cls = line.split("/")[0]
+        if cls == CALTECH_BACKGROUND:
+            continue
+        if cls not in index:
+            raise CorruptFrameError(f"{path}: {split}.txt names {line}, not under a class folder")
+        members.append(f"{CALTECH_ROOT}/{line}")
+        labels.append(index[cls])
+    return ImageSource(path, tuple(classes), tuple(members), tuple(labels), f"caltech101-{split}")
+
+
+def image_folder(path: Path) -> ImageSource:
+    """Every JPEG under ``<class>/`` sub-folders of a folder or zip (class = parent folder)."""
+    path = Path(path)
+    files = [n for n in _listing(path) if n.lower().endswith(IMAGE_SUFFIXES) and "/" in n]
+    if not files:
+        raise FileNotFoundError(f"{path}: no <class>/<image>.jpg inside")
+    classes = sorted({n.split("/")[-2] for n in files})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index[n.split("/")[-2]] for n in files]
+    return ImageSource(path, tuple(classes), tuple(files), tuple(labels), path.stem)
+
+
+def open_source(path: Path, split: str = "test") -> ImageSource:
+    """Caltech-101's split when ``path`` is Caltech-101, else the whole image folder.
+
+    ``path`` may also be a folder holding ``caltech101-jpeg.zip``."""
+    path = Path(path)
+    if path.is_dir() and (path / "caltech101-jpeg.zip").is_file():
+        path = path / "caltech101-jpeg.zip"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no images at {path}: set data.images (SPLITEE_DATA__IMAGES) to a folder or zip "
+            "with one sub-folder per class, or to Caltech-101"
+        )
+    return caltech101(path, split) if is_caltech101(path) else image_folder(path)
+
+
+def load_images(source: ImageSource, size: int, cache_dir: Path | None = None) -> Dataset:
+    """Decode and fit every frame of ``source`` to size×size (cached as .npy, no pickle)."""
+    from tqdm import tqdm
+
+    cached = None
+    if cache_dir is not None:
+        st = source.path.stat()
+        h = hashlib.sha256(
+            f"{source.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{source.name}|{size}|"
+            f"{len(source)}".encode()
+        ).hexdigest()[:16]
+        cached = (
+            Path(cache_dir) / f"{source.name}-{size}-{h}-x.npy",
+            Path(cache_dir) / f"{source.name}-{size}-{h}-y.npy",
+        )
+        if cached[0].exists() and cached[1].exists():
+            return Dataset(
+                np.load(cached[0], allow_pickle=False),
+                np.load(cached[1], allow_pickle=False),
+                source.name,
+            )
+    images = np.empty((len(source), size, size, 3), np.uint8)
+    for i, (name, data, _) in enumerate(
+        tqdm(source.iter_bytes(), total=len(source), desc=f"decode {source.name}", unit="img")
+    ):
+        try:
+            images[i] = decode_fit(data, size)
+        except CorruptFrameError as exc:
+            raise CorruptFrameError(f"{source.path}:{name}: {exc}", exc.reason) from exc
+    labels = np.asarray(source.labels, np.int64)
+    if cached is not None:
+        cached[0].parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached[0], images, allow_pickle=False)
+        np.save(cached[1], labels, allow_pickle=False)
+    return Dataset(images, labels, source.name)
