@@ -1,25 +1,32 @@
 """Benchmark: the whole pipeline on real Kafka and Redis, on this machine. One JSON line.
 
-Per policy (the learned I-SplitEE, and fixed arms 1 and 5 to pin the split):
+Per policy (the learned I-SplitEE, and fixed arms 1 and 5 to pin the split), with one edge and
+one cloud worker (started from ``--code``, this checkout by default, so two checkouts compare
+side by side on the same servers in one run):
 
-1. **edge throughput**: a backlog of frames waits in Kafka; one edge worker (no cloud worker)
-   drains it; throughput = frames after the first batch / time from the first batch's output to
-   the last one (from the results' ``done_ts`` and offloads' ``edge_ts``);
-2. **bare prefix**: in this process, with the same torch thread count and batch size, the
-   batched ``prefix`` + exit head for the arms the worker chose, weighted by how often it chose
-   them — the compute alone; ``edge_vs_bare_prefix`` = (1) / (2); and the edge worker's batch
-   step alone, in this process without Kafka (``edge_step_vs_bare_prefix``), to tell the
-   worker's own overhead from the cost of Kafka I/O;
-3. **end to end**: then a cloud worker starts, a paced 2-camera stream runs through everything,
-   and frames per second and p50/p99 capture-to-result latency are measured.
+1. **backlog**: both workers join their groups and are paused (SIGSTOP); a backlog of frames
+   is sent; the edge resumes and drains it, then the cloud drains the offloads.
+   ``edge_frames_per_s`` and ``cloud_frames_per_s`` come from the output timestamps (first batch
+   excluded); each worker's **CPU per frame** is read from ``/proc`` around its drain.
+2. **bare compute**, in this process with the same torch thread count and batch size: the
+   batched ``prefix`` + exit head for the arms the edge chose (weighted by how often), and the
+   ``suffix`` for the offloaded arms. ``edge_vs_bare_prefix`` = (1) / (2), and
+   ``edge_overhead_us_per_frame`` / ``cloud_overhead_us_per_frame`` = worker CPU per frame
+   minus model compute per frame: what the pipeline itself costs.
+3. **latency at half capacity**: paced 2-camera streams at rising offered rates find the highest
+   rate the pipeline sustains (results within 5 % of offered, p99 under 1 s); a stream at half
+   that rate gives capture-to-result p50/p99.
 
 Usage: .venv/bin/python bench/pipeline.py [--frames 2000] [--policies isplitee,fixed:1,fixed:5]
+       [--code DIR] [--rates 50,100,200,400]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,16 +44,16 @@ from splitee.machine import machine_description
 from splitee.models import load_checkpoint
 from splitee.models.inputs import to_input
 from splitee.results import collect_results
-from splitee.testing import Pipeline
+from splitee.testing import REPO, Pipeline
 from splitee.wire import header_map
 
-REPO = Path(__file__).resolve().parent.parent
-
-LIVE_FPS = 100.0  # per camera, in the end-to-end phase
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def send(p: Pipeline, frames: list[Frame], per_camera: int, fps: float, run: str) -> list:
-    return p.stream(frames, per_camera, fps, run)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def offload_edge_times(p: Pipeline, run: str) -> list[tuple[float, int]]:
@@ -69,96 +76,153 @@ def offload_edge_times(p: Pipeline, run: str) -> list[tuple[float, int]]:
     return out
 
 
-def bare_prefix_fps(model, arms: Counter, batch: int, threads: int, images: np.ndarray) -> float:
-    torch.set_num_threads(threads)
+def timed(fn, reps: int = 10) -> float:
+    for _ in range(2):
+        fn()  # warm up
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def bare_seconds_per_frame(model, arms: Counter, batch: int, images: np.ndarray) -> float:
+    """Edge compute per frame: prefix + exit head, weighted by the arms chosen."""
     x = to_input(images[:batch])
     total = sum(arms.values())
-    per_frame = 0.0
+    with torch.inference_mode():
+        return sum(
+            (n / total) * timed(lambda a=arm: model.exit_logits(model.prefix(x, a), a)) / batch
+            for arm, n in arms.items()
+        )
+
+
+def suffix_seconds_per_frame(model, arms: Counter, batch: int, images: np.ndarray) -> float:
+    """Cloud compute per frame: the suffix from each offloaded arm, weighted."""
+    x = to_input(images[:batch])
+    total = sum(arms.values()) or 1
+    out = 0.0
     with torch.inference_mode():
         for arm, n in arms.items():
-            for _ in range(2):
-                model.exit_logits(model.prefix(x, arm), arm)  # warm up
-            reps = 10
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                model.exit_logits(model.prefix(x, arm), arm)
-            per_frame += (n / total) * (time.perf_counter() - t0) / (reps * batch)
-    return 1.0 / per_frame
+            h = model.prefix(x, arm).half().float()  # what arrives: float16 features
+            out += (n / total) * timed(lambda a=arm, h=h: model.suffix(h, a)) / batch
+    return out
 
 
-def edge_step_fps(model, policy: str, sent: list, batch: int, threads: int) -> float:
-    """The edge worker's batch step alone (decode, policy, early exit, encode), without Kafka."""
-    from edge_workers.processor import EdgeProcessor
-    from policy_store import CostModel, MemoryStore
-    from policy_store.policies import make_policy
-    from splitee.records import InRecord
-
-    torch.set_num_threads(threads)
-    cm = CostModel(model.exit_depths)
-    step = EdgeProcessor(model, cm, make_policy(policy), MemoryStore(cm.num_arms))
-    recs = [
-        InRecord(f.meta.camera_id.encode(), f.jpeg, f.meta.headers(), "frames", 0, i)
-        for i, f in enumerate(sent)
-    ]
-    batches = [recs[i : i + batch] for i in range(0, len(recs) - batch + 1, batch)]
-    for b in batches[:2]:
-        step.apply(step.process(b))  # warm up (and let the policy settle a little)
-    t0 = time.perf_counter()
-    for b in batches:
-        step.apply(step.process(b))
-    return len(batches) * batch / (time.perf_counter() - t0)
+def rate(times: list[float], skip: int) -> float:
+    times = sorted(times)
+    return (len(times) - skip) / max(times[-1] - times[skip - 1], 1e-9)
 
 
-def run_policy(policy: str, frames: list[Frame], n: int, log_dir: Path, model) -> dict:
-    p = Pipeline.create(log_dir, SPLITEE_POLICY__NAME=policy)
+def wait_until(cond, timeout: float = 600, every: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark phase did not finish")
+        time.sleep(every)
+
+
+def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int) -> dict:
     s = p.settings
-    run = f"bench-{policy.replace(':', '')}-{int(time.time())}"
-    try:
-        sent = send(p, frames, n // 2, fps=0.0, run=run)  # the backlog
-        p.start("edge", "edge-1")
-        ids = {f.meta.frame_id for f in sent}
-        # wait until every frame left the edge (a result at the edge, or an offload record)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            done = collect_results(s.kafka, None, 30, run)
-            offl = offload_edge_times(p, run)
-            if len(done.results) + len(offl) >= len(ids):
-                break
-            time.sleep(2)
-        edge_times = sorted([r.done_ts for r in done.results.values()] + [t for t, _ in offl])
-        arms = Counter([r.arm for r in done.results.values()] + [a for _, a in offl])
-        b = s.edge.batch_size
-        edge_fps = (len(edge_times) - b) / (edge_times[-1] - edge_times[b - 1])
-        images = np.stack([decode_jpeg(f.jpeg) for f in sent[:b]])
-        bare = bare_prefix_fps(model, arms, b, s.edge.threads, images)
-        step = edge_step_fps(model, policy, sent, b, s.edge.threads)
+    b = s.edge.batch_size
+    edge, cloud = p.procs["edge-1"].pid, p.procs["cloud-1"].pid
+    run = f"backlog-{int(time.time() * 1000)}"
+    for pid in (edge, cloud):
+        os.kill(pid, signal.SIGSTOP)
+    sent = p.stream(frames, n // 2, 0.0, run)
+    ids = {f.meta.frame_id for f in sent}
+    e0, c0 = cpu_seconds(edge), cpu_seconds(cloud)
+    os.kill(edge, signal.SIGCONT)
+    box: dict = {}
 
-        # End to end: cloud worker on, then a paced stream through everything.
+    def edge_done() -> bool:
+        box["done"] = collect_results(s.kafka, None, 20, run)
+        box["offl"] = offload_edge_times(p, run)
+        return len(box["done"].results) + len(box["offl"]) >= len(ids)
+
+    wait_until(edge_done, every=2.0)
+    e1 = cpu_seconds(edge)
+    os.kill(cloud, signal.SIGCONT)
+    view = collect_results(s.kafka, ids, 600, run)
+    c1 = cpu_seconds(cloud)
+    edge_times = [r.done_ts for r in box["done"].results.values()] + [t for t, _ in box["offl"]]
+    cloud_times = [r.done_ts for r in view.results.values() if r.where == "cloud"]
+    arms = Counter([r.arm for r in box["done"].results.values()] + [a for _, a in box["offl"]])
+    off_arms = Counter(a for _, a in box["offl"])
+    images = np.stack([decode_jpeg(f.jpeg) for f in sent[:b]])
+    torch.set_num_threads(threads)
+    bare = bare_seconds_per_frame(model, arms, b, images)
+    suffix = suffix_seconds_per_frame(model, off_arms, s.cloud.batch_size, images.repeat(2, 0))
+    edge_cpu = (e1 - e0) / len(ids)
+    cloud_cpu = (c1 - c0) / max(len(cloud_times), 1)
+    edge_fps = rate(edge_times, b)
+    return {
+        "edge_frames_per_s": round(edge_fps, 1),
+        "bare_prefix_frames_per_s": round(1 / bare, 1),
+        "edge_vs_bare_prefix": round(edge_fps * bare, 3),
+        "cloud_frames_per_s": round(rate(cloud_times, min(b, len(cloud_times) - 1)), 1)
+        if len(cloud_times) > b
+        else None,
+        "edge_overhead_us_per_frame": round((edge_cpu - bare) * 1e6, 1),
+        "cloud_overhead_us_per_frame": round((cloud_cpu - suffix) * 1e6, 1)
+        if cloud_times
+        else None,
+        "edge_cpu_us_per_frame": round(edge_cpu * 1e6, 1),
+        "edge_compute_us_per_frame": round(bare * 1e6, 1),
+        "cloud_cpu_us_per_frame": round(cloud_cpu * 1e6, 1),
+        "cloud_compute_us_per_frame": round(suffix * 1e6, 1),
+        "arms_chosen": {str(a + 1): c for a, c in sorted(arms.items())},
+        "backlog_missing": len(ids - set(view.results)),
+    }
+
+
+def paced(p: Pipeline, frames: list[Frame], fps_per_camera: float, seconds: float) -> dict:
+    run = f"paced-{int(fps_per_camera)}-{int(time.time() * 1000)}"
+    n = max(20, int(fps_per_camera * seconds))
+    sent = p.stream(frames, n, fps_per_camera, run)
+    ids = {f.meta.frame_id for f in sent}
+    view = collect_results(p.settings.kafka, ids, 300, run)
+    done = [r.done_ts for r in view.results.values()]
+    first = min(r.capture_ts for r in view.results.values())
+    lat = np.array([r.done_ts - r.capture_ts for r in view.results.values()])
+    return {
+        "offered": 2 * fps_per_camera,
+        # results over the span from the first capture to the last result
+        "achieved": round(len(done) / max(max(done) - first, 1e-9), 1),
+        "missing": len(ids - set(view.results)),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
+    }
+
+
+def half_capacity(p: Pipeline, frames: list[Frame], rates: list[float], seconds: float) -> dict:
+    sweep = []
+    best = 0.0
+    for r in rates:
+        m = paced(p, frames, r / 2, seconds)
+        sweep.append(m)
+        if m["missing"] or m["achieved"] < 0.95 * m["offered"] or m["p99_ms"] > 1000:
+            break
+        best = m["offered"]
+    half = paced(p, frames, max(best, rates[0]) / 4, seconds) if best else None
+    return {
+        "capacity_frames_per_s": best,
+        "latency_p50_ms": half["p50_ms"] if half else None,
+        "latency_p99_ms": half["p99_ms"] if half else None,
+        "sweep": sweep,
+    }
+
+
+def run_policy(policy: str, frames, args, log_dir: Path, model) -> dict:
+    p = Pipeline.create(log_dir, SPLITEE_POLICY__NAME=policy)
+    p.code = args.code
+    try:
+        p.start("edge", "edge-1")
         p.start("cloud", "cloud-1")
         p.wait_ready(edge=1, cloud=1)
-        collect_results(s.kafka, ids, 600, run)  # drain the backlog's offloads first
-        run2 = run + "-live"
-        t0 = time.time()
-        sent2 = send(p, frames, n // 4, fps=LIVE_FPS, run=run2)
-        ids2 = {f.meta.frame_id for f in sent2}
-        view = collect_results(s.kafka, ids2, 600, run2)
-        t1 = max(r.done_ts for r in view.results.values())
-        lat = np.array([r.done_ts - r.capture_ts for r in view.results.values()])
-        return {
-            "policy": policy,
-            "edge_frames_per_s": round(edge_fps, 1),
-            "bare_prefix_frames_per_s": round(bare, 1),
-            "edge_vs_bare_prefix": round(edge_fps / bare, 3),
-            "edge_step_without_kafka_frames_per_s": round(step, 1),
-            "edge_step_vs_bare_prefix": round(step / bare, 3),
-            "arms_chosen": {str(a + 1): c for a, c in sorted(arms.items())},
-            "e2e_frames": len(view.results),
-            "e2e_missing": len(ids2 - set(view.results)),
-            "e2e_frames_per_s": round(len(view.results) / (t1 - t0), 1),
-            "offered_frames_per_s": 2 * LIVE_FPS,  # two cameras
-            "latency_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-            "latency_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-        }
+        out = {"policy": policy, **backlog_phase(p, frames, args.frames, model, 1)}
+        rates = [float(r) for r in args.rates.split(",")]
+        out["half_capacity"] = half_capacity(p, frames, rates, args.seconds)
+        return out
     finally:
         p.stop()
 
@@ -167,6 +231,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--policies", default="isplitee,fixed:1,fixed:5")
+    ap.add_argument("--code", type=Path, default=REPO, help="checkout the workers run")
+    ap.add_argument("--rates", default="50,100,200,400,800", help="offered frames/s to try")
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of each paced stream")
     args = ap.parse_args()
     status = subprocess.run(
         ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, check=False
@@ -181,7 +248,7 @@ def main() -> None:
     out = []
     with tempfile.TemporaryDirectory() as d:
         for pol in args.policies.split(","):
-            out.append(run_policy(pol, frames, args.frames, Path(d), model))
+            out.append(run_policy(pol, frames, args, Path(d), model))
     if status.returncode != 0:  # we started the servers: stop them again
         subprocess.run(["bash", str(REPO / "deploy" / "servers-down.sh")], check=False)
     print(
@@ -189,6 +256,7 @@ def main() -> None:
             {
                 "bench": "pipeline",
                 "machine": machine_description(),
+                "code": str(args.code),
                 "batch_size": 32,
                 "results": out,
             }

@@ -19,7 +19,7 @@ def build_processor(s: Settings) -> CloudProcessor:
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
-    cm = policy_setup.cost_model(s, model.exit_depths)
+    model, cm = policy_setup.model_and_costs(s, model)
     store = policy_setup.store(s, cm.num_arms)
     metrics.watch_store(store)
     return CloudProcessor(
@@ -39,5 +39,5 @@ def build_processor(s: Settings) -> CloudProcessor:
 
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
     c = s.cloud
-    role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.batch_wait_ms / 1000)
+    role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
     run_batch_worker(s, role, build_processor(s), worker_id, metrics_port)

@@ -20,10 +20,12 @@ from policy_store.policies import ISplitEE, Policy
 from policy_store.rewards import CostModel, air_time_cost
 from policy_store.store import PolicyStore
 from splitee import metrics as m
+from splitee.data import CorruptFrameError
+from splitee.images import decode_fit
 from splitee.link import analog, quantise
-from splitee.models import MultiExitNet
+from splitee.models import MultiExitNet, to_input
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
-from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, decode_tensor
+from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, decode_tensor
 
 
 class CloudProcessor:
@@ -68,7 +70,9 @@ class CloudProcessor:
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
         t0 = time.perf_counter()
-        m.FRAMES_IN.labels("cloud").inc(len(records))
+        consumed = time.time()
+        tally = m.BatchTally()  # per-frame counts, added to Prometheus once per batch
+        tally.inc(m.FRAMES_IN, ("cloud",), len(records))
         m.BATCH.labels("cloud").observe(len(records))
         groups: dict[int, list[tuple[FrameMeta, OffloadMeta, np.ndarray, int]]] = {}
         for rec in records:
@@ -79,7 +83,7 @@ class CloudProcessor:
                 om = OffloadMeta.from_headers(rec.headers)
                 if not 0 <= om.arm < self.cm.num_arms - 1:
                     raise WireError("bad_arm", f"arm {om.arm} cannot be offloaded")
-                feats = decode_tensor(rec.value, self.max_bytes)
+                feats = self._features(rec.value, om)
                 want = self.model.feature_shape(om.arm)
                 if feats.shape != want:
                     raise WireError(
@@ -111,7 +115,7 @@ class CloudProcessor:
                 if self.channel_cost:
                     o = air_time_cost(cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
                     cm = cm.with_offload_cost(o)
-                cost = float(cm.compute_cost[arm] + cm.offload_cost)
+                cost = float(cm.compute_cost[arm] + cm.offload_costs[arm])
                 r = Result(
                     frame_id=meta.frame_id,
                     camera_id=meta.camera_id,
@@ -128,9 +132,11 @@ class CloudProcessor:
                     timings={"edge_to_cloud_s": max(0.0, now - om.edge_ts)},
                 )
                 out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-                m.FRAMES_OUT.labels("cloud", "cloud").inc()
-                m.COST.labels("cloud").inc(cost)
-                m.END_TO_END.labels("cloud").observe(max(0.0, now - meta.capture_ts))
+                tally.inc(m.FRAMES_OUT, ("cloud", "cloud"))
+                tally.inc(m.COST, ("cloud",), cost)
+                tally.observe(m.END_TO_END, ("cloud",), max(0.0, now - meta.capture_ts))
+                tally.observe(m.LATENCY_STAGE, ("offload_hop",), max(0.0, consumed - om.edge_ts))
+                tally.observe(m.LATENCY_STAGE, ("cloud",), max(0.0, now - consumed))
                 pick = om.pair if om.pair is not None else arm
                 obs = observations(
                     self.policy,
@@ -145,8 +151,22 @@ class CloudProcessor:
                 delta = out.deltas.setdefault(om.policy, self.policy.delta(self.space.num_arms))
                 delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(self.space.split_arm(arm_j) + 1)).observe(rew)
+                    tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
+        tally.flush()
         return out
+
+    def _features(self, value: bytes, om: OffloadMeta) -> np.ndarray:
+        """The offload's tensor; for the send-frame arm the JPEG itself, decoded and fitted
+        to the model's input here (the cloud runs the whole network on it)."""
+        if om.codec != FRAME_CODEC:
+            return decode_tensor(value, self.max_bytes)
+        if not (om.arm == 0 and getattr(self.model, "send_frame", False)):
+            raise WireError("bad_codec", f"a JPEG frame for arm {om.arm}, not the send-frame arm")
+        try:
+            img = decode_fit(value, self.model.input_size)
+        except CorruptFrameError as exc:
+            raise WireError(exc.reason, str(exc)) from None
+        return to_input(img[None])[0].numpy()
 
     def _check_bandit_fields(self, meta: FrameMeta, om: OffloadMeta) -> None:
         """The offload's policy, pair and confidences against what this deployment can have,

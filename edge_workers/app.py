@@ -14,7 +14,7 @@ from splitee.settings import Settings
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
-    cm = policy_setup.cost_model(s, model.exit_depths)
+    model, cm = policy_setup.model_and_costs(s, model)
     store = policy_setup.store(s, cm.num_arms)
     metrics.watch_store(store)
     return EdgeProcessor(
@@ -35,6 +35,11 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
     e, k = s.edge, s.kafka
     role = Role(
-        "edge", k.frames_topic, e.batch_size, e.batch_wait_ms / 1000, k.offload_topic, e.concurrency
+        "edge",
+        k.frames_topic,
+        e.batch_size,
+        e.max_queue_delay_ms / 1000,
+        k.offload_topic,
+        e.concurrency,
     )
     run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port)

@@ -23,9 +23,10 @@ from policy_store.store import PolicyStore
 from splitee import metrics as m
 from splitee.context import CONTEXTS, frame_context
 from splitee.data import CorruptFrameError, decode_jpeg
+from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
-from splitee.wire import FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
 
 
 def snr_band(snr_db: float) -> str:
@@ -56,6 +57,8 @@ class EdgeProcessor:
         (:class:`~policy_store.arms.ArmSpace`); ``td`` decides keep-or-offload for frames that
         carry their link's SNR, the ``C ≥ α`` rule decides the others."""
         self.model = model.eval()
+        # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
+        self.input_size: int | None = getattr(model, "input_size", None)
         self.cm = cost_model
         self.policy = policy
         self.store = store
@@ -68,15 +71,28 @@ class EdgeProcessor:
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = policy.side_observations and not self.space.pairs and td is None
 
+    def _decode_frame(self, data: bytes) -> np.ndarray:
+        """A 32x32 frame for the CIFAR models; any size, fitted, for real-size backbones."""
+        return decode_jpeg(data) if self.input_size is None else decode_fit(data, self.input_size)
+
+    def _payload(self, arm: int, feats: np.ndarray, frame: bytes) -> tuple[bytes, str]:
+        """What an offload carries: the split tensor in the edge's codec, or — arm 0 of a
+        model with the send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+        if arm == 0 and getattr(self.model, "send_frame", False):
+            return frame, FRAME_CODEC
+        return encode_tensor(feats, self.codec), self.codec
+
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
         """The policy a frame belongs to: global, per camera, or per estimated context."""
         context = frame_context(img) if self.keys.scope == "context" else None
         return self.keys.for_frame(meta.camera_id, context)
 
     def _decode(self, records: list[InRecord], out: StepOutput):
-        """Valid frames as (metas, images); every other record becomes a dead letter."""
+        """Valid frames as (metas, images, JPEG bytes); every other record becomes a dead
+        letter."""
         metas: list[FrameMeta] = []
         images: list[np.ndarray] = []
+        raws: list[bytes] = []
         for rec in records:
             try:
                 if rec.value is None:
@@ -87,7 +103,7 @@ class EdgeProcessor:
                     )
                 meta = FrameMeta.from_headers(rec.headers)
                 try:
-                    img = decode_jpeg(rec.value)
+                    img = self._decode_frame(rec.value)
                 except CorruptFrameError as exc:
                     reason = "wrong_shape" if "shape" in str(exc) else "corrupt_jpeg"
                     raise WireError(reason, str(exc)) from None
@@ -97,7 +113,8 @@ class EdgeProcessor:
                 continue
             metas.append(meta)
             images.append(img)
-        return metas, images
+            raws.append(rec.value)
+        return metas, images, raws
 
     def _choose(self, keys: list[str]) -> np.ndarray:
         """Bandit arms (split arms or pairs) per frame, from one read of each policy."""
@@ -108,7 +125,12 @@ class EdgeProcessor:
         return picks
 
     def _decide(
-        self, metas: list[FrameMeta], picks: np.ndarray, arms: np.ndarray, probs: np.ndarray
+        self,
+        metas: list[FrameMeta],
+        picks: np.ndarray,
+        arms: np.ndarray,
+        probs: np.ndarray,
+        tally: m.BatchTally,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keep (exit at the edge) or offload each frame; returns (kept, decided by the TD).
 
@@ -126,17 +148,18 @@ class EdgeProcessor:
                 transmit[by_td] = self.td.transmit(inputs.take(by_td))
                 for i in np.flatnonzero(by_td):
                     decision = "transmit" if transmit[i] else "keep"
-                    m.TD_DECISIONS.labels(
-                        m.bounded_label(metas[i].camera_id), snr_band(snr[i]), decision
-                    ).inc()
+                    camera = m.bounded_label(metas[i].camera_id)
+                    tally.inc(m.TD_DECISIONS, (camera, snr_band(snr[i]), decision))
         return (arms == L - 1) | ~transmit, by_td
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
         t0 = time.perf_counter()
-        m.FRAMES_IN.labels("edge").inc(len(records))
+        consumed = time.time()
+        tally = m.BatchTally()  # per-frame counts, added to Prometheus once per batch
+        tally.inc(m.FRAMES_IN, ("edge",), len(records))
         m.BATCH.labels("edge").observe(len(records))
-        metas, images = self._decode(records, out)
+        metas, images, raws = self._decode(records, out)
         t1 = time.perf_counter()
         m.STAGE.labels("decode").observe(t1 - t0)
         if not metas:
@@ -149,7 +172,7 @@ class EdgeProcessor:
         m.STAGE.labels("policy_read").observe(t2 - t1)
 
         res = self.model.early_exit(to_input(np.stack(images)), torch.from_numpy(arms), self.side)
-        kept, by_td = self._decide(metas, picks, arms, res.probs.numpy())
+        kept, by_td = self._decide(metas, picks, arms, res.probs.numpy(), tally)
         t3 = time.perf_counter()
         m.STAGE.labels("edge_compute").observe(t3 - t2)
 
@@ -162,15 +185,18 @@ class EdgeProcessor:
             arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
             for j, i in enumerate(idx.tolist()):
                 features[i] = (k, arr[j])
+        last_arm: dict[str, int] = {}
         for i, meta in enumerate(metas):
             a, pick = int(arms[i]), int(picks[i])
             # metrics name arms 1-based, like the tables (the code is 0-based)
             camera = m.bounded_label(meta.camera_id)  # header values: bounded series
-            m.ARM_CHOSEN.labels(camera, str(a + 1), m.bounded_label(keys[i], 64, "policy")).inc()
-            m.CURRENT_ARM.labels(camera).set(a + 1)
+            tally.inc(m.ARM_CHOSEN, (camera, str(a + 1), m.bounded_label(keys[i], 64, "policy")))
+            last_arm[camera] = a + 1
+            tally.observe(m.LATENCY_STAGE, ("queue",), max(0.0, consumed - meta.capture_ts))
+            tally.observe(m.LATENCY_STAGE, ("edge",), max(0.0, now - consumed))
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
             if kept[i]:
-                self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0)
+                self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
                 obs = observations(
                     self.policy, self.cm, self.space, pick, row, None, offloaded, self.side
@@ -178,14 +204,14 @@ class EdgeProcessor:
                 delta = out.deltas.setdefault(keys[i], self.policy.delta(self.space.num_arms))
                 delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
-                    m.REWARD.labels(str(self.space.split_arm(arm_j) + 1)).observe(rew)
+                    tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
             else:
                 k, feats = features[i]
-                payload = encode_tensor(feats, self.codec)
+                payload, codec = self._payload(k, feats, raws[i])
                 om = OffloadMeta(
                     k,
                     row,
-                    self.codec,
+                    codec,
                     keys[i],
                     now,
                     self.worker_id,
@@ -196,8 +222,11 @@ class EdgeProcessor:
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
                 )
-                m.OFFLOADS.labels(str(a + 1)).inc()
-                m.OFFLOAD_BYTES.labels(self.codec).inc(len(payload))
+                tally.inc(m.OFFLOADS, (str(a + 1),))
+                tally.inc(m.OFFLOAD_BYTES, (self.codec,), len(payload))
+        for camera, arm in last_arm.items():
+            m.CURRENT_ARM.labels(camera).set(arm)
+        tally.flush()
         m.STAGE.labels("edge_encode").observe(time.perf_counter() - t3)
         return out
 
@@ -211,6 +240,7 @@ class EdgeProcessor:
         prediction: int,
         now: float,
         edge_s: float,
+        tally: m.BatchTally,
     ) -> None:
         """The result of a frame that left the edge at ``arm``."""
         cost = float(self.cm.compute_cost[arm])
@@ -229,10 +259,10 @@ class EdgeProcessor:
             timings={"edge_s": edge_s},
         )
         out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-        m.EXITS.labels(str(arm + 1)).inc()
-        m.FRAMES_OUT.labels("edge", "edge").inc()
-        m.COST.labels("edge").inc(cost)
-        m.END_TO_END.labels("edge").observe(max(0.0, now - meta.capture_ts))
+        tally.inc(m.EXITS, (str(arm + 1),))
+        tally.inc(m.FRAMES_OUT, ("edge", "edge"))
+        tally.inc(m.COST, ("edge",), cost)
+        tally.observe(m.END_TO_END, ("edge",), max(0.0, now - meta.capture_ts))
 
     def apply(self, out: StepOutput) -> None:
         """Fold the batch's known rewards into the shared policy (one round trip per key)."""

@@ -48,6 +48,14 @@ END_TO_END = Histogram(
     ["where"],
     buckets=LATENCY_BUCKETS,
 )
+LATENCY_STAGE = Histogram(
+    "splitee_latency_stage_seconds",
+    "Capture-to-result latency split by stage, per frame: queue (capture → consumed at the "
+    "edge), edge (consumed → result or offload sent), offload_hop (offload sent → consumed by "
+    "the cloud), cloud (consumed → result), result_hop (result → read by the evaluator)",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
 BATCH = Histogram(
     "splitee_batch_size", "Records per processed batch", ["role"], buckets=BATCH_BUCKETS
 )
@@ -93,6 +101,35 @@ def watch_store(store: StoreHealth) -> None:
     POLICY_PENDING_FRAMES.set_function(lambda: store.pending_frames)
     REDIS_UP.set_function(lambda: float(store.up))
     POLICY_DUPLICATES.set_function(lambda: store.duplicates)
+
+
+class BatchTally:
+    """A batch's counts and observations, added to Prometheus once per batch.
+
+    Looking up a labelled child costs a dict lookup and a lock per call; a worker adds a batch's
+    frames here (plain Python counters) and :meth:`flush` touches each child once.
+    """
+
+    def __init__(self) -> None:
+        self._inc: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        self._obs: dict[tuple[Histogram, tuple[str, ...]], list[float]] = {}
+
+    def inc(self, metric: Counter, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        key = (metric, labels)
+        self._inc[key] = self._inc.get(key, 0.0) + amount
+
+    def observe(self, metric: Histogram, labels: tuple[str, ...], value: float) -> None:
+        self._obs.setdefault((metric, labels), []).append(value)
+
+    def flush(self) -> None:
+        for (metric, labels), amount in self._inc.items():
+            metric.labels(*labels).inc(amount)
+        for (metric, labels), values in self._obs.items():
+            child = metric.labels(*labels)
+            for v in values:
+                child.observe(v)
+        self._inc.clear()
+        self._obs.clear()
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:

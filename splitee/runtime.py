@@ -28,16 +28,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from splitee import metrics
-from splitee.kafka_io import dlq, dlq_headers, faust_credentials
-from splitee.records import DeadLetter, InRecord, StepOutput
+from splitee import kafka_records, metrics
+from splitee.kafka_io import dlq, dlq_record, faust_credentials
+from splitee.logs import configure_logging
+from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.settings import Settings
 
 if TYPE_CHECKING:  # faust is imported where a worker is built: plain services stay light
@@ -112,6 +113,9 @@ def build_app(app_id: str, s: Settings) -> faust.App:
         web_enabled=False,
         datadir=str(datadir),
         producer_max_request_size=s.kafka.max_message_bytes,
+        # one produce batch per partition holds a whole batch of offloads (32 KB each at arm 1)
+        # instead of one record per 16 KB default batch
+        producer_max_batch_size=min(1 << 20, s.kafka.max_message_bytes),
         consumer_max_fetch_size=s.kafka.max_message_bytes,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
@@ -154,6 +158,65 @@ def process_isolated(step: BatchStep, role: str, records: list[InRecord]) -> Ste
     return out
 
 
+async def take_available(
+    stream: faust.StreamT, max_: int, max_delay_s: float
+) -> AsyncIterator[list[faust.EventT]]:
+    """Batches of what is available now, up to ``max_`` events — dynamic batching.
+
+    faust's ``take_events`` waits until its buffer is full or its timer fires, and stops
+    buffering while a batch is being processed, so a trickle of frames waits the whole timer
+    for every batch. Here events keep arriving into the buffer while the caller processes a
+    batch, and the next batch is whatever is buffered by then (up to ``max_``; the buffer holds
+    at most ``max_`` more, so memory stays bounded): at low load a frame is taken at once, under
+    load batches grow by themselves. ``max_delay_s`` only bounds each wait while nothing is
+    buffered. Events are acknowledged once the caller has finished with their batch (when it
+    asks for the next one), as in ``take_events``.
+    """
+    events: list[faust.EventT] = []
+    ready = asyncio.Event()  # something is buffered
+    room = asyncio.Event()  # the buffer has room again
+    room.set()
+
+    async def add(value: object) -> object:
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_available found no current event")
+        while len(events) >= 2 * max_:  # one batch in hand, one buffered: wait for room
+            room.clear()
+            await stream.wait(room)
+        events.append(event)
+        ready.set()
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged here, after the batch is processed
+    stream.add_processor(add)
+    stream._enable_passive(stream.channel)  # faust's own take_events does the same
+    try:
+        while not stream.should_stop:
+            if not events:
+                ready.clear()
+                await stream.wait_for_stopped(ready, timeout=max_delay_s)
+                continue
+            batch = events[:max_]
+            del events[:max_]
+            room.set()
+            try:
+                yield batch
+            finally:
+                for event in batch:
+                    await stream.ack(event)
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(add)
+
+
+async def publish(topic: faust.TopicT, records: list[OutRecord]) -> list[asyncio.Future]:
+    """Hand every record to the producer without waiting for each; the futures of their
+    acknowledgements (the caller waits for all of them at once)."""
+    return [await topic.send(key=r.key, value=r.value, headers=r.headers) for r in records]
+
+
 def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings) -> None:
     """Consume ``role.source`` in batches and publish what ``step`` returns."""
     k = s.kafka
@@ -166,26 +229,21 @@ def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings)
     @app.agent(src, name=f"{app.conf.id}-step", concurrency=role.concurrency)
     async def batches(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(role.batch_size, within=role.wait_s):
+        async for events in take_available(stream, role.batch_size, role.wait_s):
             recs = [in_record(e) for e in events]
             out = await loop.run_in_executor(pool, process_isolated, step, role.name, recs)
             try:
                 t_produce = time.perf_counter()
-                futs = [
-                    await results.send(key=r.key, value=r.value, headers=r.headers)
-                    for r in out.results
-                ]
+                futs = await publish(results, out.results)
                 if offload is not None:
-                    futs += [
-                        await offload.send(key=r.key, value=r.value, headers=r.headers)
-                        for r in out.offloads
-                    ]
-                for d in out.dead:
-                    rec = d.record
-                    h = dlq_headers(
-                        d.reason, d.detail, rec.topic, rec.partition, rec.offset, rec.headers
-                    )
-                    futs.append(await dead.send(key=rec.key, value=rec.value or b"", headers=h))
+                    futs += await publish(offload, out.offloads)
+                for d in out.dead:  # the dead letter fits the size limit, cut if need be
+                    r = d.record
+                    key, value, h = dlq_record(
+                        d.reason, d.detail, r.topic, r.partition, r.offset, r.key, r.value,
+                        r.headers, k.max_message_bytes,
+                    )  # fmt: skip
+                    futs.append(await dead.send(key=key, value=value, headers=h))
                 await asyncio.gather(*futs)
                 metrics.STAGE.labels("produce").observe(time.perf_counter() - t_produce)
                 await loop.run_in_executor(pool, step.apply, out)
@@ -201,8 +259,18 @@ def run_batch_worker(
     """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT."""
     import faust
 
+    class Worker(faust.Worker):
+        """faust's worker without its terminal spinner, which sets the root logger to DEBUG
+        (every aiokafka debug line then builds a log record: ~3 % of the event loop's time),
+        and with the project's structured logs at ``log_level``."""
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            self.spinner = None
+            configure_logging(s.log_level)
+
+    kafka_records.install()  # a record with a non-UTF-8 header key is a dead letter, no crash
     app = build_app(f"{s.kafka.group_prefix}-{role.name}", s)
     attach_batch_agent(app, role, step, s)
     serve_metrics(s.var_dir, role.name, worker_id, metrics_port, s.deploy.metrics_host)
-    worker = faust.Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
+    worker = Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -306,7 +306,12 @@ class EdgeSettings(Section):
     """Edge workers: batching, codec of offloaded features, side observations."""
 
     batch_size: int = Field(default=32, ge=1, description="Frames per batch (max).")
-    batch_wait_ms: float = Field(default=20.0, ge=0, description="Max wait to fill a batch.")
+    max_queue_delay_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="Dynamic batching (Triton's name): a batch is what is available now, up "
+        "to batch_size; this bounds only the wait while nothing is available.",
+    )
     codec: Literal["float32", "float16", "int8"] = Field(
         default="float16", description="Encoding of offloaded feature tensors."
     )
@@ -322,7 +327,9 @@ class EdgeSettings(Section):
 
 class CloudSettings(Section):
     batch_size: int = Field(default=64, ge=1)
-    batch_wait_ms: float = Field(default=20.0, ge=0)
+    max_queue_delay_ms: float = Field(
+        default=20.0, gt=0, description="As edge.max_queue_delay_ms, for the cloud workers."
+    )
     threads: int = Field(default=1, ge=1, description="torch threads per cloud worker (CPU).")
 
 

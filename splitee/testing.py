@@ -36,6 +36,8 @@ class Pipeline:
     env: dict[str, str]
     log_dir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: the checkout whose code the workers run (another one: before/after benchmarks)
+    code: Path = REPO
 
     @classmethod
     def create(cls, log_dir: Path, **overrides: str) -> Pipeline:
@@ -89,7 +91,7 @@ class Pipeline:
         self.procs[name] = subprocess.Popen(
             [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port)],
             env=self.env,
-            cwd=REPO,
+            cwd=self.code,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,8 +41,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from splitee.files import exit_depths
+from splitee.metrics import LATENCY_STAGE
 from splitee.settings import Settings
 from splitee.wire import Result, WireError, decode_frame_id, decode_truth
+
+#: result → read here: the last hop of a frame's latency (splitee_latency_stage_seconds)
+RESULT_HOP = LATENCY_STAGE.labels("result_hop")
 
 log = logging.getLogger("splitee.evaluator")
 
@@ -134,6 +139,7 @@ class EvalState:
             if r.frame_id in self.seen or r.frame_id in self.pending_results:
                 self.duplicates += 1
                 return None
+            RESULT_HOP.observe(max(0.0, time.time() - r.done_ts))
             truth = self.pending_truth.pop(r.frame_id, None)
             if truth is None:
                 self._park(self.pending_results, r.frame_id, r, "results")
