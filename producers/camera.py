@@ -4,12 +4,14 @@ Each frame is JPEG bytes keyed by the camera id on the ``frames`` topic, with he
 ``frame_id``, ``camera_id``, ``capture_ts``, ``schema`` (and ``run_id``). Pristine frames are
 sent byte for byte as stored; distorted ones are decoded, distorted (seeded by camera and frame
 number, so a rerun sends identical bytes) and re-encoded. The ground-truth label goes to the
-``truth`` topic keyed by frame id; only evaluation reads it. The producer is idempotent with
-``acks=all``: a retried send never duplicates and an acknowledged frame is never lost.
+``truth`` topic keyed by frame id; only evaluation reads it. A frame counts as sent once the
+broker acknowledged it; one the producer gives up on is sent again (:meth:`Camera.run`), so
+none is lost silently (see :func:`camera_producer` for when a resend may duplicate one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from producers.schedule import Schedule
 from splitee import kafka_io, metrics
@@ -115,7 +117,7 @@ class Camera:
 
     def run(
         self,
-        producer,
+        producer: Producers,
         frames_topic: str,
         truth_topic: str,
         count: int,
@@ -130,9 +132,10 @@ class Camera:
         A frame counts as delivered, and ``on_sent`` sees it (from this camera's thread), once
         the broker acknowledged both its frame and its truth record. A record the producer
         gives up on (e.g. ``KafkaTimeoutError`` when the broker stays away longer than its
-        ``delivery_timeout_ms``) is kept and sent again every ``retry_s`` until acknowledged.
-        At most ``max_pending`` frames wait for acknowledgement: when full the camera *blocks*
-        (it captures nothing until the broker is back) rather than dropping frames. A frame is
+        ``delivery_timeout_ms``) is kept and sent again every ``retry_s`` until acknowledged;
+        so is one the producer never answers for (:class:`Producers`). At most
+        ``max_pending`` frames wait for acknowledgement: when full the camera *blocks* (it
+        captures nothing until the broker is back) rather than dropping frames. A frame is
         dropped — counted, with a WARNING — only when the producer refuses it for good (a
         non-retriable error such as a record above the size limit), or when ``stop`` is set and
         it is still unacknowledged ``drain_s`` later. Frames sent again may reach the topic
@@ -175,6 +178,59 @@ class Camera:
         return delivered
 
 
+class Producers:
+    """The cameras' shared producer, replaced when it stops answering.
+
+    kafka-python (2.3) may stop sending for good once it expires a batch that was in flight:
+    it resets its producer id and drops the batches drained in the same loop, whose futures
+    then never resolve, and leaves their partitions muted. So a record without an answer well
+    after ``delivery_timeout_ms + request_timeout_ms`` (``stall_s``) means a stuck producer:
+    with a ``factory`` the cameras build a new one (:meth:`renew`) and send their unanswered
+    records again through it; a producer passed in without a factory can only be reported.
+    """
+
+    def __init__(
+        self,
+        producer: KafkaProducer | None = None,
+        factory: Callable[[], KafkaProducer] | None = None,
+    ) -> None:
+        if (producer is None) == (factory is None):
+            raise ValueError("give a producer or a factory of producers")
+        self.factory = factory
+        self.current = producer if producer is not None else factory()  # type: ignore[misc]
+        self.generation = 0
+        cfg = self.current.config
+        self.stall_s = (cfg["delivery_timeout_ms"] + cfg["request_timeout_ms"]) / 1000 + 5.0
+        self._lock = threading.Lock()
+
+    def renew(self, generation: int) -> bool:
+        """Replace the producer of ``generation`` (once, whichever camera asks first); False
+        when there is no factory."""
+        if self.factory is None:
+            return False
+        with self._lock:
+            if generation != self.generation:
+                return True
+            old, self.current = self.current, self.factory()
+            self.generation += 1
+        log.warning("the Kafka producer stopped answering; replaced it")
+        # close() cannot finish a stuck producer: its flush waits for the batches it lost, and
+        # raises. The old producer is left to its (daemon) I/O thread; the cameras send what
+        # it held again through the new one.
+        with contextlib.suppress(KafkaError):
+            old.close(timeout=0)
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        """Close the producer this object built (one passed in is the caller's to close)."""
+        if self.factory is None:
+            return
+        try:
+            self.current.close(timeout=timeout_s)
+        except KafkaError as exc:  # records still unacknowledged (counted as dropped)
+            log.warning("closing the cameras' Kafka producer: %r", exc)
+
+
 @dataclass
 class Delivery:
     """One camera's frames: acknowledged, needing at least one resend, given up."""
@@ -196,26 +252,32 @@ class _Outbox:
     """One camera's frames between ``send`` and the broker's acknowledgement.
 
     The producer's callbacks run on its I/O thread; they only enqueue events, and everything
-    else happens on the camera's thread in :meth:`pump`.
+    else happens on the camera's thread in :meth:`pump`. ``sent`` maps each record awaiting an
+    answer to when and through which producer generation it was sent; an answer for anything
+    else (a record already given up on, sent again since) is stale and ignored.
     """
 
     def __init__(
         self,
         camera_id: str,
-        producer,
+        producers: Producers,
         max_pending: int,
         retry_s: float,
         on_delivered: Callable[[SentFrame], None],
     ) -> None:
         self.camera_id = camera_id
-        self.producer = producer
+        self.producers = producers
         self.max_pending = max_pending
         self.retry_s = retry_s
         self.on_delivered = on_delivered
-        self.events: queue.SimpleQueue[tuple[int, int, BaseException | None]] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[tuple[int, int, int, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
         self.pending: dict[int, _Pending] = {}
+        self.sent: dict[tuple[int, int], tuple[float, int]] = {}
         self.retry: deque[tuple[int, int]] = deque()
         self.retry_at = 0.0
+        self.stall_check_at = 0.0
         self.seq = 0
         self.stats = Delivery()
 
@@ -230,24 +292,30 @@ class _Outbox:
 
     def _send(self, seq: int, part: int) -> None:
         topic, key, value, headers = self.pending[seq].records[part]
+        gen, prod = self.producers.generation, self.producers.current
         try:
-            fut = self.producer.send(topic, key=key, value=value, headers=headers)
+            fut = prod.send(topic, key=key, value=value, headers=headers)
         except KafkaError as exc:  # no metadata / buffer full within max_block_ms, too large
-            self._failed(seq, part, exc)
+            self._failed(seq, part, exc, exc.retriable)
             return
-        fut.add_callback(lambda _md: self.events.put((seq, part, None)))
-        fut.add_errback(lambda exc: self.events.put((seq, part, exc)))
+        self.sent[(seq, part)] = (time.monotonic(), gen)
+        fut.add_callback(lambda _md: self.events.put((seq, part, gen, None)))
+        fut.add_errback(lambda exc: self.events.put((seq, part, gen, exc)))
 
     def pump(self, timeout_s: float) -> None:
         """Handle acknowledgements and failures for ``timeout_s``; resend what is due."""
         deadline = time.monotonic() + timeout_s
         while True:
-            if self.retry and time.monotonic() >= self.retry_at:
+            now = time.monotonic()
+            if now >= self.stall_check_at:
+                self.stall_check_at = now + 1.0
+                self._check_stall(now)
+            if self.retry and now >= self.retry_at:
                 todo, self.retry = self.retry, deque()
                 for seq, part in todo:
                     if seq in self.pending:
                         self._send(seq, part)
-            wait = deadline - time.monotonic()
+            wait = min(deadline, self.stall_check_at) - time.monotonic()
             if self.retry:
                 wait = min(wait, self.retry_at - time.monotonic())
             try:
@@ -258,22 +326,45 @@ class _Outbox:
                 continue
             self._handle(*event)
 
-    def _handle(self, seq: int, part: int, exc: BaseException | None) -> None:
-        p = self.pending.get(seq)
-        if p is None:  # already dropped
-            return
+    def _handle(self, seq: int, part: int, gen: int, exc: BaseException | None) -> None:
+        if self.sent.get((seq, part), (0.0, -1))[1] != gen:
+            return  # stale: given up on or sent again since
+        del self.sent[(seq, part)]
         if exc is not None:
-            self._failed(seq, part, exc)
+            # what a replaced producer fails (closed forcefully) is sent again in any case
+            retriable = getattr(exc, "retriable", False) or gen != self.producers.generation
+            self._failed(seq, part, exc, retriable)
             return
+        p = self.pending[seq]
         p.waiting.discard(part)
         if not p.waiting:
             del self.pending[seq]
             self.stats.delivered += 1
             self.on_delivered(p.frame)
 
-    def _failed(self, seq: int, part: int, exc: BaseException) -> None:
-        p = self.pending[seq]
-        if not getattr(exc, "retriable", False):
+    def _check_stall(self, now: float) -> None:
+        """Records unanswered for ``stall_s``: a stuck producer (see :class:`Producers`)."""
+        stalled = [key for key, (t, _) in self.sent.items() if now - t > self.producers.stall_s]
+        if not stalled:
+            return
+        gen = self.sent[stalled[0]][1]
+        if not self.producers.renew(gen):
+            log.error(
+                "camera %s: %d records unanswered for %.0f s; the producer seems stuck",
+                self.camera_id,
+                len(stalled),
+                self.producers.stall_s,
+            )
+            return
+        for key in [k for k, (_, g) in self.sent.items() if g < self.producers.generation]:
+            del self.sent[key]
+            self._failed(*key, KafkaTimeoutError("no answer from a stuck producer"), True)
+
+    def _failed(self, seq: int, part: int, exc: BaseException, retriable: bool) -> None:
+        p = self.pending.get(seq)
+        if p is None:  # its other record was refused for good
+            return
+        if not retriable:
             del self.pending[seq]
             self.stats.dropped += 1
             log.warning(
@@ -316,15 +407,29 @@ class _Outbox:
 
 
 def camera_producer(k: KafkaSettings, **overrides: object) -> KafkaProducer:
-    """The cameras' producer: idempotent, ``acks=all`` (:func:`splitee.kafka_io.producer`), and
-    reconnecting within a second once the broker is back (kafka-python's default backs off up
-    to 30 s). ``overrides`` are KafkaProducer options (e.g. a short ``delivery_timeout_ms``)."""
-    return kafka_io.producer(k, **{"reconnect_backoff_max_ms": 1000, **overrides})
+    """The cameras' producer (:func:`splitee.kafka_io.producer`: idempotent, ``acks=all``),
+    made to ride out broker outages.
+
+    It reconnects within a second once the broker is back (kafka-python backs off up to 30 s
+    by default) and retries without limit for ``delivery_timeout_ms`` = 5 minutes, so an
+    outage shorter than that costs no duplicate: the broker recognises the idempotent
+    producer's retries. A longer outage makes the producer give records up; the camera then
+    sends them again (:meth:`Camera.run`), which is at-least-once: a batch the broker wrote
+    just as it went away may be written twice, because kafka-python takes a new producer id
+    when it expires a batch that was in flight, so the broker cannot recognise the resend.
+    Readers deduplicate by frame id. ``overrides`` are KafkaProducer options.
+    """
+    cfg: dict[str, object] = {
+        "reconnect_backoff_max_ms": 1000,
+        "delivery_timeout_ms": 300_000,
+        "retries": float("inf"),
+    }
+    return kafka_io.producer(k, **{**cfg, **overrides})
 
 
 def run_cameras(
     cameras: list[Camera],
-    producer,
+    producer: KafkaProducer | Callable[[], KafkaProducer],
     frames_topic: str,
     truth_topic: str,
     count: int,
@@ -334,15 +439,22 @@ def run_cameras(
 ) -> dict[str, dict[str, int]]:
     """Run cameras side by side, one thread each, sharing one (thread-safe) producer.
 
+    ``producer``: a KafkaProducer (the caller closes it), or better a factory of them, such as
+    ``lambda: camera_producer(k)``, so that a stuck producer can be replaced (see
+    :class:`Producers`); this function then closes the last one it built.
     Returns per camera the frames ``delivered`` (also as ``sent``), ``retried`` and
     ``dropped`` (see :meth:`Camera.run`, which ``delivery`` options go to); ``on_sent`` sees
     every delivered frame (from the cameras' threads), ``stop`` ends every stream early.
     """
+    if isinstance(producer, KafkaProducer):
+        producers = Producers(producer)
+    else:
+        producers = Producers(factory=producer)
     got: dict[str, Delivery] = {}
 
     def one(cam: Camera) -> None:
         got[cam.camera_id] = cam.run(
-            producer, frames_topic, truth_topic, count, on_sent=on_sent, stop=stop, **delivery
+            producers, frames_topic, truth_topic, count, on_sent=on_sent, stop=stop, **delivery
         )
 
     threads = [threading.Thread(target=one, args=(c,), name=c.camera_id) for c in cameras]
@@ -350,7 +462,7 @@ def run_cameras(
         t.start()
     for t in threads:
         t.join()
-    producer.flush()
+    producers.close(timeout_s=10)
     out = {
         key: {cam: getattr(d, key) for cam, d in got.items()}
         for key in ("delivered", "retried", "dropped")

@@ -301,12 +301,14 @@ def poll_skipping_corrupt(
     """``c.poll(timeout_ms)``, except that a record the client cannot parse is skipped.
 
     kafka-python raises CorruptRecordError from ``poll`` for a record it cannot parse (a
-    header key that is not UTF-8, a failed CRC) and leaves the consumer's position on it, so
-    every later poll raises again: a reader that let it escape would crash-loop on one record.
-    Here each assigned partition is then polled alone; the one that raises is sought one
-    offset past its position and ``on_corrupt(partition, offset, error)`` is called. The
-    client re-parses a whole producer batch from its start, so the records after a corrupt one
-    in the same batch are skipped (and reported) one by one too.
+    header key that is not UTF-8, a failed CRC), leaves the consumer's position on it, and
+    would then spin forever in the next ``poll`` of that partition (its record iterator is
+    dead but not discarded): a reader that let the error escape crash-loops, one that polled
+    again hangs. So after the error every partition is paused and polled once (which discards
+    what the failed fetch left), then each is polled alone; the one that raises is sought one
+    offset past its position and ``on_corrupt(partition, offset, error)`` is called. The client
+    re-parses a whole producer batch from its start, so the records after a corrupt one in the
+    same batch are skipped (and reported) one by one too.
     """
     try:
         return c.poll(timeout_ms=timeout_ms)
@@ -315,8 +317,9 @@ def poll_skipping_corrupt(
     parts = set(c.assignment())
     out: dict[TopicPartition, list] = {}
     try:
+        c.pause(*parts)
+        c.poll(timeout_ms=100)  # paused: returns nothing, discards buffered fetches
         for tp in sorted(parts):
-            c.pause(*(parts - {tp}))
             c.resume(tp)
             try:
                 for p, recs in c.poll(timeout_ms=min(timeout_ms, 200)).items():
@@ -325,6 +328,7 @@ def poll_skipping_corrupt(
                 off = c.position(tp)
                 c.seek(tp, off + 1)
                 on_corrupt(tp, off, exc)
+            c.pause(tp)
     finally:
         c.resume(*parts)
     return out

@@ -63,6 +63,7 @@ def produce(
     retried and dropped, and exits 1 if any was dropped. SIGTERM stops the cameras cleanly:
     pending frames are flushed (for at most 10 s), the metrics target removed.
     """
+    import functools
     import signal
     import threading
 
@@ -75,7 +76,6 @@ def produce(
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
-    prod = camera_producer(s.kafka)
     cams = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -99,8 +99,10 @@ def produce(
         )
         cams.append(cam)
     n = ps.count if count is None else count
-    report = run_cameras(cams, prod, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop)
-    prod.close()
+    new_producer = functools.partial(camera_producer, s.kafka)  # replaced if it gets stuck
+    report = run_cameras(
+        cams, new_producer, s.kafka.frames_topic, s.kafka.truth_topic, n, stop=stop
+    )
     click.echo(json.dumps(report))
     if any(report["dropped"].values()):
         ctx.exit(1)  # frames were lost: say so in the exit status too

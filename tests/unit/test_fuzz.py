@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from splitee.data import CorruptFrameError, decode_jpeg, encode_jpeg
+from splitee.images import decode_fit
 from splitee.kafka_io import dlq_record
 from splitee.recording import (
     MANIFEST,
@@ -229,12 +230,13 @@ JPEG = encode_jpeg(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=
 @FUZZ
 @given(st.one_of(mutated(JPEG), st.binary(max_size=64), st.binary(max_size=64).map(SOI.__add__)))
 def test_frames_raise_only_frame_errors(raw):
-    try:
-        img = decode_jpeg(raw)
-    except CorruptFrameError as exc:
-        assert exc.reason in {"corrupt_jpeg", "wrong_shape", "frame_too_large"}
-    else:
-        assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    for decode, shape in ((decode_jpeg, (32, 32, 3)), (lambda d: decode_fit(d, 24), (24, 24, 3))):
+        try:
+            img = decode(raw)
+        except CorruptFrameError as exc:
+            assert exc.reason in {"corrupt_jpeg", "wrong_shape", "frame_too_large"}
+        else:
+            assert img.shape == shape and img.dtype == np.uint8
 
 
 # --------------------------------------------------------------------------- dead letters
