@@ -46,6 +46,8 @@ MAGIC = b"SPLT"
 VERSION = 1
 SCHEMA_VERSION = 1  # of frame headers and results
 CODECS = {"float32": 0, "float16": 1, "int8": 2}
+#: Codec of an offload that carries the camera's JPEG itself (the send-frame arm 0).
+FRAME_CODEC = "jpeg"
 _CODEC_DTYPE = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("i1")}
 _HEAD = struct.Struct("<4sBBBBf")
 MAX_NDIM = 4  # (N,) C, H, W
@@ -465,7 +467,7 @@ class OffloadMeta:
         if arm >= len(conf) or conf[arm] is None:
             raise WireError("bad_confidences", f"no confidence for the offloaded arm {arm}")
         codec = _text(h, "codec", 16)
-        if codec not in CODECS:
+        if codec not in CODECS and codec != FRAME_CODEC:
             raise WireError("bad_codec", f"codec {_show(codec)} is not one of {sorted(CODECS)}")
         pair = _int(h["pair"], "pair") if h.get("pair") else None
         alpha = _float(h["alpha"], "alpha", _TS_BOUND) if h.get("alpha") else None
