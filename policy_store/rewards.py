@@ -55,8 +55,8 @@ class CostModel:
         lam = self.gamma * d
         if self.relative_cost is not None:
             rel = np.asarray(self.relative_cost, dtype=np.float64)
-            if rel.shape != d.shape or np.any(np.diff(rel) < 0) or np.any(rel < 0):
-                raise ValueError(f"relative_cost must be {len(d)} non-decreasing values ≥ 0")
+            if rel.shape != d.shape or np.any(rel < 0) or rel[-1] <= 0:
+                raise ValueError(f"relative_cost must be {len(d)} values ≥ 0, the last > 0")
             lam = self.gamma * d[-1] * rel / rel[-1]
             object.__setattr__(self, "relative_cost", tuple(float(x) for x in rel))
         object.__setattr__(self, "compute_cost", lam)

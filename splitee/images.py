@@ -44,7 +44,7 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     img = Image.fromarray(image, "RGB").resize((nw, nh), Image.Resampling.BILINEAR)
     top, left = (nh - size) // 2, (nw - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    return np.array(img.crop((left, top, left + size, top + size)))  # writable, for torch
 
 
 def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:

@@ -23,6 +23,46 @@ def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
     return CostModel(depths, p.gamma, p.mu, p.alpha, p.offload_cost)
 
 
+def send_frame(s: Settings, model: object) -> bool:
+    """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
+    default with the bytes-based offload cost)."""
+    on = s.policy.send_frame_arm
+    if on is None:
+        on = s.policy.offload_cost_mode == "bytes"
+    return bool(on) and hasattr(model, "exit_paths")
+
+
+def model_and_costs(s: Settings, model):
+    """The model the workers run and its cost model, from the settings.
+
+    CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
+    FLOPs of each prefix (splitee.models.profile), the send-frame arm 0 when on
+    (:func:`send_frame`; the model is wrapped in FrameArmNet), and with
+    ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
+    policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
+    """
+    if not hasattr(model, "exit_paths"):
+        return model, cost_model(s, model.exit_depths)
+    from policy_store.rewards import bytes_scale
+    from splitee.models.frame_arm import FrameArmNet
+    from splitee.models.profile import relative_costs, split_bytes
+
+    p = s.policy
+    rel = relative_costs(model)
+    arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
+    depths = list(model.exit_depths)
+    if send_frame(s, model):
+        model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
+        arm_bytes = [p.jpeg_bytes, *arm_bytes]
+    scale = None
+    if p.offload_cost_mode == "bytes":
+        scale = bytes_scale([*arm_bytes, 0], p.jpeg_bytes)
+    cm = CostModel(
+        depths, p.gamma, p.mu, p.alpha, p.offload_cost, relative_cost=rel, offload_scale=scale
+    )
+    return model, cm
+
+
 def policy(s: Settings) -> Policy:
     p = s.policy
     return make_policy(p.name, p.beta, p.discount, p.window, p.side_observations)

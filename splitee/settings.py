@@ -164,6 +164,23 @@ class PolicySettings(Section):
     mu: float = Field(default=1.0, ge=0, description="Cost-to-confidence conversion factor.")
     alpha: float = Field(default=0.5, ge=0, le=1, description="Exit confidence threshold.")
     offload_cost: float = Field(default=0.5, ge=0, description="Offload (communication) cost o.")
+    offload_cost_mode: Literal["constant", "bytes"] = Field(
+        default="constant",
+        description="o per offload: constant, or o·(encoded bytes of the chosen arm)/(median "
+        "JPEG bytes) with 'bytes' (the channel's air time is channel.offload_cost).",
+    )
+    send_frame_arm: bool | None = Field(
+        default=None,
+        json_schema_extra={"doc_default": "on with offload_cost_mode = bytes"},
+        description="Arm 0 sends the camera's JPEG to the cloud and computes nothing at the "
+        "edge (real-size backbones); the model's arms follow as 1..L.",
+    )
+    jpeg_bytes: int = Field(
+        default=15000,
+        ge=1,
+        description="Reference frame size for the 'bytes' mode (the median JPEG; the model card "
+        "has the data set's).",
+    )
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")

@@ -1,0 +1,134 @@
+"""Real-size frames through the edge and cloud steps, and arm 0 "send the frame" priced by bytes.
+
+A tiny backbone declared like a user's (exits by module path) keeps the steps fast; the frames
+are JPEGs of odd sizes, fitted to the model's 48×48 input at the edge.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cloud_workers.processor import CloudProcessor
+from edge_workers.processor import EdgeProcessor
+from policy_store import CostModel, ISplitEE, MemoryStore
+from policy_store.policies import make_policy
+from policy_store.rewards import bytes_scale
+from splitee import policy_setup
+from splitee.models.frame_arm import FrameArmNet
+from splitee.models.split_backbone import SplitBackboneNet
+from splitee.records import InRecord
+from splitee.settings import load_settings
+from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, decode_tensor
+from tests.unit.test_backbones import TinyNet, _randomise_bn
+
+
+def _jpeg(h: int, w: int, seed: int) -> bytes:
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _record(i: int, value: bytes) -> InRecord:
+    meta = FrameMeta(f"cam-1:t:{i:08d}", "cam-1", 1000.0 + i)
+    return InRecord(b"cam-1", value, meta.headers(), "frames", 0, i)
+
+
+@pytest.fixture
+def tiny_real() -> SplitBackboneNet:
+    torch.manual_seed(0)
+    model = SplitBackboneNet(
+        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
+    )
+    _randomise_bn(model)
+    return model.eval()
+
+
+def test_real_size_frames_and_the_send_frame_arm_end_to_end(tiny_real) -> None:
+    model = FrameArmNet(tiny_real)
+    L = model.num_exits  # 4: send frame, exit 1, exit 2, final
+    jpeg_ref = 2000
+    scale = bytes_scale([jpeg_ref, 8 * 24 * 24 * 2, 16 * 12 * 12 * 2, 0], jpeg_ref)
+    cm = CostModel(model.exit_depths, alpha=0.99, offload_scale=scale)  # offload all but final
+    store = MemoryStore(cm.num_arms)
+    policy = make_policy("fixed:1")  # 1-based: arm 0, send the frame
+    edge = EdgeProcessor(model, cm, policy, store, codec="float16", max_frame_bytes=1 << 20)
+    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    sizes = [(217, 333), (480, 640), (50, 61), (300, 200)]
+    recs = [_record(i, _jpeg(h, w, i)) for i, (h, w) in enumerate(sizes)]
+    out = edge.process(recs)
+    assert not out.dead and not out.results
+    assert [r.value for r in out.offloads] == [r.value for r in recs]  # the JPEG as received
+    assert {dict(r.headers)["codec"] for r in out.offloads} == {FRAME_CODEC.encode()}
+    back = cloud.process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(out.offloads)]
+    )
+    assert not back.dead
+    results = [Result.decode(r.value) for r in back.results]
+    assert [r.arm for r in results] == [0] * 4
+    assert [r.offload_bytes for r in results] == [len(r.value) for r in recs]
+    # the cloud ran the whole network on the fitted frame: the final exit's prediction
+    from splitee.images import decode_fit
+    from splitee.models import to_input
+
+    with torch.no_grad():
+        x = to_input(np.stack([decode_fit(r.value, 48) for r in recs]))
+        want = tiny_real(x).argmax(1).tolist()
+    assert [r.prediction for r in results] == want
+    assert all(r.cost == pytest.approx(cm.offload_cost * 1.0) for r in results)  # λ_0 = 0
+    cloud.apply(back)
+    st = store.read("global")
+    assert st.pulls[0] == 4 and st.pulls[1:].sum() == 0
+    assert L == 4
+
+
+def test_feature_arms_offload_tensors_of_the_shifted_arm(tiny_real) -> None:
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    store = MemoryStore(cm.num_arms)
+    edge = EdgeProcessor(model, cm, make_policy("fixed:2"), store, codec="float16")
+    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    out = edge.process([_record(i, _jpeg(100 + i, 90, i)) for i in range(3)])
+    assert len(out.offloads) == 3
+    for r in out.offloads:
+        assert int(dict(r.headers)["arm"]) == 1
+        assert decode_tensor(r.value).shape == tiny_real.feature_shape(0)
+    back = cloud.process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(out.offloads)]
+    )
+    assert not back.dead and len(back.results) == 3
+
+
+def test_a_jpeg_offload_for_a_feature_arm_is_dead_lettered(tiny_real) -> None:
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    store = MemoryStore(cm.num_arms)
+    edge = EdgeProcessor(model, cm, make_policy("fixed:1"), store)
+    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    out = edge.process([_record(0, _jpeg(60, 80, 0))])
+    (rec,) = out.offloads
+    meta = FrameMeta.from_headers(rec.headers)
+    om = OffloadMeta(1, [0.0, 0.2, None, None], FRAME_CODEC, "global", 1000.0)
+    forged = meta.headers() + om.headers()
+    back = cloud.process([InRecord(rec.key, rec.value, forged, "offload", 0, 0)])
+    assert [d.reason for d in back.dead] == ["bad_codec"]
+
+
+def test_settings_build_flops_costs_and_the_bytes_mode(tiny_real) -> None:
+    s = load_settings(None, policy={"offload_cost_mode": "bytes", "jpeg_bytes": 1000})
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    assert isinstance(model, FrameArmNet) and cm.num_arms == 4
+    assert cm.compute_cost[0] == 0.0 and cm.compute_cost[-1] == pytest.approx(0.1 * 3)
+    assert np.all(cm.compute_cost[1:] > 0)
+    # float16 tensors with the wire header, over the 1000-byte reference JPEG
+    assert cm.offload_costs[0] == pytest.approx(0.5)
+    assert cm.offload_costs[1] == pytest.approx(0.5 * (8 * 24 * 24 * 2 + 24) / 1000)
+    s2 = load_settings(None)
+    model2, cm2 = policy_setup.model_and_costs(s2, tiny_real)
+    assert model2 is tiny_real and cm2.num_arms == 3  # constant o: no send-frame arm
+    assert cm2.offload_costs.tolist() == [0.5, 0.5, 0.5]
