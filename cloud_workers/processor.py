@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from cloud_workers.suffix_runner import SuffixRunner
 from policy_store.arms import ArmSpace
 from policy_store.feedback import observations
 from policy_store.keys import PolicyKeys
@@ -55,6 +56,7 @@ class CloudProcessor:
         self._channel_gen = torch.Generator().manual_seed(channel_seed)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.suffix = SuffixRunner(self.model, self.device)  # CUDA graphs when on a GPU
         self.cm = cost_model
         self.store = store
         # channel-aware offload cost: o scales with the frame's air time (bytes, SNR)
@@ -80,7 +82,7 @@ class CloudProcessor:
                 if rec.value is None:
                     raise WireError("empty", "offload record has no value")
                 meta = FrameMeta.from_headers(rec.headers)
-                om = OffloadMeta.from_headers(rec.headers)
+                om = OffloadMeta.from_headers(rec.headers, self.cm.num_arms, self.space.num_arms)
                 if not 0 <= om.arm < self.cm.num_arms - 1:
                     raise WireError("bad_arm", f"arm {om.arm} cannot be offloaded")
                 feats = self._features(rec.value, om)
@@ -106,7 +108,7 @@ class CloudProcessor:
             if self.channel is not None:
                 x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
             with torch.inference_mode():
-                p = self.model.suffix(x, arm).float().softmax(dim=1)
+                p = self.suffix(x, arm).softmax(dim=1)
             c, y = (t.cpu().numpy() for t in p.max(dim=1))
             now = time.time()
             m.STAGE.labels("cloud_compute").observe(time.perf_counter() - tc)

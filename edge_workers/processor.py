@@ -22,7 +22,7 @@ from policy_store.rewards import CostModel
 from policy_store.store import PolicyStore
 from splitee import metrics as m
 from splitee.context import CONTEXTS, frame_context
-from splitee.data import CorruptFrameError, decode_jpeg
+from splitee.data import decode_jpeg
 from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
@@ -102,11 +102,7 @@ class EdgeProcessor:
                         "oversized", f"frame of {len(rec.value)} bytes > {self.max_frame_bytes}"
                     )
                 meta = FrameMeta.from_headers(rec.headers)
-                try:
-                    img = self._decode_frame(rec.value)
-                except CorruptFrameError as exc:
-                    reason = "wrong_shape" if "shape" in str(exc) else "corrupt_jpeg"
-                    raise WireError(reason, str(exc)) from None
+                img = self._decode_frame(rec.value)  # CorruptFrameError is a WireError
             except WireError as exc:
                 out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
                 m.DEAD_LETTERS.labels("edge", exc.reason).inc()

@@ -182,6 +182,24 @@ def overview() -> G.Dashboard:
             8,
             [
                 ts(
+                    "Where a frame's latency goes: p50 per stage",
+                    [(Q.latency_stage_quantile(0.5, W), "{{stage}}")],
+                    "s",
+                    "Per frame: queue (capture → consumed at the edge), edge (→ result or "
+                    "offload sent), offload_hop (→ consumed by the cloud), cloud (→ result), "
+                    "result_hop (→ read by the evaluator)",
+                ),
+                ts(
+                    "Where a frame's latency goes: p99 per stage",
+                    [(Q.latency_stage_quantile(0.99, W), "{{stage}}")],
+                    "s",
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                ts(
                     "Consumer lag per group and topic",
                     [(Q.LAG_BY_GROUP, "{{group}} {{topic}}")],
                     "short",

@@ -38,6 +38,14 @@ def e2e_quantile_where(q: float, w: str) -> str:
     )
 
 
+def latency_stage_quantile(q: float, w: str) -> str:
+    """Per-frame latency of each stage: queue, edge, offload_hop, cloud, result_hop."""
+    return (
+        f"histogram_quantile({q}, sum by (le, stage) "
+        f"(rate(splitee_latency_stage_seconds_bucket[{w}])))"
+    )
+
+
 def stage_quantile(q: float, w: str) -> str:
     return f"histogram_quantile({q}, sum by (le, stage) (rate(splitee_stage_seconds_bucket[{w}])))"
 

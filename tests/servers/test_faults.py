@@ -252,3 +252,38 @@ def test_poison_records_go_to_their_dlq_and_the_good_ones_behind_are_answered(de
             }
         )
     )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_stalled_cloud_keeps_the_edge_bounded_and_loses_no_frame(deployment, frames):
+    """Backpressure: the cloud worker frozen (SIGSTOP) for 20 s mid-stream. Offloads wait in
+    Kafka, not in the edge: its memory stays flat, and every frame is answered once the cloud
+    resumes."""
+    p = deployment
+    cloud = child_pid("cloud-1")
+    edges = [child_pid("edge-1"), child_pid("edge-2")]
+    rss: list[float] = []
+
+    def fault() -> None:
+        before = sum(rss_mb(e) for e in edges)
+        os.kill(cloud, signal.SIGSTOP)
+        try:
+            for _ in range(20):
+                time.sleep(1)
+                rss.append(sum(rss_mb(e) for e in edges) - before)
+        finally:
+            os.kill(cloud, signal.SIGCONT)
+
+    sent, view, t_fault = stream_with_fault(p, frames, 400, 25, fault)
+    assert_one_result_each(sent, view, p)
+    growth = max(rss)
+    print(json.dumps({"fault": "cloud SIGSTOP for 20 s", "frames": len(sent),
+                      "results": len(view.results), "edge_rss_growth_mb": round(growth, 1),
+                      "stall_s": round(stall_after(view, t_fault), 1)}))  # fmt: skip
+    assert growth < 100, f"edge memory grew by {growth:.0f} MB while the cloud was stalled"
