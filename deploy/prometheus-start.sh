@@ -33,7 +33,8 @@ hosts_up || require_port_free "$PROMETHEUS_PORT" "prometheus" SPLITEE_PROMETHEUS
 [[ "$SCRAPE_INTERVAL" =~ ^[0-9]+(ms|s|m|h)$ ]] ||
   die "SPLITEE_SCRAPE_INTERVAL must look like 5s, 500ms or 1m (got '$SCRAPE_INTERVAL')"
 render "$DEPLOY_DIR/prometheus/prometheus.yml.tmpl" "$CONFIG" \
-  SCRAPE_INTERVAL="$SCRAPE_INTERVAL" TARGETS_DIR="$TARGETS_DIR" PROMETHEUS_PORT="$PROMETHEUS_PORT"
+  SCRAPE_INTERVAL="$SCRAPE_INTERVAL" TARGETS_DIR="$TARGETS_DIR" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
+  PROMETHEUS_HOST="$LISTEN"
 
 lifecycle=()
 if [[ "${SPLITEE_PROMETHEUS_LIFECYCLE:-0}" == 1 ]]; then lifecycle=(--web.enable-lifecycle); fi
