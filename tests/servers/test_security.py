@@ -232,10 +232,11 @@ def test_redis_acl_user_over_tls(secure):
     )
     with pytest.raises(redis.exceptions.ConnectionError):
         redis_io.client(plain).ping()
-    # … and the policy store without credentials applies nothing (it waits, as in an outage)
+    # … and the policy store without credentials says so: a configuration fault, not an outage
+    # to wait out (the worker stops with this error; nothing is applied)
     refused = policy_setup.store(anonymous, 4, cache_ms=0)
-    refused.apply("global", d)
-    assert not refused.up and refused.pending_frames == 1
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        refused.apply("global", d)
     assert store.read("global").n.tolist() == [0.0, 1.0, 1.0, 0.0]
 
 
