@@ -287,3 +287,30 @@ def test_a_stalled_cloud_keeps_the_edge_bounded_and_loses_no_frame(deployment, f
                       "results": len(view.results), "edge_rss_growth_mb": round(growth, 1),
                       "stall_s": round(stall_after(view, t_fault), 1)}))  # fmt: skip
     assert growth < 100, f"edge memory grew by {growth:.0f} MB while the cloud was stalled"
+
+
+def test_broker_killed_for_10s_mid_stream(deployment, frames):
+    """The single broker killed with -9 and restarted after 10 s: cameras keep their frames,
+    the workers ride it out (no restart), and results flow again soon after it is back."""
+    p = deployment
+    before = {w: child_pid(w) for w in WORKERS}
+    kafka_pid = int((run_dir() / "kafka.pid").read_text())
+    box: dict = {}
+
+    def fault() -> None:
+        os.kill(kafka_pid, signal.SIGKILL)
+        time.sleep(10)
+        deploy("kafka-start.sh")
+        box["back"] = time.time()
+
+    sent, view, t_fault = stream_with_fault(p, frames, 300, 25, fault)
+    assert_one_result_each(sent, view, p)
+    assert {w: child_pid(w) for w in WORKERS} == before, "a worker exited"
+    first_after = min((r.done_ts for r in view.results.values() if r.done_ts > box["back"]),
+                      default=float("inf"))  # fmt: skip
+    recovery = first_after - box["back"]
+    print(json.dumps({"fault": "broker kill -9 for 10 s", "frames": len(sent),
+                      "results": len(view.results), "duplicates": view.duplicates,
+                      "stall_s": round(stall_after(view, t_fault), 1),
+                      "results_again_after_restart_s": round(recovery, 1)}))  # fmt: skip
+    assert recovery <= 15.0
