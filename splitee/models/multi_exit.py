@@ -13,6 +13,7 @@ whose frames have different arms, dropping each frame from the batch at its arm'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -196,48 +197,71 @@ class MultiExitNet(nn.Module):
         return feats, self.exit_logits(h, self.num_exits - 1)
 
     # ------------------------------------------------------------------ batched early exit
+    def segments(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The network as one callable per exit: segment k runs from arm k-1's features (the
+        input for k = 0) up to arm k's."""
+        bounds = [0, *self.exit_depths]
+        blocks = list(self.backbone.blocks)
+
+        def segment(h: torch.Tensor, k: int) -> torch.Tensor:
+            if k == 0:
+                h = self.backbone.stem(h)
+            for b in blocks[bounds[k] : bounds[k + 1]]:
+                h = b(h)
+            return h
+
+        return [lambda h, k=k: segment(h, k) for k in range(self.num_exits)]
+
     @torch.inference_mode()
     def early_exit(
         self, x: torch.Tensor, arms: torch.Tensor, side_observations: bool = True
     ) -> EarlyExitResult:
-        """Run a batch where frame i stops at exit ``arms[i]``.
+        """Run a batch where frame i stops at exit ``arms[i]`` (see :func:`run_early_exit`)."""
+        return run_early_exit(self.segments(), self.exit_logits, x, arms, side_observations)
 
-        Each frame leaves the batch at its arm, so no frame computes blocks past its arm.
-        With ``side_observations`` the exits a frame passes on the way to its arm are evaluated
-        too, so their confidences can update those arms' statistics (I-SplitEE).
-        """
-        n, L = x.shape[0], self.num_exits
-        arms = arms.to(torch.long).cpu()
-        if n and (int(arms.min()) < 0 or int(arms.max()) >= L):
-            raise ValueError(f"arms must lie in 0..{L - 1}")
-        conf = torch.full((n, L), float("nan"))
-        pred = torch.full((n, L), -1, dtype=torch.long)
-        result = EarlyExitResult(conf, pred, torch.zeros(n, 0))
-        active = torch.arange(n)  # indices into the batch of frames still running
-        active_arms = arms.clone()
-        h = self.backbone.stem(x)
-        exit_at = {d: i for i, d in enumerate(self.exit_depths)}
-        for depth, block in enumerate(self.backbone.blocks, start=1):
-            if active.numel() == 0:
-                break
-            h = block(h)
-            k = exit_at.get(depth)
-            if k is None:
-                continue
-            stop = active_arms == k
-            look = torch.ones_like(stop) if side_observations else stop
-            if bool(look.any()):
-                p = self.exit_logits(h[look], k).float().softmax(dim=1)
-                c, y = p.max(dim=1)
-                idx = active[look]
-                conf[idx, k] = c.cpu()
-                pred[idx, k] = y.cpu()
-                if result.probs.shape[1] == 0:
-                    result.probs = torch.zeros(n, p.shape[1])
-                result.probs[active[stop]] = p[stop[look].to(p.device)].cpu()
-            if bool(stop.any()):
-                if k < L - 1:
-                    result.features[k] = (active[stop], h[stop.to(h.device)])
-                keep = ~stop
-                active, active_arms, h = active[keep], active_arms[keep], h[keep.to(h.device)]
-        return result
+
+def run_early_exit(
+    segments: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    exit_logits: Callable[[torch.Tensor, int], torch.Tensor],
+    x: torch.Tensor,
+    arms: torch.Tensor,
+    side_observations: bool = True,
+) -> EarlyExitResult:
+    """One batch through ``segments`` (one per exit), frame i stopping at exit ``arms[i]``.
+
+    Each frame leaves the batch at its arm, so no frame computes a segment past its arm. With
+    ``side_observations`` the exits a frame passes on the way to its arm are evaluated too, so
+    their confidences can update those arms' statistics (I-SplitEE). Every multi-exit model
+    (the CIFAR ResNets, any backbone split by module path) runs its early exit through here.
+    """
+    n, L = x.shape[0], len(segments)
+    arms = arms.to(torch.long).cpu()
+    if n and (int(arms.min()) < 0 or int(arms.max()) >= L):
+        raise ValueError(f"arms must lie in 0..{L - 1}")
+    conf = torch.full((n, L), float("nan"))
+    pred = torch.full((n, L), -1, dtype=torch.long)
+    result = EarlyExitResult(conf, pred, torch.zeros(n, 0))
+    active = torch.arange(n)  # indices into the batch of frames still running
+    active_arms = arms.clone()
+    h = x
+    for k, seg in enumerate(segments):
+        if active.numel() == 0:
+            break
+        h = seg(h)
+        stop = active_arms == k
+        look = torch.ones_like(stop) if side_observations else stop
+        if bool(look.any()):
+            p = exit_logits(h[look.to(h.device)], k).float().softmax(dim=1)
+            c, y = p.max(dim=1)
+            idx = active[look]
+            conf[idx, k] = c.cpu()
+            pred[idx, k] = y.cpu()
+            if result.probs.shape[1] == 0:
+                result.probs = torch.zeros(n, p.shape[1])
+            result.probs[active[stop]] = p[stop[look].to(p.device)].cpu()
+        if bool(stop.any()):
+            if k < L - 1:
+                result.features[k] = (active[stop], h[stop.to(h.device)])
+            keep = ~stop
+            active, active_arms, h = active[keep], active_arms[keep], h[keep.to(h.device)]
+    return result

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from splitee.models.multi_exit import EarlyExitResult
+from splitee.models.multi_exit import EarlyExitResult, run_early_exit
 
 #: Spatial size the exit heads pool their input to before the 1x1 convolution.
 HEAD_POOL = 7
@@ -271,38 +271,10 @@ class SplitBackboneNet(nn.Module):
     def early_exit(
         self, x: torch.Tensor, arms: torch.Tensor, side_observations: bool = True
     ) -> EarlyExitResult:
-        """Run a batch where frame i stops at exit ``arms[i]`` (see MultiExitNet.early_exit)."""
-        n, L = x.shape[0], self.num_exits
-        arms = arms.to(torch.long).cpu()
-        if n and (int(arms.min()) < 0 or int(arms.max()) >= L):
-            raise ValueError(f"arms must lie in 0..{L - 1}")
-        conf = torch.full((n, L), float("nan"))
-        pred = torch.full((n, L), -1, dtype=torch.long)
-        result = EarlyExitResult(conf, pred, torch.zeros(n, 0))
-        active = torch.arange(n)
-        active_arms = arms.clone()
-        h = self._norm(x)
-        for k, seg in enumerate(self._segments):
-            if active.numel() == 0:
-                break
-            h = seg(h)
-            stop = active_arms == k
-            look = torch.ones_like(stop) if side_observations else stop
-            if bool(look.any()):
-                p = self.exit_logits(h[look.to(h.device)], k).float().softmax(dim=1)
-                c, y = p.max(dim=1)
-                idx = active[look]
-                conf[idx, k] = c.cpu()
-                pred[idx, k] = y.cpu()
-                if result.probs.shape[1] == 0:
-                    result.probs = torch.zeros(n, p.shape[1])
-                result.probs[active[stop]] = p[stop[look].to(p.device)].cpu()
-            if bool(stop.any()):
-                if k < L - 1:
-                    result.features[k] = (active[stop], h[stop.to(h.device)])
-                keep = ~stop
-                active, active_arms, h = active[keep], active_arms[keep], h[keep.to(h.device)]
-        return result
+        """Run a batch where frame i stops at exit ``arms[i]`` (see ``run_early_exit``)."""
+        return run_early_exit(
+            self._segments, self.exit_logits, self._norm(x), arms, side_observations
+        )
 
 
 def fold_pair(owner: nn.Module, conv: str, bn: str) -> None:
