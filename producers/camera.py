@@ -28,7 +28,8 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from producers.schedule import Schedule
 from splitee import kafka_io, metrics
-from splitee.data import decode_jpeg, encode_jpeg
+from splitee.data import encode_jpeg
+from splitee.images import decode_any
 from splitee.settings import KafkaSettings
 from splitee.wire import FrameMeta
 
@@ -104,7 +105,7 @@ class Camera:
             if dist.kind == "pristine":
                 jpeg = frame.jpeg
             else:
-                img = dist.apply(decode_jpeg(frame.jpeg), seed=self.seed * 1_000_003 + seq)
+                img = dist.apply(decode_any(frame.jpeg), seed=self.seed * 1_000_003 + seq)
                 jpeg = encode_jpeg(img, self.jpeg_quality)
             meta = FrameMeta(
                 f"{self.camera_id}:{self.token}:{seq:08d}",
@@ -152,6 +153,7 @@ class Camera:
                 "camera_id": self.camera_id,
                 "distortion": f.distortion,
                 "index": f.index,
+                "jpeg_bytes": len(f.jpeg),
                 "run_id": self.run_id,
             }
             records = (

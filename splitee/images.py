@@ -74,6 +74,19 @@ def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np
     return fit(arr, size)
 
 
+def decode_any(data: bytes, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """Decode a JPEG at its own size to uint8 RGB (cameras distorting their frames)."""
+    if not data.startswith(JPEG_SOI):
+        raise CorruptFrameError(f"not a decodable image: no JPEG SOI marker ({data[:4]!r})")
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
+        if height * width > max_pixels:
+            raise CorruptFrameError(f"JPEG of {width}x{height} px is too large", "frame_too_large")
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        raise CorruptFrameError(f"not a decodable image: {exc}") from None
+
+
 # --------------------------------------------------------------------------- sources
 @dataclass(frozen=True)
 class ImageSource:

@@ -186,4 +186,17 @@ def summarize(results: dict[str, Result], truth: dict[str, dict], final_cost: fl
         "latency_p50_s": round(float(np.percentile(lat, 50)), 4),
         "latency_p99_s": round(float(np.percentile(lat, 99)), 4),
         "accuracy_by_distortion": {d: round(float(np.mean(v)), 4) for d, v in by_dist.items()},
+        **_bytes_summary(rs, truth),
     }
+
+
+def _bytes_summary(rs: list[Result], truth: dict[str, dict]) -> dict:
+    """Offloaded bytes per frame (0 for frames that exit at the edge) against the frames' own
+    JPEG bytes, when the cameras recorded them in the truth records."""
+    sent = np.array([r.offload_bytes or 0 for r in rs], dtype=np.float64)
+    out = {"offload_bytes_per_frame": round(float(sent.mean()), 1)}
+    jpeg = [truth[r.frame_id].get("jpeg_bytes") for r in rs]
+    if all(isinstance(j, int) for j in jpeg):
+        out["jpeg_bytes_per_frame"] = round(float(np.mean(jpeg)), 1)
+        out["offload_bytes_vs_jpeg"] = round(float(sent.sum() / max(1, sum(jpeg))), 4)
+    return out

@@ -69,6 +69,14 @@ def _default_data_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def _repo_relative(value: Path | None) -> Path | None:
+    """A relative path that does not exist from the working directory but does from the
+    repository (settings files name assets/… while workers run in var/workers/)."""
+    if value is None or value.is_absolute() or value.exists():
+        return value
+    return REPO_ROOT / value if (REPO_ROOT / value).exists() else value
+
+
 def _default_images() -> Path | None:
     """``../shared/data/caltech101`` beside the checkout, when it exists (the dev machines)."""
     candidate = REPO_ROOT.parent / "shared" / "data" / "caltech101"
@@ -104,6 +112,8 @@ class DataSettings(Section):
         "producer.source = 'images' read it.",
     )
 
+    _images_in_repo = field_validator("images")(_repo_relative)
+
 
 class BackboneSettings(Section):
     """A user's backbone: an unmodified ``nn.Module`` from a factory, exits by module path."""
@@ -129,11 +139,18 @@ class ModelSettings(Section):
         default=ASSETS / "resnet56-multiexit.safetensors",
         description="Trained multi-exit checkpoint (safetensors) used by workers and evaluate.",
     )
+    _checkpoint_in_repo = field_validator("checkpoint")(_repo_relative)
     pretrained_dir: Path | None = Field(
         default=REPO_ROOT.parent / "shared" / "data" / "weights" / "resnet_cifar10_akamaster",
         description="Folder with the akamaster CIFAR ResNet checkpoints used to start training.",
     )
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    backbone_weights: Path | None = Field(
+        default=None,
+        description="State dict (torch.load weights_only) for a backbone without weights of its "
+        "own, e.g. one saved from torchvision's mobilenet_v2; `splitee train --backbone` starts "
+        "from it.",
+    )
     backbones: dict[str, BackboneSettings] = Field(
         default={},
         description="Your own backbones by name ([model.backbones.NAME] with factory, exits, "
@@ -366,8 +383,10 @@ class CameraSettings(Section):
 
 
 class ProducerSettings(Section):
-    source: Literal["sample", "test", "train"] = Field(
-        default="sample", description="Frames: the shipped sample, or data.dir's test/train."
+    source: Literal["sample", "test", "train", "images"] = Field(
+        default="sample",
+        description="Frames: the shipped sample, data.dir's test/train, or real-size JPEGs from "
+        "data.images (Caltech-101's test split, or every image of a class-folder set).",
     )
     count: int = Field(default=0, ge=0, description="Frames per camera; 0 = endless.")
     jpeg_quality: int = Field(

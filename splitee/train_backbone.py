@@ -199,7 +199,7 @@ def train_heads(
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
             correct += np.array([float((z.argmax(1) == y).sum()) for z in logits])
         row = {
             "epoch": epoch + 1,
@@ -241,13 +241,15 @@ def train_backbone(
     out: Path,
     cache_dir: Path | None,
     jpeg_bytes: np.ndarray | None = None,
+    weights: Path | None = None,
 ) -> dict:
     """The whole run; returns the model card (also written beside the checkpoint).
 
-    ``jpeg_bytes``: the test frames' JPEG sizes, for the card's bytes table."""
+    ``jpeg_bytes``: the test frames' JPEG sizes, for the card's bytes table; ``weights``: a
+    state dict for a backbone without weights of its own (mobilenet_v2)."""
     from splitee.evaluate.outputs import exit_outputs
     from splitee.files import sha256_file
-    from splitee.models.backbones import build_model
+    from splitee.models.backbones import build_model, get
     from splitee.models.checkpoint import save_checkpoint
     from splitee.models.profile import profile_model
     from splitee.train import fit_temperatures
@@ -256,9 +258,15 @@ def train_backbone(
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     num_classes = int(train_set.labels.max()) + 1
-    model, loaded = build_model(cfg.backbone, num_classes, pretrained=True)
-    base = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    base_sha = (loaded or "").rsplit(" ", 1)[-1] if loaded else None
+    entry = get(cfg.backbone)
+    pretrained = entry.package_weights or weights is not None
+    model, loaded = build_model(cfg.backbone, num_classes, pretrained, weights)
+    # weights that come from an installed package stay out of the checkpoint (hash-checked at
+    # load); a user's own weights file or factory weights go in whole
+    base, base_sha = None, None
+    if entry.package_weights and loaded:
+        base = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+        base_sha = loaded.rsplit(" ", 1)[-1]
     _progress(f"{cfg.backbone}: {loaded}; {len(train_set)} train / {len(test_set)} test frames")
 
     images, labels = train_set.images, train_set.labels

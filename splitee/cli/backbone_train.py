@@ -53,7 +53,13 @@ def train_backbone_command(
     )
     out = out or Path(f"{backbone}.safetensors")
     card = train_backbone(
-        cfg, train_set, test_set, out, settings.data.cache_dir, jpeg_sizes(test_src)
+        cfg,
+        train_set,
+        test_set,
+        out,
+        settings.data.cache_dir,
+        jpeg_sizes(test_src),
+        settings.model.backbone_weights,
     )
     acc = card["exit_accuracy"]["pristine"]
     click.echo(f"exit accuracy (test, pristine): {acc}")

@@ -57,6 +57,8 @@ class BackboneEntry:
     #: description of what was loaded; None when the entry has no weights of its own
     pretrained: Callable[[nn.Module, Path | None], str] | None = None
     cifar: bool = False  # a CIFAR ResNet: MultiExitNet, not SplitBackboneNet
+    #: its pretrained weights come from an installed package (checkpoints may leave them out)
+    package_weights: bool = False
 
 
 def _lite0_pretrained(model: nn.Module, path: Path | None) -> str:
@@ -67,8 +69,8 @@ def _lite0_pretrained(model: nn.Module, path: Path | None) -> str:
 def _mobilenet_pretrained(model: nn.Module, path: Path | None) -> str:
     if path is None:
         raise FileNotFoundError(
-            "mobilenet_v2 has no downloadable weights here: set model.backbone_weights to a "
-            "state dict saved from torchvision's mobilenet_v2"
+            "mobilenet_v2 has no downloadable weights here: pass a state dict saved from "
+            "torchvision's mobilenet_v2 (model.backbone_weights)"
         )
     mobilenet_v2.load_weights(model, path, keep_fc=False)
     return str(path)
@@ -115,6 +117,7 @@ register(
         (0.5, 0.5, 0.5),
         (0.5, 0.5, 0.5),
         _lite0_pretrained,
+        package_weights=True,
     )
 )
 register(

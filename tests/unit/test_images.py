@@ -159,3 +159,33 @@ def test_bytes_based_offload_cost_on_hand_made_rows() -> None:
     # the constant mode is the same model with every scale 1
     flat = CostModel((0, 3, 9), gamma=0.1, offload_cost=0.5, relative_cost=(0.0, 0.3, 1.0))
     assert flat.cost_matrix(conf)[1].tolist() == pytest.approx([0.5, 0.77, 0.9])
+
+
+def test_cameras_send_real_size_frames_as_stored_and_distort_them_at_their_size():
+    from producers.camera import Camera, Frame
+    from producers.schedule import Schedule
+
+    jpegs = [_jpeg(217, 333, seed=1), _jpeg(120, 90, seed=2)]
+    frames = [Frame(b, i, i) for i, b in enumerate(jpegs)]
+    schedule = Schedule.parse(["pristine@2f", "noise:0.1@2f"])
+    cam = Camera("cam-9", frames, schedule, fps=0, order="fixed")
+    sent = list(cam.frames(4))
+    assert [f.jpeg for f in sent[:2]] == jpegs  # pristine frames byte for byte
+    noisy = [decode_fit(f.jpeg, 64) for f in sent[2:]]
+    assert simplejpeg.decode_jpeg_header(sent[2].jpeg)[:2] == (217, 333)  # own resolution
+    assert all(x.shape == (64, 64, 3) for x in noisy)
+
+
+def test_run_summary_reports_offloaded_bytes_against_the_jpeg():
+    from splitee.results import summarize
+    from splitee.wire import Result
+
+    def res(i, where, nbytes):
+        return Result(f"f{i}", "c", 0, 0.9, 0, where, 0.0, 0.1, offload_bytes=nbytes, cost=0.5)
+
+    rs = {f"f{i}": res(i, w, b) for i, (w, b) in enumerate([("edge", 0), ("cloud", 3000)])}
+    truth = {f"f{i}": {"label": 0, "jpeg_bytes": 2000} for i in range(2)}
+    out = summarize(rs, truth, 1.0)
+    assert out["offload_bytes_per_frame"] == 1500.0
+    assert out["jpeg_bytes_per_frame"] == 2000.0
+    assert out["offload_bytes_vs_jpeg"] == 0.75
