@@ -610,12 +610,14 @@ _TRUTH_SCHEMA = {
     "distortion": (lambda v: _check_str(v, 64, True), False),
     "index": (lambda v: _check_int(v, 0, 1 << 40), False),
     "run_id": (lambda v: _check_str(v, MAX_NAME_CHARS, True), False),
+    "jpeg_bytes": (lambda v: _check_int(v, 0, 1 << 40), False),
 }
 
 
 def decode_truth(data: bytes | None) -> dict:
     """A ``truth`` record's value: ``{"label": int, "camera_id", "distortion", "index",
-    "run_id"}`` (only ``label`` required), size, types and ranges checked; WireError
+    "run_id", "jpeg_bytes"}`` (only ``label`` required; ``jpeg_bytes`` is the size of the JPEG the
+    camera sent, for the run summary's bytes), size, types and ranges checked; WireError
     ``bad_truth`` otherwise."""
     if data is None:
         raise WireError("bad_truth", "truth record has no value")

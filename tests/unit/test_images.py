@@ -4,6 +4,7 @@ Caltech-101's layout, distortions at any size, and the bytes-based offload cost.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -189,3 +190,10 @@ def test_run_summary_reports_offloaded_bytes_against_the_jpeg():
     assert out["offload_bytes_per_frame"] == 1500.0
     assert out["jpeg_bytes_per_frame"] == 2000.0
     assert out["offload_bytes_vs_jpeg"] == 0.75
+
+
+def test_truth_records_carry_the_jpeg_bytes():
+    from splitee.wire import decode_truth
+
+    t = {"label": 3, "camera_id": "c", "distortion": "pristine", "index": 0, "run_id": "r"}
+    assert decode_truth(json.dumps({**t, "jpeg_bytes": 12844}).encode())["jpeg_bytes"] == 12844
