@@ -88,7 +88,14 @@ def _load_split_backbone(path: Path, meta: dict[str, str]) -> SplitBackboneNet:
     from splitee.models.backbones import build_model, get
 
     name = meta["backbone"]
-    entry = get(name)
+    try:
+        entry = get(name)
+    except ValueError:  # a user's backbone: declared in the settings file ([model.backbones])
+        from splitee.models.backbones import register_from_settings
+        from splitee.settings import load_settings
+
+        register_from_settings(load_settings())
+        entry = get(name)
     if json.loads(meta["exit_paths"]) != list(entry.exits):
         raise ValueError(f"{path}: exits {meta['exit_paths']} are not backbone {name}'s")
     base_sha = meta.get("base_sha256")
