@@ -23,13 +23,26 @@ def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
     return CostModel(depths, p.gamma, p.mu, p.alpha, p.offload_cost)
 
 
+def _send_frame_on(s: Settings) -> bool:
+    on = s.policy.send_frame_arm
+    return s.policy.offload_cost_mode == "bytes" if on is None else bool(on)
+
+
 def send_frame(s: Settings, model: object) -> bool:
     """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
     default with the bytes-based offload cost)."""
-    on = s.policy.send_frame_arm
-    if on is None:
-        on = s.policy.offload_cost_mode == "bytes"
-    return bool(on) and hasattr(model, "exit_paths")
+    return _send_frame_on(s) and hasattr(model, "exit_paths")
+
+
+def split_arms(s: Settings) -> int:
+    """The bandit's split arms for the configured checkpoint, from its metadata alone (no
+    torch, for the exporter, the evaluator, the recorder and the CLI): its exits, plus the
+    send-frame arm of a real-size backbone when that is on."""
+    from splitee.files import checkpoint_metadata, exit_depths
+
+    n = len(exit_depths(s.model.checkpoint))
+    real = "backbone" in checkpoint_metadata(s.model.checkpoint)
+    return n + 1 if real and _send_frame_on(s) else n
 
 
 def model_and_costs(s: Settings, model):

@@ -49,7 +49,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel, Field, ValidationError
 
-from splitee.files import exit_depths, sha256_file, write_json_atomic
+from splitee.files import sha256_file, write_json_atomic
 from splitee.settings import KafkaSettings, Settings
 
 FORMAT = "splitee-recording/1"
@@ -517,7 +517,9 @@ def num_arms(s: Settings) -> int:
     """Split arms of the configured model: from the checkpoint, else from the settings."""
     path = Path(s.model.checkpoint)
     if path.is_file():
-        return len(exit_depths(path))
+        from splitee import policy_setup  # the send-frame arm counts too
+
+        return policy_setup.split_arms(s)
     blocks = 3 * ((int(s.model.arch.removeprefix("resnet")) - 2) // 6)
     return len(range(s.model.exit_every, blocks, s.model.exit_every)) + 1
 

@@ -15,10 +15,7 @@ from splitee.settings import Settings
 
 def _store(s: Settings) -> RedisStore:
     """The policy store of the settings, read uncached (the CLI wants Redis' current state)."""
-    from splitee.files import exit_depths
-
-    split_arms = len(exit_depths(s.model.checkpoint))
-    return policy_setup.store(s, split_arms, cache_ms=0.0)
+    return policy_setup.store(s, policy_setup.split_arms(s), cache_ms=0.0)
 
 
 @click.group()

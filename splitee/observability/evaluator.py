@@ -343,12 +343,14 @@ class EvalCollector(Collector):
 
 
 def state_from_settings(s: Settings) -> EvalState:
+    from splitee import policy_setup  # the send-frame arm counts too
+
     depths = exit_depths(s.model.checkpoint)
     return EvalState(
         final_cost=s.policy.gamma * depths[-1],
         mu=s.policy.mu,
         window=s.observability.eval_window,
-        num_arms=len(depths),
+        num_arms=policy_setup.split_arms(s),
     )
 
 

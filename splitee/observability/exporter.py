@@ -255,11 +255,10 @@ def refresh(state: ExporterState, lag: LagReader | None, store) -> None:
 def run(s: Settings, worker_id: str, metrics_port: int) -> None:
     """Refresh lag and policy state every scrape interval until SIGTERM."""
     from splitee import policy_setup
-    from splitee.files import exit_depths
     from splitee.observability import service
     from splitee.observability.promapi import parse_duration
 
-    store = policy_setup.store(s, len(exit_depths(s.model.checkpoint)), cache_ms=0.0)
+    store = policy_setup.store(s, policy_setup.split_arms(s), cache_ms=0.0)
     state = ExporterState()
     # the same policy the workers run, so the index is the one they maximise
     policy = policy_setup.policy(s)

@@ -132,3 +132,18 @@ def test_settings_build_flops_costs_and_the_bytes_mode(tiny_real) -> None:
     model2, cm2 = policy_setup.model_and_costs(s2, tiny_real)
     assert model2 is tiny_real and cm2.num_arms == 3  # constant o: no send-frame arm
     assert cm2.offload_costs.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_split_arms_from_checkpoint_metadata(tiny_real, tmp_path) -> None:
+    """Light processes (exporter, evaluator, recorder, CLI) size the bandit from the checkpoint
+    without torch: its exits, plus the send-frame arm of a real-size backbone when on."""
+    from splitee.models.checkpoint import save_checkpoint
+
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny_real, path)
+    on = load_settings(None, model={"checkpoint": path}, policy={"offload_cost_mode": "bytes"})
+    off = load_settings(None, model={"checkpoint": path})
+    cifar = load_settings(None, policy={"offload_cost_mode": "bytes"})
+    assert policy_setup.split_arms(on) == 4
+    assert policy_setup.split_arms(off) == 3
+    assert policy_setup.split_arms(cifar) == 9  # the ResNet-56: no send-frame arm
