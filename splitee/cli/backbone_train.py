@@ -36,6 +36,7 @@ def train_backbone_command(
     test_limit: int | None,
     seed: int,
     out: Path | None,
+    finetune_tail: bool = False,
 ) -> None:
     from splitee.images import load_images, open_source
     from splitee.models.backbones import get, register_from_settings
@@ -49,7 +50,12 @@ def train_backbone_command(
     train_set = load_images(train_src, entry.input_size, cache)
     test_set = load_images(test_src, entry.input_size, cache)
     cfg = BackboneTrainConfig(
-        backbone=backbone, epochs=epochs, seed=seed, limit=limit, test_limit=test_limit
+        backbone=backbone,
+        epochs=epochs,
+        seed=seed,
+        limit=limit,
+        test_limit=test_limit,
+        finetune_tail=finetune_tail,
     )
     out = out or Path(f"{backbone}.safetensors")
     card = train_backbone(

@@ -23,6 +23,11 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
     default=None,
     help="With --backbone: 'caltech101' (data.images) or a folder/zip of class sub-folders.",
 )
+@click.option(
+    "--finetune-tail",
+    is_flag=True,
+    help="With --backbone: also train the backbone after its last exit (slow on a CPU).",
+)
 @click.option("--epochs", default=8, show_default=True, type=int)
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--lr", "lr_backbone", default=0.02, show_default=True, type=float)
@@ -68,6 +73,7 @@ def train(
     arch: str | None,
     backbone: str | None,
     images: str | None,
+    finetune_tail: bool,
     epochs: int,
     batch_size: int,
     lr_backbone: float,
@@ -97,7 +103,9 @@ def train(
     if backbone is not None and not backbone.startswith("resnet"):
         from splitee.cli.backbone_train import train_backbone_command
 
-        train_backbone_command(s, backbone, images, epochs, limit, test_limit, seed, out)
+        train_backbone_command(
+            s, backbone, images, epochs, limit, test_limit, seed, out, finetune_tail
+        )
         return
     cfg = TrainConfig(
         arch=arch or s.model.arch,

@@ -3,8 +3,9 @@
 Module names and layout (``features.0`` stem, ``features.1 … 17`` inverted residuals,
 ``features.18`` the 1x1 conv to 1280, ``classifier = [Dropout, Linear]``), weight init and
 forward are torchvision's ``mobilenet_v2``, so a state dict saved from torchvision loads as it
-is. torchvision itself is not a dependency: no wheel on the package registry matches the
-installed torch, and no ImageNet weights can be downloaded here, so this backbone loads a
+is. torchvision itself is not a dependency: the newest wheel on the package registry,
+torchvision 0.29.2, is built for torch 2.14 (the project runs torch 2.15, whose torchvision is
+not published), and no ImageNet weights can be downloaded here, so this backbone loads a
 user's file (``model.backbone_weights``) and tests use random weights. I-SplitEE attaches its
 exits after blocks 3, 6, …, 18 (``features.3``, …, ``features.18``).
 """

@@ -52,7 +52,7 @@ def tiny_backbone(num_classes: int) -> nn.Module:
     return TinyNet(num_classes)
 
 
-@pytest.mark.parametrize("name", ["resnet20", "efficientnet-lite0", "mobilenet_v2"])
+@pytest.mark.parametrize("name", backbones.names())
 def test_split_identity_for_every_registered_backbone(name: str) -> None:
     torch.manual_seed(0)
     model, _ = build_model(name, 10)
@@ -72,11 +72,13 @@ def test_split_identity_for_every_registered_backbone(name: str) -> None:
             torch.testing.assert_close(full, ref, atol=1e-5, rtol=0)
 
 
-def test_every_registered_name_is_covered() -> None:
-    covered = {"resnet20", "efficientnet-lite0", "mobilenet_v2"}
-    cifar = {n for n in backbones.names() if backbones.get(n).cifar}
-    assert set(backbones.names()) - cifar == covered - {"resnet20"}
-    assert "resnet56" in cifar
+def test_the_built_in_backbones_are_registered() -> None:
+    names = set(backbones.names())
+    assert {"resnet20", "resnet32", "resnet44", "resnet56"} <= names
+    assert {"efficientnet-lite0", "mobilenet_v2"} <= names
+    assert backbones.get("efficientnet-lite0").input_size == 224
+    assert backbones.get("efficientnet-lite0").mean == (0.5, 0.5, 0.5)
+    assert backbones.get("mobilenet_v2").exits == tuple(f"features.{i}" for i in range(3, 19, 3))
 
 
 def test_early_exit_matches_multi_exit_contract() -> None:
