@@ -13,12 +13,11 @@ import threading
 import uuid
 from collections import defaultdict
 
-import numpy as np
 import pytest
 
 from policy_store.redis_store import RedisStore
 from policy_store.stats import Delta
-from producers.camera import Camera, Frame
+from producers.camera import Camera, Frame, run_cameras
 from producers.schedule import Schedule
 from splitee.data import iter_zip_frames
 from splitee.kafka_io import create_topics, producer
@@ -37,6 +36,16 @@ def store_of(s: Settings) -> RedisStore:
     return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
 
 
+def frames_delta(pulls: dict[int, int], reward: float) -> Delta:
+    """A delta of ``pulls[arm]`` frames per arm, each rewarded ``reward`` (frames as a worker
+    adds them: the store applies frames, not bare sums)."""
+    d = Delta.zeros(9)
+    for arm, count in pulls.items():
+        for _ in range(count):
+            d.add(arm, [(arm, reward)])
+    return d
+
+
 @pytest.fixture(scope="module")
 def live(servers, tmp_path_factory):
     """A pipeline's topics, a policy state, and a recording of a live 2-camera stream."""
@@ -44,7 +53,7 @@ def live(servers, tmp_path_factory):
     p = Pipeline.create(tmp)
     s = p.settings
     store = store_of(s)
-    store.apply("global", Delta(np.arange(9.0), np.arange(9.0) / 10, np.arange(9.0), 36))
+    store.apply("global", frames_delta({j: j for j in range(9)}, 0.1))  # arm j pulled j times
     frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(SAMPLE))]
     out = tmp / "rec"
     rec_cmd = [*SPLITEE, "record", "--topics", "frames,truth", "--out", str(out)]
@@ -55,7 +64,7 @@ def live(servers, tmp_path_factory):
     )
     stdout, _ = recorder.communicate(timeout=120)
     assert recorder.returncode == 0, stdout
-    store.apply("global", Delta(np.ones(9), np.ones(9), np.ones(9), 9))  # state moves on
+    store.apply("global", frames_delta({j: 1 for j in range(9)}, 1.0))  # state moves on
     return p, out, sent, json.loads(stdout.strip().splitlines()[-1])
 
 
@@ -214,7 +223,7 @@ def test_stopped_and_killed_recorders_leave_readable_recordings(live, tmp_path):
     cam = Camera("cam-1", frames, Schedule.parse(["pristine"]), 100.0, "random", 3)
     prod = producer(s.kafka)
     topics = (s.kafka.frames_topic, s.kafka.truth_topic)
-    t = threading.Thread(target=cam.run, args=(prod, *topics, 400))
+    t = threading.Thread(target=run_cameras, args=([cam], prod, *topics, 400))
     t.start()
     try:
         deadline = time.monotonic() + 60
