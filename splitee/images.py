@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from splitee.data import JPEG_SOI, MAX_FRAME_PIXELS, CorruptFrameError, Dataset
+from splitee.data import MAX_FRAME_PIXELS, CorruptFrameError, Dataset, jpeg_size
 
 CALTECH_ROOT = "101_ObjectCategories"
 CALTECH_BACKGROUND = "BACKGROUND_Google"
@@ -54,16 +54,7 @@ def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np
     (``frame_too_large``). Frames at least twice the target on both sides are decoded at a
     reduced DCT scale (1/2, 1/4, 1/8) that still covers ``size``.
     """
-    if not data.startswith(JPEG_SOI):
-        raise CorruptFrameError(f"not a decodable image: no JPEG SOI marker ({data[:4]!r})")
-    try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
-    except ValueError as exc:
-        raise CorruptFrameError(f"not a decodable image: {exc}") from None
-    if height * width > max_pixels:
-        raise CorruptFrameError(
-            f"JPEG of {width}x{height} px is above the {max_pixels} px cap", "frame_too_large"
-        )
+    jpeg_size(data, max_pixels)  # only JPEG, and not too many pixels, before decoding
     try:
         # min_* lets libjpeg-turbo pick the smallest DCT scale whose output still covers them
         arr = simplejpeg.decode_jpeg(
@@ -76,12 +67,8 @@ def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np
 
 def decode_any(data: bytes, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     """Decode a JPEG at its own size to uint8 RGB (cameras distorting their frames)."""
-    if not data.startswith(JPEG_SOI):
-        raise CorruptFrameError(f"not a decodable image: no JPEG SOI marker ({data[:4]!r})")
+    jpeg_size(data, max_pixels)
     try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
-        if height * width > max_pixels:
-            raise CorruptFrameError(f"JPEG of {width}x{height} px is too large", "frame_too_large")
         return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
     except ValueError as exc:
         raise CorruptFrameError(f"not a decodable image: {exc}") from None
