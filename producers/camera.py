@@ -259,6 +259,9 @@ class _Outbox:
     else (a record already given up on, sent again since) is stale and ignored.
     """
 
+    #: retry rounds in a row without any acknowledgement before the producer is replaced
+    RENEW_AFTER_ROUNDS = 3
+
     def __init__(
         self,
         camera_id: str,
@@ -280,6 +283,7 @@ class _Outbox:
         self.retry: deque[tuple[int, int]] = deque()
         self.retry_at = 0.0
         self.stall_check_at = 0.0
+        self.failed_rounds = 0  # retry rounds since the last acknowledgement
         self.seq = 0
         self.stats = Delivery()
 
@@ -337,6 +341,7 @@ class _Outbox:
             retriable = getattr(exc, "retriable", False) or gen != self.producers.generation
             self._failed(seq, part, exc, retriable)
             return
+        self.failed_rounds = 0
         p = self.pending[seq]
         p.waiting.discard(part)
         if not p.waiting:
@@ -350,17 +355,24 @@ class _Outbox:
         if not stalled:
             return
         gen = self.sent[stalled[0]][1]
-        if not self.producers.renew(gen):
+        if not self._renew(gen):
             log.error(
                 "camera %s: %d records unanswered for %.0f s; the producer seems stuck",
                 self.camera_id,
                 len(stalled),
                 self.producers.stall_s,
             )
-            return
+
+    def _renew(self, gen: int) -> bool:
+        """Replace the producer of ``gen``; what it still holds is sent again through the new
+        one. False when there is no factory to build one."""
+        if not self.producers.renew(gen):
+            return False
+        self.failed_rounds = 0
         for key in [k for k, (_, g) in self.sent.items() if g < self.producers.generation]:
             del self.sent[key]
             self._failed(*key, KafkaTimeoutError("no answer from a stuck producer"), True)
+        return True
 
     def _failed(self, seq: int, part: int, exc: BaseException, retriable: bool) -> None:
         p = self.pending.get(seq)
@@ -378,6 +390,12 @@ class _Outbox:
             return
         if not self.retry:
             self.retry_at = time.monotonic() + self.retry_s
+            # kafka-python can also keep expiring every batch for a partition after an outage
+            # (its idempotent sequence state for it is broken): rounds that keep failing
+            # without any acknowledgement in between replace the producer too
+            self.failed_rounds += 1
+            if self.failed_rounds > self.RENEW_AFTER_ROUNDS:
+                self._renew(self.producers.generation)
             log.warning(
                 "camera %s: records not acknowledged (%r); %d frames pending, retrying",
                 self.camera_id,
