@@ -82,7 +82,26 @@ class EarlyExitResult:
     the final one: what an offload carries if the decision sends the frame on."""
 
 
-class MultiExitNet(nn.Module):
+class ExitDepths:
+    """What every multi-exit model knows of its shape: ``exit_depths`` (one per arm, the last
+    is the final exit), hence the arm count and the arm check."""
+
+    exit_depths: list[int]
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.exit_depths)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.exit_depths[-1]
+
+    def _check_arm(self, k: int) -> None:
+        if not 0 <= k < self.num_exits:
+            raise ValueError(f"arm {k} outside 0..{self.num_exits - 1}")
+
+
+class MultiExitNet(ExitDepths, nn.Module):
     """Backbone + exit heads, with the split API and batched early exit."""
 
     def __init__(
@@ -110,17 +129,6 @@ class MultiExitNet(nn.Module):
         self.register_buffer("temperature", torch.ones(len(depths)))
 
     # ------------------------------------------------------------------ shape of the network
-    @property
-    def num_exits(self) -> int:
-        return len(self.exit_depths)
-
-    @property
-    def num_blocks(self) -> int:
-        return self.exit_depths[-1]
-
-    def _check_arm(self, k: int) -> None:
-        if not 0 <= k < self.num_exits:
-            raise ValueError(f"arm {k} outside 0..{self.num_exits - 1}")
 
     def feature_shape(self, k: int) -> tuple[int, int, int]:
         """(C, H, W) of the features after block ℓ_k, i.e. what an offload carries."""

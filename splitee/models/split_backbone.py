@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from splitee.models.multi_exit import EarlyExitResult, run_early_exit
+from splitee.models.multi_exit import EarlyExitResult, ExitDepths, run_early_exit
 
 #: Spatial size the exit heads pool their input to before the 1x1 convolution.
 HEAD_POOL = 7
@@ -148,7 +148,7 @@ def _segment(
     return fx.GraphModule(root, g)
 
 
-class SplitBackboneNet(nn.Module):
+class SplitBackboneNet(ExitDepths, nn.Module):
     """A backbone with exit heads after named modules, and the split API of MultiExitNet."""
 
     def __init__(
@@ -195,17 +195,6 @@ class SplitBackboneNet(nn.Module):
         self._segments = split_graph(self.backbone, self.exit_paths)
 
     # ------------------------------------------------------------------ shape of the network
-    @property
-    def num_exits(self) -> int:
-        return len(self.exit_depths)
-
-    @property
-    def num_blocks(self) -> int:
-        return self.exit_depths[-1]
-
-    def _check_arm(self, k: int) -> None:
-        if not 0 <= k < self.num_exits:
-            raise ValueError(f"arm {k} outside 0..{self.num_exits - 1}")
 
     def feature_shape(self, k: int) -> tuple[int, ...]:
         """Shape (no batch) of what arm k's prefix outputs, i.e. what an offload carries."""
