@@ -553,6 +553,22 @@ class Settings(BaseSettings):
         """An empty SPLITEE_VAR_DIR means the default, as in the deploy scripts (``${V:-…}``)."""
         return REPO_ROOT / "var" if value == "" else value
 
+    @model_validator(mode="after")
+    def _one_bytes_scaling(self) -> Settings:
+        """o may follow the bytes sent once: policy.offload_cost_mode = "bytes" and the
+        channel's air time (channel.offload_cost = "channel") both scale it by the offload's
+        bytes, so together they would charge bytes twice."""
+        if (
+            self.policy.offload_cost_mode == "bytes"
+            and self.channel.enabled
+            and self.channel.offload_cost == "channel"
+        ):
+            raise ValueError(
+                "policy.offload_cost_mode = 'bytes' and channel.offload_cost = 'channel' both "
+                "scale o by the bytes offloaded; choose one"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

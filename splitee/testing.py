@@ -8,6 +8,7 @@ groups and Redis namespace, so runs never see each other's records.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,6 +30,32 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base+1 .. base+count are all free now, for deploy/up.sh's
+    `metrics_port_base` (worker i serves on base+i).
+
+    Drawn below the kernel's ephemeral range, where `free_port` (and so every server a test
+    starts) never lands: a block that starts at a kernel pick can run into a port that a server
+    took a moment earlier, which once left an edge worker unable to serve its metrics.
+    """
+    low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(10_000, low_ephemeral - count - 1)
+        if all(_bindable(base + i) for i in range(1, count + 1)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports below {low_ephemeral}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -27,7 +27,7 @@ from producers.camera import Frame
 from splitee.data import iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
-from splitee.testing import Pipeline, free_port
+from splitee.testing import Pipeline, free_port_block
 from splitee.wire import FrameMeta, OffloadMeta, encode_tensor, header_map
 from tests.conftest import REPO, SAMPLE
 from tests.servers.conftest import deploy
@@ -61,7 +61,7 @@ def deployment(servers, tmp_path_factory):
         tmp_path_factory.mktemp("faults"),
         SPLITEE_DEPLOY__EDGE_WORKERS="2",
         SPLITEE_DEPLOY__CLOUD_WORKERS="1",
-        SPLITEE_DEPLOY__METRICS_PORT_BASE=str(free_port()),
+        SPLITEE_DEPLOY__METRICS_PORT_BASE=str(free_port_block(8)),
     )
     up = subprocess.run(
         ["bash", str(REPO / "deploy" / "up.sh"), "--no-producers"],

@@ -130,3 +130,15 @@ def test_cli_config_option_and_unknown_key_message(tmp_path):
     res = CliRunner().invoke(main, ["--config", str(bad), "settings"])
     assert res.exit_code != 0
     assert "invalid settings" in res.output and "batchsize" in res.output
+
+
+def test_bytes_offload_cost_and_channel_air_time_are_not_both_on(tmp_path):
+    """Both scale o by the bytes offloaded: together they would charge bytes twice."""
+    both = (
+        "[policy]\noffload_cost_mode = 'bytes'\n"
+        "[channel]\nenabled = true\noffload_cost = 'channel'\n"
+    )
+    with pytest.raises(ValidationError, match="choose one"):
+        load_settings(write_toml(tmp_path, both))
+    one = load_settings(write_toml(tmp_path, both.replace("'channel'\n", "'constant'\n")))
+    assert one.policy.offload_cost_mode == "bytes"
