@@ -17,8 +17,13 @@ side by side on the same servers in one run):
    rate the pipeline sustains (results within 5 % of offered, p99 under 1 s); a stream at half
    that rate gives capture-to-result p50/p99.
 
+``--model`` takes any checkpoint the workers take: the real-size EfficientNet-Lite0
+(``assets/efficientnet-lite0-caltech101.safetensors``) streams the Caltech-101 sample's JPEGs at
+their own resolution, decoded and fitted to 224×224 by the edge exactly as the bare reference
+here fits them (``--images`` picks another zip of JPEGs).
+
 Usage: .venv/bin/python bench/pipeline.py [--frames 2000] [--policies isplitee,fixed:1,fixed:5]
-       [--code DIR] [--rates 50,100,200,400]
+       [--code DIR] [--rates 50,100,200,400] [--model CHECKPOINT] [--images ZIP]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from kafka import TopicPartition
 
 from producers.camera import Frame
 from splitee.data import decode_jpeg, iter_zip_frames
+from splitee.images import decode_fit, open_source
 from splitee.kafka_io import consumer
 from splitee.machine import machine_description
 from splitee.models import load_checkpoint
@@ -121,6 +127,12 @@ def wait_until(cond, timeout: float = 600, every: float = 1.0) -> None:
         time.sleep(every)
 
 
+def decode_like_the_edge(model, jpeg: bytes) -> np.ndarray:
+    """The frame as the edge worker feeds it to the model (fitted to a real-size input)."""
+    size = getattr(model, "input_size", None)
+    return decode_jpeg(jpeg) if size is None else decode_fit(jpeg, size)
+
+
 def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int) -> dict:
     s = p.settings
     b = s.edge.batch_size
@@ -148,7 +160,7 @@ def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int)
     cloud_times = [r.done_ts for r in view.results.values() if r.where == "cloud"]
     arms = Counter([r.arm for r in box["done"].results.values()] + [a for _, a in box["offl"]])
     off_arms = Counter(a for _, a in box["offl"])
-    images = np.stack([decode_jpeg(f.jpeg) for f in sent[:b]])
+    images = np.stack([decode_like_the_edge(model, f.jpeg) for f in sent[:b]])
     torch.set_num_threads(threads)
     bare = bare_seconds_per_frame(model, arms, b, images)
     suffix = suffix_seconds_per_frame(model, off_arms, s.cloud.batch_size, images.repeat(2, 0))
@@ -213,7 +225,9 @@ def half_capacity(p: Pipeline, frames: list[Frame], rates: list[float], seconds:
 
 
 def run_policy(policy: str, frames, args, log_dir: Path, model) -> dict:
-    p = Pipeline.create(log_dir, SPLITEE_POLICY__NAME=policy)
+    p = Pipeline.create(
+        log_dir, SPLITEE_POLICY__NAME=policy, SPLITEE_MODEL__CHECKPOINT=str(args.model)
+    )
     p.code = args.code
     try:
         p.start("edge", "edge-1")
@@ -232,19 +246,29 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--policies", default="isplitee,fixed:1,fixed:5")
     ap.add_argument("--code", type=Path, default=REPO, help="checkout the workers run")
-    ap.add_argument("--rates", default="50,100,200,400,800", help="offered frames/s to try")
+    ap.add_argument("--rates", default=None, help="offered frames/s to try (default by model)")
+    ap.add_argument(
+        "--model", type=Path, default=REPO / "assets" / "resnet56-multiexit.safetensors"
+    )
+    ap.add_argument("--images", type=Path, default=None, help="zip of JPEGs (default by model)")
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each paced stream")
     args = ap.parse_args()
     status = subprocess.run(
         ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, check=False
     )
     subprocess.run(["bash", str(REPO / "deploy" / "servers-up.sh")], check=True)
-    frames = [
-        Frame(b, y, i)
-        for i, (_, b, y) in enumerate(iter_zip_frames(REPO / "assets" / "cifar10-sample.zip"))
-    ]
     # the workers' model: BatchNorm folded into the convolutions
-    model = load_checkpoint(REPO / "assets" / "resnet56-multiexit.safetensors", fuse=True)
+    model = load_checkpoint(args.model, fuse=True)
+    real_size = getattr(model, "input_size", None) is not None
+    sample = "caltech101-sample.zip" if real_size else "cifar10-sample.zip"
+    images = args.images or REPO / "assets" / sample
+    if args.rates is None:  # a real-size frame costs ~20× the compute of a 32×32 one
+        args.rates = "5,10,20,40,80" if real_size else "50,100,200,400,800"
+    if real_size:  # any image zip or folder of class sub-folders, sent byte for byte
+        src = open_source(images, "test")
+        frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(src.iter_bytes())]
+    else:
+        frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(images))]
     out = []
     with tempfile.TemporaryDirectory() as d:
         for pol in args.policies.split(","):
@@ -257,6 +281,8 @@ def main() -> None:
                 "bench": "pipeline",
                 "machine": machine_description(),
                 "code": str(args.code),
+                "model": args.model.name,
+                "images": images.name,
                 "batch_size": 32,
                 "results": out,
             }

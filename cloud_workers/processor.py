@@ -61,7 +61,10 @@ class CloudProcessor:
         self.store = store
         # channel-aware offload cost: o scales with the frame's air time (bytes, SNR)
         self.channel_cost = channel_cost
-        self.ref_bytes = 2 * int(np.prod(model.feature_shape(0)))  # arm 1's features, float16
+        # the air-time reference: the first split tensor in float16 (arm 1 of the model; with
+        # the send-frame arm in front, that is arm 1 here, not the frame)
+        first_split = 1 if getattr(model, "send_frame", False) else 0
+        self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
         # threshold adaptation: the policy's arms are (split arm, α) pairs
         self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
         self.policy = policy if policy is not None else ISplitEE()

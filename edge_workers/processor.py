@@ -219,7 +219,7 @@ class EdgeProcessor:
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
                 )
                 tally.inc(m.OFFLOADS, (str(a + 1),))
-                tally.inc(m.OFFLOAD_BYTES, (self.codec,), len(payload))
+                tally.inc(m.OFFLOAD_BYTES, (codec,), len(payload))  # jpeg for arm 0
         for camera, arm in last_arm.items():
             m.CURRENT_ARM.labels(camera).set(arm)
         tally.flush()

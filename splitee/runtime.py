@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 from splitee import kafka_records, metrics
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
+from splitee.publish import BatchPublisher
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.settings import Settings
 
@@ -169,8 +170,8 @@ async def take_available(
     batch, and the next batch is whatever is buffered by then (up to ``max_``; the buffer holds
     at most ``max_`` more, so memory stays bounded): at low load a frame is taken at once, under
     load batches grow by themselves. ``max_delay_s`` only bounds each wait while nothing is
-    buffered. Events are acknowledged once the caller has finished with their batch (when it
-    asks for the next one), as in ``take_events``.
+    buffered. The caller acknowledges each batch (:func:`ack_batch`) once its outputs are
+    delivered, which may be after it has taken the next batch.
     """
     events: list[faust.EventT] = []
     ready = asyncio.Event()  # something is buffered
@@ -201,56 +202,93 @@ async def take_available(
             batch = events[:max_]
             del events[:max_]
             room.set()
-            try:
-                yield batch
-            finally:
-                for event in batch:
-                    await stream.ack(event)
+            yield batch
     finally:
         stream.enable_acks = acks
         stream._processors.remove(add)
 
 
-async def publish(topic: faust.TopicT, records: list[OutRecord]) -> list[asyncio.Future]:
-    """Hand every record to the producer without waiting for each; the futures of their
-    acknowledgements (the caller waits for all of them at once)."""
-    return [await topic.send(key=r.key, value=r.value, headers=r.headers) for r in records]
+async def ack_batch(stream: faust.StreamT, events: list[faust.EventT]) -> None:
+    """Acknowledge a batch's events: their offsets may be committed from now on."""
+    for event in events:
+        await stream.ack(event)
+
+
+def fail_stop(what: str) -> None:
+    """An internal fault: log it and exit without acknowledging (the supervisor restarts us
+    and the unacknowledged frames are consumed again)."""
+    log.exception("%s; exiting without acknowledging the batch", what)
+    logging.shutdown()
+    os._exit(70)
 
 
 def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings) -> None:
-    """Consume ``role.source`` in batches and publish what ``step`` returns."""
+    """Consume ``role.source`` in batches and publish what ``step`` returns.
+
+    Two batches are in flight: while batch n's outputs wait for the broker's acknowledgement
+    (and then its policy update runs), batch n + 1 already computes. Delivery semantics are
+    unchanged: a batch's input is acknowledged only after every one of its outputs is
+    acknowledged by the broker and its update is applied, in the order batches were taken; a
+    failed delivery stops the worker without acknowledging.
+    """
     k = s.kafka
     src = raw_topic(app, role.source)
-    results = raw_topic(app, k.results_topic)
-    dead = raw_topic(app, dlq(role.source, k))
-    offload = raw_topic(app, role.offload_topic) if role.offload_topic else None
+    dead_topic = dlq(role.source, k)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
+    publisher = BatchPublisher(app)
+
+    async def deliver(out: StepOutput) -> list[asyncio.Future]:
+        """Queue every output of a batch; the futures of their acknowledgements."""
+        futs = await publisher.send(k.results_topic, out.results)
+        if role.offload_topic:
+            futs += await publisher.send(role.offload_topic, out.offloads)
+        dead = []
+        for d in out.dead:  # the dead letter fits the size limit, cut if need be
+            r = d.record
+            key, value, h = dlq_record(
+                d.reason, d.detail, r.topic, r.partition, r.offset, r.key, r.value,
+                r.headers, k.max_message_bytes,
+            )  # fmt: skip
+            dead.append(OutRecord(key, value, h))
+        return futs + await publisher.send(dead_topic, dead)
+
+    async def finish(
+        stream: faust.StreamT,
+        events: list[faust.EventT],
+        out: StepOutput,
+        futs: list[asyncio.Future],
+        started: float,
+        before: asyncio.Future | None,
+    ) -> None:
+        """Wait for a batch's delivery, apply its update, then acknowledge its input."""
+        try:
+            await asyncio.gather(*futs)
+            metrics.STAGE.labels("produce").observe(time.perf_counter() - started)
+            await asyncio.get_running_loop().run_in_executor(pool, step.apply, out)
+            if before is not None:
+                await before  # acknowledge in the order the batches were taken
+            await ack_batch(stream, events)
+        except Exception:
+            fail_stop("batch delivery failed")
 
     @app.agent(src, name=f"{app.conf.id}-step", concurrency=role.concurrency)
     async def batches(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
+        last: asyncio.Future | None = None
         async for events in take_available(stream, role.batch_size, role.wait_s):
             recs = [in_record(e) for e in events]
             out = await loop.run_in_executor(pool, process_isolated, step, role.name, recs)
             try:
-                t_produce = time.perf_counter()
-                futs = await publish(results, out.results)
-                if offload is not None:
-                    futs += await publish(offload, out.offloads)
-                for d in out.dead:  # the dead letter fits the size limit, cut if need be
-                    r = d.record
-                    key, value, h = dlq_record(
-                        d.reason, d.detail, r.topic, r.partition, r.offset, r.key, r.value,
-                        r.headers, k.max_message_bytes,
-                    )  # fmt: skip
-                    futs.append(await dead.send(key=key, value=value, headers=h))
-                await asyncio.gather(*futs)
-                metrics.STAGE.labels("produce").observe(time.perf_counter() - t_produce)
-                await loop.run_in_executor(pool, step.apply, out)
-            except Exception:  # fail-stop: never acknowledge a batch we did not finish
-                log.exception("batch failed; exiting without acknowledging it")
-                logging.shutdown()
-                os._exit(70)
+                started = time.perf_counter()
+                futs = await deliver(out)
+            except Exception:
+                fail_stop("batch delivery failed")
+            previous = last
+            last = asyncio.ensure_future(finish(stream, events, out, futs, started, previous))
+            if previous is not None:
+                await previous  # at most two batches in flight
+        if last is not None:
+            await last
 
 
 def run_batch_worker(

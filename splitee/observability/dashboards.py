@@ -268,7 +268,9 @@ def policy() -> G.Dashboard:
                     "Arm choices / s",
                     [(Q.arm_choice(W, cam), "arm {{arm}}")],
                     "ops",
-                    "Split arm chosen per frame (edge workers), cameras from $camera",
+                    "Split arm chosen per frame (edge workers), cameras from $camera. Arms are "
+                    "1-based as in the tables; with the send-frame arm (policy.send_frame_arm, "
+                    "on with offload_cost_mode = bytes) arm 1 sends the camera's JPEG.",
                     stack=True,
                 ),
                 ts(
@@ -375,6 +377,8 @@ def quality() -> G.Dashboard:
                     "Offloads / s per arm",
                     [(Q.offloads_by_arm(W), "arm {{arm}}")],
                     "ops",
+                    "Offloads per split arm (1-based; with the send-frame arm, arm 1 is the "
+                    "JPEG sent whole).",
                     stack=True,
                 ),
             ],
