@@ -75,21 +75,23 @@ def main() -> None:
         p = Pipeline.create(Path(d), SPLITEE_POLICY__NAME=args.policy)
         k = p.settings.kafka
         run = f"prof-{int(time.time())}"
-        # the edge joins its group first, so the profile holds work, not start-up
-        p.start("edge", "edge-prof")
-        wait_groups(k, {f"{k.group_prefix}-edge": 1}, 240)
-        sent: list = []
-        n = args.frames // 2
-        sender = threading.Thread(target=lambda: sent.extend(p.stream(frames, n, 0.0, run)))
-        sender.start()
-        attach(p.procs["edge-prof"].pid, "edge", args.out, args.seconds, args.rate)
-        sender.join()
-        p.start("cloud", "cloud-prof")  # the offloads are its backlog
-        wait_groups(k, {f"{k.group_prefix}-cloud": 1}, 240)
-        attach(p.procs["cloud-prof"].pid, "cloud", args.out, args.seconds, args.rate)
-        ids = {f.meta.frame_id for f in sent}
-        view = collect_results(k, ids, 120, run)
-        p.stop()
+        try:
+            # the edge joins its group first, so the profile holds work, not start-up
+            p.start("edge", "edge-prof")
+            wait_groups(k, {f"{k.group_prefix}-edge": 1}, 240)
+            sent: list = []
+            n = args.frames // 2
+            sender = threading.Thread(target=lambda: sent.extend(p.stream(frames, n, 0.0, run)))
+            sender.start()
+            attach(p.procs["edge-prof"].pid, "edge", args.out, args.seconds, args.rate)
+            sender.join()
+            p.start("cloud", "cloud-prof")  # the offloads are its backlog
+            wait_groups(k, {f"{k.group_prefix}-cloud": 1}, 240)
+            attach(p.procs["cloud-prof"].pid, "cloud", args.out, args.seconds, args.rate)
+            ids = {f.meta.frame_id for f in sent}
+            view = collect_results(k, ids, 120, run)
+        finally:  # no worker outlives the benchmark, also when py-spy fails
+            p.stop()
     print(
         json.dumps(
             {

@@ -91,6 +91,7 @@ def test_cameras_lose_no_frame_across_a_broker_outage(kafka):
         assert not t.is_alive(), "a camera never finished"
     frame_ids = written(k, k.frames_topic, lambda r: header_map(r.headers)["frame_id"].decode())
     truth_ids = written(k, k.truth_topic, lambda r: r.key.decode())
+    print(json.dumps({"fault": f"broker down {outage:.0f} s", "cameras": got}))
     for name, report in got.items():
         assert report["delivered"] == report["sent"] == {name: 400}, report
         assert report["dropped"] == {name: 0}, report
