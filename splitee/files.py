@@ -46,6 +46,24 @@ def checkpoint_metadata(path: Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def model_alpha(path: Path) -> float | None:
+    """The exit threshold α the checkpoint was validated with (its ``alpha`` metadata), if any.
+
+    SplitEE sets α per data set; a checkpoint carries the value its model card reports, so a
+    user who does not choose α gets the one its figures were measured at.
+    """
+    try:
+        value = checkpoint_metadata(path).get("alpha")
+    except FileNotFoundError:
+        return None
+    if value is None:
+        return None
+    alpha = float(value)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"{path}: alpha {value!r} in its metadata is not in [0, 1]")
+    return alpha
+
+
 def exit_depths(path: Path) -> list[int]:
     """The checkpoint's exit depths (one per split arm, the last is the final exit)."""
     meta = checkpoint_metadata(path)

@@ -8,6 +8,7 @@ arms are (split arm, α) pairs, so a store sized by split arms alone would misre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from policy_store.arms import ArmSpace
 from policy_store.decisions import Always, Never, TDMechanism
@@ -17,10 +18,24 @@ from policy_store.rewards import CostModel
 from splitee import redis_io
 from splitee.settings import Settings
 
+#: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
+DEFAULT_ALPHA = 0.5
+
+
+def alpha(s: Settings, checkpoint: Path | None = None) -> float:
+    """The exit threshold α: policy.alpha when set, else the checkpoint's own (its metadata),
+    else 0.5. Every process resolves it here, so edge, cloud and the offline tools agree."""
+    if s.policy.alpha is not None:
+        return s.policy.alpha
+    from splitee.files import model_alpha
+
+    own = model_alpha(checkpoint or s.model.checkpoint)
+    return DEFAULT_ALPHA if own is None else own
+
 
 def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
     p = s.policy
-    return CostModel(depths, p.gamma, p.mu, p.alpha, p.offload_cost)
+    return CostModel(depths, p.gamma, p.mu, alpha(s), p.offload_cost)
 
 
 def _send_frame_on(s: Settings) -> bool:
@@ -71,7 +86,7 @@ def model_and_costs(s: Settings, model):
     if p.offload_cost_mode == "bytes":
         scale = bytes_scale([*arm_bytes, 0], p.jpeg_bytes)
     cm = CostModel(
-        depths, p.gamma, p.mu, p.alpha, p.offload_cost, relative_cost=rel, offload_scale=scale
+        depths, p.gamma, p.mu, alpha(s), p.offload_cost, relative_cost=rel, offload_scale=scale
     )
     return model, cm
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitee import policy_setup
 from splitee.recording import ROLES, Record, Recording, RecordingError, policy_store
 from splitee.settings import KafkaSettings, Settings
 from splitee.wire import WireError, decode_frame_id, decode_truth
@@ -341,7 +342,7 @@ def offline_ab(
     cfg = EvalConfig(
         gamma=p.gamma,
         mu=p.mu,
-        alpha=p.alpha,
+        alpha=policy_setup.alpha(s),
         offload_cost=p.offload_cost,
         beta=p.beta,
         runs=seeds,

@@ -41,6 +41,7 @@ from splitee.logs import configure_logging
 from splitee.publish import BatchPublisher
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.settings import Settings
+from splitee.stall import Progress, start_watchdog
 
 if TYPE_CHECKING:  # faust is imported where a worker is built: plain services stay light
     import faust
@@ -222,15 +223,19 @@ def fail_stop(what: str) -> None:
     os._exit(70)
 
 
-def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings) -> None:
+def attach_batch_agent(
+    app: faust.App, role: Role, step: BatchStep, s: Settings, progress: Progress | None = None
+) -> None:
     """Consume ``role.source`` in batches and publish what ``step`` returns.
 
     Two batches are in flight: while batch n's outputs wait for the broker's acknowledgement
     (and then its policy update runs), batch n + 1 already computes. Delivery semantics are
     unchanged: a batch's input is acknowledged only after every one of its outputs is
     acknowledged by the broker and its update is applied, in the order batches were taken; a
-    failed delivery stops the worker without acknowledging.
+    failed delivery stops the worker without acknowledging. ``progress`` counts the batches
+    taken and held (the stall watchdog reads it).
     """
+    progress = progress if progress is not None else Progress()
     k = s.kafka
     src = raw_topic(app, role.source)
     dead_topic = dlq(role.source, k)
@@ -268,6 +273,7 @@ def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings)
             if before is not None:
                 await before  # acknowledge in the order the batches were taken
             await ack_batch(stream, events)
+            progress.finished()
         except Exception:
             fail_stop("batch delivery failed")
 
@@ -276,6 +282,7 @@ def attach_batch_agent(app: faust.App, role: Role, step: BatchStep, s: Settings)
         loop = asyncio.get_running_loop()
         last: asyncio.Future | None = None
         async for events in take_available(stream, role.batch_size, role.wait_s):
+            progress.took()
             recs = [in_record(e) for e in events]
             out = await loop.run_in_executor(pool, process_isolated, step, role.name, recs)
             try:
@@ -307,8 +314,11 @@ def run_batch_worker(
             configure_logging(s.log_level)
 
     kafka_records.install()  # a record with a non-UTF-8 header key is a dead letter, no crash
-    app = build_app(f"{s.kafka.group_prefix}-{role.name}", s)
-    attach_batch_agent(app, role, step, s)
+    group = f"{s.kafka.group_prefix}-{role.name}"  # faust's consumer group is its app id
+    app = build_app(group, s)
+    progress = Progress()
+    attach_batch_agent(app, role, step, s, progress)
+    start_watchdog(s.kafka, group, role.source, progress, s.kafka.stall_restart_s)
     serve_metrics(s.var_dir, role.name, worker_id, metrics_port, s.deploy.metrics_host)
     worker = Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

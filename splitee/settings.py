@@ -179,7 +179,14 @@ class PolicySettings(Section):
     )
     gamma: float = Field(default=0.1, ge=0, description="Edge compute cost per block (λ_k=γ·ℓ_k).")
     mu: float = Field(default=1.0, ge=0, description="Cost-to-confidence conversion factor.")
-    alpha: float = Field(default=0.5, ge=0, le=1, description="Exit confidence threshold.")
+    alpha: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        json_schema_extra={"doc_default": "the model's, else 0.5"},
+        description="Exit confidence threshold α. Unset: the checkpoint's own α (its `alpha` "
+        "metadata, set per data set as SplitEE does; the Caltech-101 model's is 0.7), else 0.5.",
+    )
     offload_cost: float = Field(default=0.5, ge=0, description="Offload (communication) cost o.")
     offload_cost_mode: Literal["constant", "bytes"] = Field(
         default="constant",
@@ -239,6 +246,13 @@ class KafkaSettings(Section):
     )
     heartbeat_interval_s: float = Field(
         default=1.0, gt=0, description="Workers' heartbeat interval (under a third of the above)."
+    )
+    stall_restart_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A worker whose group has lag that made no progress this long, while the "
+        "worker took no batch, exits so its supervisor restarts it (a consumer faust left "
+        "idle after a rebalance; splitee/stall.py). 0: off.",
     )
     metadata_max_age_s: float = Field(
         default=5.0,

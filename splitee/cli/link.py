@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from splitee import policy_setup
 from splitee.cli.options import model_option, out_dir_option, settings_of
 
 
@@ -67,7 +68,7 @@ def evaluate_channel(
         mode=mode or ch.mode,
         snrs=[float(v) for v in snr.split(",")],
         fading=fading,
-        alpha=s.policy.alpha if alpha is None else alpha,
+        alpha=policy_setup.alpha(s, model_path) if alpha is None else alpha,
         fit_frames=fit_frames,
         penalty=ch.td_penalty,
         bits=ch.bits,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from splitee import policy_setup
 from splitee.cli.options import model_option, out_dir_option, settings_of
 
 
@@ -196,7 +197,7 @@ def evaluate(
     cfg = EvalConfig(
         gamma=p.gamma if gamma is None else gamma,
         mu=p.mu if mu is None else mu,
-        alpha=p.alpha if alpha is None else alpha,
+        alpha=policy_setup.alpha(s, model_path) if alpha is None else alpha,
         offload_cost=p.offload_cost if offload_cost is None else offload_cost,
         beta=p.beta if beta is None else beta,
         runs=s.eval.runs if runs is None else runs,
@@ -267,7 +268,8 @@ def evaluate_shift(
         window=p.window,
         beta=p.beta,
     )
-    cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": p.alpha, "offload_cost": p.offload_cost}
+    a = policy_setup.alpha(s, mp)
+    cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": a, "offload_cost": p.offload_cost}
     summary = shift_experiment(
         {str(o.distortion): o.outputs for o in outs},
         dataset.labels,

@@ -1,11 +1,12 @@
 """The real-size model live: EfficientNet-Lite0 on Caltech-101 frames through real Kafka + Redis.
 
 The settings of deploy/demo-caltech.toml, scaled down for a 2-core CI machine: the shipped
-checkpoint, the shipped Caltech-101 sample as the cameras' source, α = 0.7 and the bytes-based
-offload cost, which turns on the send-frame arm 0 (splitee.models.frame_arm): the edge sends
-the camera's JPEG as received and computes nothing. 1 edge + 1 cloud worker, 2 cameras
-(`splitee produce`, one pristine and one distorted phase each, so some frames are re-encoded by
-the camera and are not byte copies of the zip) stream 80 frames. One run serves every test.
+checkpoint, the shipped Caltech-101 sample as the cameras' source, α unset (the model's own,
+0.7) and the bytes-based offload cost, which turns on the send-frame arm 0
+(splitee.models.frame_arm): the edge sends the camera's JPEG as received and computes nothing.
+1 edge + 1 cloud worker, 2 cameras (`splitee produce`, one pristine and one distorted phase
+each, so some frames are re-encoded by the camera and are not byte copies of the zip) stream
+80 frames. One run serves every test.
 
 What is checked against what the servers hold, not against the workers' own accounts: the
 frames topic says what each camera really sent, the results topic what came back, Redis what
@@ -101,7 +102,6 @@ def run(servers, tmp_path_factory):
         SPLITEE_MODEL__CHECKPOINT=str(CHECKPOINT),
         SPLITEE_DATA__IMAGES=str(IMAGES),
         SPLITEE_POLICY__NAME="isplitee",
-        SPLITEE_POLICY__ALPHA="0.7",
         SPLITEE_POLICY__OFFLOAD_COST_MODE="bytes",
         SPLITEE_POLICY__JPEG_BYTES="12844",
         SPLITEE_PRODUCER__SOURCE="images",
@@ -176,6 +176,7 @@ def test_every_frame_sent_gets_exactly_one_result_and_none_is_dead(run):
 def test_arm0_offloads_carry_the_cameras_jpeg_and_other_arms_the_split_tensor(run, model):
     net, cm = model
     assert getattr(net, "send_frame", False) and cm.num_arms == 7  # arm 0 + 6 exits
+    assert cm.alpha == 0.7  # the model's own α, policy.alpha being unset
     sent, results = run["sent"], run["view"].results
     arms = Counter((r.arm, r.where) for r in results.values())
     frame_arm = [r for r in results.values() if r.arm == 0]

@@ -88,7 +88,7 @@ def test_load_settings_leaves_the_environment_alone(tmp_path):
     before = dict(os.environ)
     assert load_settings(toml).policy.alpha == 0.6
     assert dict(os.environ) == before
-    assert Settings().policy.alpha == 0.5  # the file applied to that one load only
+    assert Settings().policy.alpha is None  # the file applied to that one load only
 
 
 def test_splitee_config_names_the_file_when_none_is_passed(tmp_path, monkeypatch):
@@ -142,3 +142,16 @@ def test_bytes_offload_cost_and_channel_air_time_are_not_both_on(tmp_path):
         load_settings(write_toml(tmp_path, both))
     one = load_settings(write_toml(tmp_path, both.replace("'channel'\n", "'constant'\n")))
     assert one.policy.offload_cost_mode == "bytes"
+
+
+def test_alpha_is_the_settings_else_the_checkpoints_else_one_half():
+    """SplitEE sets α per data set: a checkpoint may carry the α its card reports."""
+    from splitee import policy_setup
+
+    caltech = REPO_ROOT / "assets" / "efficientnet-lite0-caltech101.safetensors"
+    resnet = REPO_ROOT / "assets" / "resnet56-multiexit.safetensors"
+    assert policy_setup.alpha(Settings(), caltech) == 0.7
+    assert policy_setup.alpha(Settings(), resnet) == 0.5  # no α in its metadata
+    assert policy_setup.alpha(load_settings(policy={"alpha": 0.9}), caltech) == 0.9
+    unset = load_settings(model={"checkpoint": caltech})
+    assert policy_setup.cost_model(unset, [1, 2, 3]).alpha == 0.7
