@@ -89,28 +89,41 @@ class StallDetector:
         return stalled
 
 
-def group_offsets(k: KafkaSettings, group: str, topic: str) -> tuple[dict, dict]:
-    """(committed, end) offsets per partition of ``topic`` for ``group``; a partition the
-    group never committed counts from the log's start."""
-    from kafka import TopicPartition
+class GroupOffsets:
+    """Reads a group's committed offsets and a topic's end offsets from the broker, on
+    clients kept open between reads (and opened again after a failure)."""
 
-    from splitee.kafka_io import admin, consumer
+    def __init__(self, k: KafkaSettings, group: str, topic: str) -> None:
+        self.k, self.group, self.topic = k, group, topic
+        self._clients: tuple | None = None
 
-    c = consumer(k, group_id=None)
-    a = admin(k, timeout_s=5.0)
-    try:
-        parts = sorted(c.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-        starts = {tp.partition: off for tp, off in c.beginning_offsets(tps).items()}
-        committed = dict(starts)
-        for tp, om in a.list_consumer_group_offsets(group).items():
-            if tp.topic == topic and om.offset >= 0:
-                committed[tp.partition] = om.offset
-        return committed, ends
-    finally:
-        c.close()
-        a.close()
+    def read(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(committed, end) offset per partition; a partition the group never committed
+        counts from the log's start."""
+        from kafka import TopicPartition
+
+        from splitee.kafka_io import admin, consumer
+
+        if self._clients is None:
+            self._clients = (consumer(self.k, group_id=None), admin(self.k, timeout_s=5.0))
+        c, a = self._clients
+        try:
+            tps = [TopicPartition(self.topic, p) for p in c.partitions_for_topic(self.topic) or ()]
+            ends = {tp.partition: off for tp, off in c.end_offsets(tps).items()}
+            committed = {tp.partition: off for tp, off in c.beginning_offsets(tps).items()}
+            for tp, om in a.list_consumer_group_offsets(self.group).items():
+                if tp.topic == self.topic and om.offset >= 0:
+                    committed[tp.partition] = om.offset
+            return committed, ends
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._clients is not None:
+            for client in self._clients:
+                client.close()
+            self._clients = None
 
 
 def start_watchdog(
@@ -130,12 +143,13 @@ def start_watchdog(
     if stall_s <= 0:
         return None
     detector = StallDetector(stall_s)
+    offsets = GroupOffsets(k, group, topic)
     stop = stop or threading.Event()
 
     def watch() -> None:
         while not stop.wait(check_s):
             try:
-                committed, ends = group_offsets(k, group, topic)
+                committed, ends = offsets.read()
             except Exception as exc:  # the broker is away: decide nothing, ride it out
                 log.debug("stall check skipped", extra={"error": repr(exc)})
                 continue
@@ -150,7 +164,8 @@ def start_watchdog(
                 )
                 logging.shutdown()
                 exit_(STALL_EXIT)
-                return
+                break
+        offsets.close()
 
     thread = threading.Thread(target=watch, name="stall-watchdog", daemon=True)
     thread.start()

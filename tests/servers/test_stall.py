@@ -13,7 +13,7 @@ from kafka.structs import OffsetAndMetadata
 
 from splitee.kafka_io import consumer, create_topics, producer
 from splitee.settings import Settings
-from splitee.stall import STALL_EXIT, Progress, group_offsets, start_watchdog
+from splitee.stall import STALL_EXIT, GroupOffsets, Progress, start_watchdog
 
 
 def topic_with_lag(k, group: str, topic: str) -> None:
@@ -54,7 +54,9 @@ def test_a_stuck_group_stops_an_idle_worker_only(servers):
     tag = uuid.uuid4().hex[:8]
     group, topic = f"stall-{tag}", f"stall-{tag}"
     topic_with_lag(k, group, topic)
-    assert group_offsets(k, group, topic) == ({0: 3}, {0: 10})
+    offsets = GroupOffsets(k, group, topic)
+    assert offsets.read() == ({0: 3}, {0: 10})
+    offsets.close()
 
     idle = Progress()
     exited, codes = watch(k, group, topic, idle)
