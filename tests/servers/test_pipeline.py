@@ -14,6 +14,7 @@ import pytest
 
 from policy_store.redis_store import RedisStore
 from producers.camera import Frame
+from splitee import policy_setup
 from splitee.data import encode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
@@ -86,7 +87,7 @@ def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
     cfg = EvalConfig(
         gamma=s.gamma,
         mu=s.mu,
-        alpha=s.alpha,
+        alpha=policy_setup.alpha(pipeline.settings),  # what the workers resolved
         offload_cost=s.offload_cost,
         beta=s.beta,
         runs=20,
