@@ -16,6 +16,7 @@ from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
+from splitee.files import model_alpha
 from splitee.settings import Settings
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
@@ -27,8 +28,6 @@ def alpha(s: Settings, checkpoint: Path | None = None) -> float:
     else 0.5. Every process resolves it here, so edge, cloud and the offline tools agree."""
     if s.policy.alpha is not None:
         return s.policy.alpha
-    from splitee.files import model_alpha
-
     own = model_alpha(checkpoint or s.model.checkpoint)
     return DEFAULT_ALPHA if own is None else own
 
