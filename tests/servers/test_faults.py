@@ -313,7 +313,8 @@ def test_broker_killed_for_10s_mid_stream(deployment, frames):
                       "results": len(view.results), "duplicates": view.duplicates,
                       "stall_s": round(stall_after(view, t_fault), 1),
                       "results_again_after_restart_s": round(recovery, 1)}))  # fmt: skip
-    # results resumed 0.0 s after the broker was back in one run and 21.7 s in another (a CI
-    # run with every core busy, the consumer groups rejoining the restarted coordinator);
-    # the bound catches a pipeline that waits out a timeout instead of reconnecting
-    assert recovery <= 45.0
+    # results resume within a second of the broker being back (0.8 s here); 22 s in earlier
+    # runs were the test cameras' kafka-python producer backing off up to 30 s, before the
+    # harness streamed through the product's camera producer (1 s backoff). The issue's aim
+    # is 15 s; the bound catches a pipeline that waits out a timeout instead of reconnecting
+    assert recovery <= 15.0
