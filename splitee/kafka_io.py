@@ -334,6 +334,32 @@ def poll_skipping_corrupt(
     return out
 
 
+def committed_and_end(
+    admin_client: KafkaAdminClient,
+    consumer_client: KafkaConsumer,
+    group: str,
+    topics: Iterable[str],
+) -> dict[TopicPartition, tuple[int, int]]:
+    """(committed, end) offset of every partition of ``topics`` for consumer group ``group``,
+    the broker's view of its lag. A partition the group has not committed yet counts from
+    the log start: everything in it is lag. Used by the exporter and the stall watchdog."""
+    topics = list(topics)
+    committed: dict[TopicPartition, int] = {}
+    for tp, om in admin_client.list_consumer_group_offsets(group).items():
+        if tp.topic in topics and om.offset is not None and om.offset >= 0:
+            committed[tp] = om.offset
+    tps = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer_client.partitions_for_topic(topic) or ())
+    ]
+    if not tps:
+        return {}
+    ends = consumer_client.end_offsets(tps)
+    starts = consumer_client.beginning_offsets([tp for tp in tps if tp not in committed])
+    return {tp: (int(committed.get(tp, starts.get(tp, 0))), int(ends[tp])) for tp in tps}
+
+
 def group_members(k: KafkaSettings, groups: list[str]) -> dict[str, tuple[str, int, int]]:
     """group -> (state, members, assigned partitions) as the broker's coordinator sees it."""
     client = admin(k)

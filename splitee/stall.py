@@ -100,20 +100,15 @@ class GroupOffsets:
     def read(self) -> tuple[dict[int, int], dict[int, int]]:
         """(committed, end) offset per partition; a partition the group never committed
         counts from the log's start."""
-        from kafka import TopicPartition
-
-        from splitee.kafka_io import admin, consumer
+        from splitee.kafka_io import admin, committed_and_end, consumer
 
         if self._clients is None:
             self._clients = (consumer(self.k, group_id=None), admin(self.k, timeout_s=5.0))
         c, a = self._clients
         try:
-            tps = [TopicPartition(self.topic, p) for p in c.partitions_for_topic(self.topic) or ()]
-            ends = {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-            committed = {tp.partition: off for tp, off in c.beginning_offsets(tps).items()}
-            for tp, om in a.list_consumer_group_offsets(self.group).items():
-                if tp.topic == self.topic and om.offset >= 0:
-                    committed[tp.partition] = om.offset
+            offsets = committed_and_end(a, c, self.group, [self.topic])
+            committed = {tp.partition: done for tp, (done, _) in offsets.items()}
+            ends = {tp.partition: end for tp, (_, end) in offsets.items()}
             return committed, ends
         except Exception:
             self.close()

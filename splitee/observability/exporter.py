@@ -67,26 +67,14 @@ class LagReader:
 
     def read(self) -> tuple[list[Lag], dict[str, tuple[str, int]]]:
         """Lag rows, and group -> (state, members)."""
-        from kafka import TopicPartition
+        from splitee.kafka_io import committed_and_end
 
         rows: list[Lag] = []
         wanted = group_topics(self.k)
         for group, topics in wanted.items():
-            committed: dict[TopicPartition, int] = {}
-            for tp, om in self.admin.list_consumer_group_offsets(group).items():
-                if tp.topic in topics and om.offset is not None and om.offset >= 0:
-                    committed[tp] = om.offset
-            tps = []
-            for topic in topics:
-                parts = self.consumer.partitions_for_topic(topic) or set()
-                tps += [TopicPartition(topic, p) for p in sorted(parts)]
-            if not tps:
-                continue
-            ends = self.consumer.end_offsets(tps)
-            starts = self.consumer.beginning_offsets([tp for tp in tps if tp not in committed])
-            for tp in tps:
-                done = committed.get(tp, starts.get(tp, 0))
-                rows.append(Lag(group, tp.topic, tp.partition, int(done), int(ends[tp])))
+            offsets = committed_and_end(self.admin, self.consumer, group, topics)
+            for tp, (done, end) in offsets.items():
+                rows.append(Lag(group, tp.topic, tp.partition, done, end))
         members = {
             g.group: (g.state, len(g.members))
             for g in self.admin.describe_consumer_groups(list(wanted))
