@@ -29,6 +29,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         policy_scope=s.policy.scope,
         alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 
