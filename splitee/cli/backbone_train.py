@@ -79,8 +79,10 @@ def evaluate_backbone(
     data: Path | None,
     limit: int | None,
     out_dir: Path,
+    bottleneck: Path | None = None,
 ) -> None:
-    """``splitee evaluate`` for a registered backbone's checkpoint on real-size frames."""
+    """``splitee evaluate`` for a registered backbone's checkpoint on real-size frames; with
+    a ``bottleneck`` checkpoint, a third evaluation through its codecs (``<out>/bottleneck``)."""
     import torch
 
     from splitee.evaluate.real_frames import evaluate_real, load_test_frames
@@ -103,7 +105,30 @@ def evaluate_backbone(
     )
     model = load_checkpoint(model_path)
     results = evaluate_real(outputs, info, model, sizes, cfg, out_dir, settings.edge.codec)
-    for name, _summary in results.items():
-        sub = out_dir if name == "split-arms" else out_dir / "send-frame"
-        click.echo(f"## {name}\n" + (sub / "table.md").read_text())
-    click.echo(f"wrote {out_dir}/ (summary.json, table.md, plots) and {out_dir}/send-frame/")
+    subs = {"split-arms": out_dir, "send-frame": out_dir / "send-frame"}
+    if bottleneck is not None:
+        from splitee.evaluate.bottleneck import evaluate_bottleneck
+        from splitee.files import sha256_file
+        from splitee.models.bottleneck_checkpoint import load_bottlenecks
+        from splitee.models.latent_codec import choose_rates
+
+        bundle = load_bottlenecks(bottleneck, base_path=model_path)
+        rates = choose_rates(bundle, settings.model.bottleneck_max_drop)
+        fused = load_checkpoint(model_path, fuse=True)
+        results["bottleneck"] = evaluate_bottleneck(
+            outputs,
+            info,
+            fused,
+            bundle,
+            rates,
+            dataset.images,
+            sizes,
+            cfg,
+            out_dir / "bottleneck",
+            settings.data.cache_dir,
+            sha256_file(bottleneck),
+        )
+        subs["bottleneck"] = out_dir / "bottleneck"
+    for name in results:
+        click.echo(f"## {name}\n" + (subs[name] / "table.md").read_text())
+    click.echo(f"wrote {', '.join(str(p) for p in subs.values())} (summary.json, table.md, plots)")

@@ -191,9 +191,13 @@ def evaluate(
     from splitee.data import find_source, load_source
     from splitee.evaluate.runner import EvalConfig, model_outputs, run_evaluation, write_outputs
     from splitee.files import checkpoint_metadata
+    from splitee.models.bottleneck_checkpoint import is_bottleneck_checkpoint, load_bottlenecks
 
     s = settings_of(ctx)
     p = s.policy
+    bottleneck = None  # a bottleneck checkpoint evaluates its base model, then through it
+    if model_path is not None and is_bottleneck_checkpoint(model_path):
+        bottleneck, model_path = model_path, load_bottlenecks(model_path).base_path
     cfg = EvalConfig(
         gamma=p.gamma if gamma is None else gamma,
         mu=p.mu if mu is None else mu,
@@ -210,8 +214,10 @@ def evaluate(
     if "backbone" in checkpoint_metadata(model):
         from splitee.cli.backbone_train import evaluate_backbone
 
-        evaluate_backbone(s, cfg, model, data_dir, limit, out_dir)
+        evaluate_backbone(s, cfg, model, data_dir, limit, out_dir, bottleneck)
         return
+    if bottleneck is not None:
+        raise click.UsageError("learned bottlenecks are for real-size backbones")
     data = data_dir or s.data.dir
     src = data if data is not None and data.suffix == ".zip" else find_source(data, "test")
     dataset = load_source(src, "test", s.data.cache_dir)

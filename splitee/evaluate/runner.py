@@ -56,6 +56,8 @@ class SettingOutputs:
     distortion: Distortion
     outputs: ExitOutputs
     labels: np.ndarray
+    cloud: ExitOutputs | None = None  # the cloud's answer per offloaded arm (a codec)
+    offload_bytes: np.ndarray | None = None  # (N, L) bytes of an offload at each arm
 
 
 def model_outputs(
@@ -133,7 +135,15 @@ def run_evaluation(
     for o in cfg.sweep_o or [cfg.offload_cost]:
         cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o, **(cost_args or {}))
         settings = [
-            Setting(str(so.distortion), so.distortion.level, so.outputs, so.labels, cm)
+            Setting(
+                str(so.distortion),
+                so.distortion.level,
+                so.outputs,
+                so.labels,
+                cm,
+                cloud=so.cloud,
+                offload_bytes=so.offload_bytes,
+            )
             for so in settings_outputs
         ]
         rewards = np.stack([s.rewards for s in settings])
