@@ -213,6 +213,12 @@ class PolicySettings(Section):
         description="One policy for all cameras, one per camera, or one per context estimated "
         "from cheap image statistics (dark, noisy, blurry, normal; see splitee/context.py).",
     )
+    cameras: list[str] | None = Field(
+        default=None,
+        description="scope = camera: the camera ids with a policy (a Redis key) of their own; "
+        "frames from any other camera use the global policy (policy.key). None: the ids of "
+        "producer.cameras.",
+    )
 
 
 class KafkaSettings(Section):
