@@ -33,6 +33,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         alpha_grid=s.policy.alpha_grid,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
         policy_keys=policy_setup.policy_keys(s, CONTEXTS),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

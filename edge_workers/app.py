@@ -29,6 +29,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         max_frame_bytes=s.edge.max_frame_bytes,
         alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

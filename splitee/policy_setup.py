@@ -69,6 +69,19 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
+def latent_codec(s: Settings, model):
+    """The learned bottleneck's live codec for the worker's ``model`` (arms shifted by the
+    send-frame arm when it is on), or None without ``model.bottleneck``."""
+    if s.model.bottleneck is None:
+        return None
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.models.latent_codec import LatentCodec, choose_rates
+
+    bundle = load_bottlenecks(s.model.bottleneck, base_path=s.model.checkpoint)
+    offset = 1 if getattr(model, "send_frame", False) else 0
+    return LatentCodec(bundle, choose_rates(bundle, s.model.bottleneck_max_drop), offset)
+
+
 def model_and_costs(s: Settings, model):
     """The model the workers run and its cost model, from the settings.
 
@@ -87,6 +100,15 @@ def model_and_costs(s: Settings, model):
     p = s.policy
     rel = relative_costs(model)
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
+    codec = latent_codec(s, model)
+    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
+        from splitee.models.latent_codec import encoder_flops
+        from splitee.models.profile import prefix_flops
+
+        total = prefix_flops(model, model.num_exits - 1)
+        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
+            rel[k] += f / total
+            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
     depths = list(model.exit_depths)
     if send_frame(s, model):
         model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]

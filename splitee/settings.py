@@ -151,6 +151,20 @@ class ModelSettings(Section):
         "own, e.g. one saved from torchvision's mobilenet_v2; `splitee train --backbone` starts "
         "from it.",
     )
+    bottleneck: Path | None = Field(
+        default=None,
+        description="Learned bottleneck checkpoint (`splitee train-bottleneck`) for model."
+        "checkpoint: split arms offload entropy-coded latents instead of raw tensors (edge "
+        "encodes, cloud decodes); its base model's SHA-256 must match model.checkpoint.",
+    )
+    _bottleneck_in_repo = field_validator("bottleneck")(_repo_relative)
+    bottleneck_max_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Each arm codes at the rate point with the fewest bytes whose top-1 on the "
+        "test split (the bottleneck's model card) is within this of the unsplit model's.",
+    )
     backbones: dict[str, BackboneSettings] = Field(
         default={},
         description="Your own backbones by name ([model.backbones.NAME] with factory, exits, "
