@@ -54,11 +54,10 @@ class EdgeProcessor:
         cost_model: CostModel,
         policy: Policy,
         store: PolicyStore,
-        policy_key: str = "global",
+        policy_keys: PolicyKeys | None = None,
         codec: str = "float16",
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
-        policy_scope: str = "global",
         alpha_grid: list[float] | None = None,
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
@@ -75,7 +74,7 @@ class EdgeProcessor:
         self.codec = codec
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
-        self.keys = PolicyKeys(policy_key, policy_scope, CONTEXTS)
+        self.keys = policy_keys or PolicyKeys(contexts=CONTEXTS)
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
         self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())

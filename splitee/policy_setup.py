@@ -12,6 +12,7 @@ from pathlib import Path
 
 from policy_store.arms import ArmSpace
 from policy_store.decisions import Always, Never, TDMechanism
+from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
@@ -30,6 +31,15 @@ def alpha(s: Settings, checkpoint: Path | None = None) -> float:
         return s.policy.alpha
     own = model_alpha(checkpoint or s.model.checkpoint)
     return DEFAULT_ALPHA if own is None else own
+
+
+def policy_keys(s: Settings, contexts: Sequence[str]) -> PolicyKeys:
+    """Which policy a frame belongs to; with ``scope = camera`` only the allow-listed cameras
+    (policy.cameras, else producer.cameras' ids) get their own, so Redis keys stay bounded and
+    edge and cloud agree on them."""
+    p = s.policy
+    cameras = p.cameras if p.cameras is not None else [c.id for c in s.producer.cameras]
+    return PolicyKeys(p.key, p.scope, contexts, cameras=frozenset(cameras))
 
 
 def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:

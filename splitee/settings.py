@@ -5,7 +5,7 @@ Precedence (highest first): keyword arguments, environment variables, the TOML f
 
 Environment variables use the prefix ``SPLITEE_`` and ``__`` between nested names, e.g.
 ``SPLITEE_POLICY__ALPHA=0.6`` or ``SPLITEE_KAFKA__BOOTSTRAP=127.0.0.1:9092``. Every field is
-documented in the README's settings table, generated from this module by
+documented in docs/settings.md, generated from this module by
 ``splitee settings --markdown``. Unknown keys are errors in every section, so a misspelt
 setting fails loudly instead of silently keeping its default.
 
@@ -226,6 +226,12 @@ class PolicySettings(Section):
         default="global",
         description="One policy for all cameras, one per camera, or one per context estimated "
         "from cheap image statistics (dark, noisy, blurry, normal; see splitee/context.py).",
+    )
+    cameras: list[str] | None = Field(
+        default=None,
+        description="scope = camera: the camera ids with a policy (a Redis key) of their own; "
+        "frames from any other camera use the global policy (policy.key). None: the ids of "
+        "producer.cameras.",
     )
 
 
@@ -630,7 +636,7 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
 
 
 def settings_markdown() -> str:
-    """Every setting with its environment variable, default and description (for the README)."""
+    """Every setting with its environment variable, default and description (docs/settings.md)."""
     rows = ["| setting | environment variable | default | description |", "|---|---|---|---|"]
 
     def walk(model: type[BaseModel], prefix: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -28,16 +29,9 @@ def jpeg_sizes(source) -> np.ndarray:
 
 
 def train_backbone_command(
-    settings: Settings,
-    backbone: str,
-    data: str | None,
-    epochs: int,
-    limit: int | None,
-    test_limit: int | None,
-    seed: int,
-    out: Path | None,
-    finetune_tail: bool = False,
+    settings: Settings, backbone: str, data: str | None, out: Path | None, **given: Any
 ) -> None:
+    """Train ``backbone``'s exits; ``given``: the BackboneTrainConfig fields the user gave."""
     from splitee.images import load_images, open_source
     from splitee.models.backbones import get, register_from_settings
     from splitee.train_backbone import BackboneTrainConfig, train_backbone
@@ -49,14 +43,7 @@ def train_backbone_command(
     train_src, test_src = open_source(path, "train"), open_source(path, "test")
     train_set = load_images(train_src, entry.input_size, cache)
     test_set = load_images(test_src, entry.input_size, cache)
-    cfg = BackboneTrainConfig(
-        backbone=backbone,
-        epochs=epochs,
-        seed=seed,
-        limit=limit,
-        test_limit=test_limit,
-        finetune_tail=finetune_tail,
-    )
+    cfg = BackboneTrainConfig(backbone=backbone, **given)
     out = out or Path(f"{backbone}.safetensors")
     card = train_backbone(
         cfg,
