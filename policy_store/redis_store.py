@@ -355,7 +355,12 @@ def save_snapshot(store: RedisStore, path: Path) -> dict:
 
 
 def load_snapshot(path: Path) -> dict:
+    """A snapshot file's JSON; ValueError for anything that is not one (a file is user input:
+    deep nesting raises RecursionError in json, a list has no ``policies``)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read policy snapshot {path}: {exc}") from exc
+        snap = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"cannot read policy snapshot {path}: {str(exc)[:200]}") from None
+    if not isinstance(snap, dict) or not isinstance(snap.get("policies"), dict):
+        raise ValueError(f"{path} is not a policy snapshot: no 'policies' object")
+    return snap
