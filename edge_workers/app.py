@@ -26,6 +26,8 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
+        max_aspect=s.edge.max_aspect,
+        capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         policy_scope=s.policy.scope,
         alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),

@@ -142,7 +142,9 @@ def in_record(event: faust.EventT) -> InRecord:
     msg = event.message
     headers = msg.headers or []
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    return InRecord(msg.key, msg.value, items, msg.topic, msg.partition, msg.offset)
+    return InRecord(
+        msg.key, msg.value, items, msg.topic, msg.partition, msg.offset, msg.timestamp or None
+    )
 
 
 def process_isolated(step: BatchStep, role: str, records: list[InRecord]) -> StepOutput:

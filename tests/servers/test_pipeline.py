@@ -126,8 +126,8 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
     prod = producer(k)
     run = f"dlq-{uuid.uuid4().hex[:6]}"
 
-    def meta(i: int, schema: int = 1):
-        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time(), run_id=run)
+    def meta(i: int, schema: int = 1, ahead_s: float = 0.0):
+        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time() + ahead_s, run_id=run)
         hs = m.headers()
         return [(h, v if h != "schema" else str(schema).encode()) for h, v in hs]
 
@@ -137,6 +137,7 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
         "wrong_shape": (encode_jpeg(np.zeros((48, 48, 3), np.uint8)), meta(1)),
         "unknown_version": (frames[0].jpeg, meta(2, schema=7)),
         "oversized": (encode_jpeg(noise, 95) * 30, meta(3)),
+        "future_capture_ts": (frames[0].jpeg, meta(4, ahead_s=10 * 365 * 86400.0)),
     }
     for value, headers in bad_frames.values():
         prod.send(k.frames_topic, key=b"cam-bad", value=value, headers=headers)
