@@ -7,7 +7,7 @@ import torch
 from edge_workers.processor import EdgeProcessor
 from splitee import metrics, policy_setup
 from splitee.models import load_checkpoint
-from splitee.runtime import Role, run_batch_worker
+from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
@@ -15,7 +15,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
+    store = policy_setup.worker_store(s, cm.num_arms)  # refuses another model's
     metrics.watch_store(store)
     return EdgeProcessor(
         model,
@@ -44,4 +44,8 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         k.offload_topic,
         e.concurrency,
     )
-    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port)
+    try:
+        step = build_processor(s, worker_id)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port)

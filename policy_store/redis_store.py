@@ -291,6 +291,11 @@ class RedisStore:
         keys = [self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key)]
         return int(self._apply(keys=keys, args=args))
 
+    def stored_arms(self, key: str) -> int | None:
+        """The arm count a policy was written with (None: no statistics yet)."""
+        raw = self.r.hget(self.key(key), "arms")
+        return None if raw is None else int(float(raw))
+
     def reset(self, key: str) -> None:
         self.r.delete(self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key))
         self._cache.pop(key, None)

@@ -208,6 +208,13 @@ class PolicySettings(Section):
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")
+    per_model: bool = Field(
+        default=True,
+        description="Keep each model's statistics apart: the policy's Redis keys carry the "
+        "checkpoint's identity (SHA-256 prefix and arm count), so another model never reads or "
+        "updates them. Off: keys are `<redis.namespace>:{<policy.key>}` alone, and a worker "
+        "refuses to start on a policy of another arm count.",
+    )
     scope: Literal["global", "camera", "context"] = Field(
         default="global",
         description="One policy for all cameras, one per camera, or one per context estimated "

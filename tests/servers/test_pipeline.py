@@ -48,7 +48,7 @@ def stream(p: Pipeline, frames, per_camera: int, fps: float = 0.0, run_id: str =
 
 def store_of(p: Pipeline) -> RedisStore:
     s = p.settings
-    return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
+    return policy_setup.store(s, 9, cache_ms=0)  # the workers' keys (the model's)
 
 
 def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
