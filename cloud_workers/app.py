@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from cloud_workers.processor import CloudProcessor
-from policy_store.keys import PolicyKeys
 from splitee import metrics, policy_setup
 from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
@@ -33,7 +32,8 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel_bits=s.channel.bits,
         alpha_grid=s.policy.alpha_grid,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
-        policy_keys=PolicyKeys(s.policy.key, s.policy.scope, CONTEXTS),
+        policy_keys=policy_setup.policy_keys(s, CONTEXTS),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

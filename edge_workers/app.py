@@ -6,6 +6,7 @@ import torch
 
 from edge_workers.processor import EdgeProcessor
 from splitee import metrics, policy_setup
+from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
 from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
@@ -22,15 +23,15 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         cm,
         policy_setup.policy(s),
         store,
-        policy_key=s.policy.key,
+        policy_keys=policy_setup.policy_keys(s, CONTEXTS),
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
         max_aspect=s.edge.max_aspect,
         capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
-        policy_scope=s.policy.scope,
         alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

@@ -25,8 +25,17 @@ from splitee.context import CONTEXTS, frame_context
 from splitee.data import decode_jpeg
 from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
-from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+from splitee.wire import (
+    FRAME_CODEC,
+    LATENT_CODEC,
+    FrameMeta,
+    OffloadMeta,
+    Result,
+    WireError,
+    encode_tensor,
+)
 
 
 def snr_band(snr_db: float) -> str:
@@ -45,15 +54,15 @@ class EdgeProcessor:
         cost_model: CostModel,
         policy: Policy,
         store: PolicyStore,
-        policy_key: str = "global",
+        policy_keys: PolicyKeys | None = None,
         codec: str = "float16",
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
         max_aspect: float | None = 20.0,
         capture_ts_tolerance_s: float | None = 60.0,
-        policy_scope: str = "global",
         alpha_grid: list[float] | None = None,
         td: TDMechanism | None = None,
+        latent: LatentCodec | None = None,
     ) -> None:
         """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs
         (:class:`~policy_store.arms.ArmSpace`); ``td`` decides keep-or-offload for frames that
@@ -69,8 +78,9 @@ class EdgeProcessor:
         self.max_frame_bytes = max_frame_bytes
         self.max_aspect = max_aspect
         self.capture_ts_tolerance_s = capture_ts_tolerance_s
-        self.keys = PolicyKeys(policy_key, policy_scope, CONTEXTS)
+        self.keys = policy_keys or PolicyKeys(contexts=CONTEXTS)
         self.td = td
+        self.latent = latent  # a learned bottleneck: its arms offload coded latents
         self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = policy.side_observations and not self.space.pairs and td is None
@@ -97,11 +107,14 @@ class EdgeProcessor:
                 f"timestamp {rec.timestamp:.3f} (tolerance {tol:g} s)",
             )
 
-    def _payload(self, arm: int, feats: np.ndarray, frame: bytes) -> tuple[bytes, str]:
-        """What an offload carries: the split tensor in the edge's codec, or — arm 0 of a
-        model with the send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+    def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
+        """What an offload carries: the split tensor in the edge's codec, a learned
+        bottleneck's coded latent (already a message), or — arm 0 of a model with the
+        send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
         if arm == 0 and getattr(self.model, "send_frame", False):
             return frame, FRAME_CODEC
+        if isinstance(feats, bytes):
+            return feats, LATENT_CODEC
         return encode_tensor(feats, self.codec), self.codec
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
@@ -201,6 +214,10 @@ class EdgeProcessor:
         features = {}
         dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
         for k, (idx, feats) in res.features.items():
+            if self.latent is not None and self.latent.handles(k):
+                for i, msg in zip(idx.tolist(), self.latent.encode(feats, k), strict=True):
+                    features[i] = (k, msg)
+                continue
             arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
             for j, i in enumerate(idx.tolist()):
                 features[i] = (k, arr[j])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from policy_store.arms import ArmSpace
 from policy_store.decisions import Always, Never, TDMechanism
+from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
@@ -31,6 +32,15 @@ def alpha(s: Settings, checkpoint: Path | None = None) -> float:
         return s.policy.alpha
     own = model_alpha(checkpoint or s.model.checkpoint)
     return DEFAULT_ALPHA if own is None else own
+
+
+def policy_keys(s: Settings, contexts: Sequence[str]) -> PolicyKeys:
+    """Which policy a frame belongs to; with ``scope = camera`` only the allow-listed cameras
+    (policy.cameras, else producer.cameras' ids) get their own, so Redis keys stay bounded and
+    edge and cloud agree on them."""
+    p = s.policy
+    cameras = p.cameras if p.cameras is not None else [c.id for c in s.producer.cameras]
+    return PolicyKeys(p.key, p.scope, contexts, cameras=frozenset(cameras))
 
 
 def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
@@ -60,6 +70,19 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
+def latent_codec(s: Settings, model):
+    """The learned bottleneck's live codec for the worker's ``model`` (arms shifted by the
+    send-frame arm when it is on), or None without ``model.bottleneck``."""
+    if s.model.bottleneck is None:
+        return None
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.models.latent_codec import LatentCodec, choose_rates
+
+    bundle = load_bottlenecks(s.model.bottleneck, base_path=s.model.checkpoint)
+    offset = 1 if getattr(model, "send_frame", False) else 0
+    return LatentCodec(bundle, choose_rates(bundle, s.model.bottleneck_max_drop), offset)
+
+
 def model_and_costs(s: Settings, model):
     """The model the workers run and its cost model, from the settings.
 
@@ -78,6 +101,15 @@ def model_and_costs(s: Settings, model):
     p = s.policy
     rel = relative_costs(model)
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
+    codec = latent_codec(s, model)
+    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
+        from splitee.models.latent_codec import encoder_flops
+        from splitee.models.profile import prefix_flops
+
+        total = prefix_flops(model, model.num_exits - 1)
+        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
+            rel[k] += f / total
+            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
     depths = list(model.exit_depths)
     if send_frame(s, model):
         model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]

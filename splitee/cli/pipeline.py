@@ -65,22 +65,21 @@ def produce(
     """
     import functools
     import signal
-    import threading
 
     from producers.camera import Camera, camera_producer, run_cameras
     from producers.schedule import Schedule
     from producers.sources import load_frames
-    from splitee import metrics
+    from splitee import runtime
     from splitee.link import camera_process
 
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
     cams = []
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    metrics.serve(metrics_port, s.deploy.metrics_host)
-    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
+    # SIGTERM ends the streams as a finished count would; the previous handler comes back when
+    # the command's context closes (a caller running it in-process keeps its own).
+    stop = ctx.with_resource(runtime.stop_on_signals(signal.SIGTERM))
+    runtime.serve_metrics(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
     for cs in ps.cameras:
         if cameras and cs.id not in cameras:
             continue
