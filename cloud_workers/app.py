@@ -9,7 +9,7 @@ from splitee import metrics, policy_setup
 from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
 from splitee.models.checkpoint import resolve_device
-from splitee.runtime import Role, run_batch_worker
+from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
@@ -19,7 +19,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         torch.set_num_threads(s.cloud.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
+    store = policy_setup.worker_store(s, cm.num_arms)  # refuses another model's
     metrics.watch_store(store)
     return CloudProcessor(
         model,
@@ -40,4 +40,8 @@ def build_processor(s: Settings) -> CloudProcessor:
 def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
     c = s.cloud
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
-    run_batch_worker(s, role, build_processor(s), worker_id, metrics_port)
+    try:
+        step = build_processor(s)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port)

@@ -8,7 +8,7 @@ from edge_workers.processor import EdgeProcessor
 from splitee import metrics, policy_setup
 from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
-from splitee.runtime import Role, run_batch_worker
+from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
@@ -16,7 +16,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
+    store = policy_setup.worker_store(s, cm.num_arms)  # refuses another model's
     metrics.watch_store(store)
     return EdgeProcessor(
         model,
@@ -27,6 +27,8 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
+        max_aspect=s.edge.max_aspect,
+        capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
         latent=policy_setup.latent_codec(s, model),
@@ -43,4 +45,8 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         k.offload_topic,
         e.concurrency,
     )
-    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port)
+    try:
+        step = build_processor(s, worker_id)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port)
