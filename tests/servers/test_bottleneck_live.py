@@ -95,7 +95,7 @@ def test_every_frame_one_result_none_dead(run):
 def test_split_arm_offloads_are_latents_the_cloud_decodes(run):
     s = run["p"].settings
     net = load_checkpoint(s.model.checkpoint, fuse=True)
-    net, cm = policy_setup.model_and_costs(s, net)
+    net, _ = policy_setup.model_and_costs(s, net)
     codec = policy_setup.latent_codec(s, net)
     assert codec is not None and getattr(net, "send_frame", False)
     results = run["view"].results
@@ -107,7 +107,7 @@ def test_split_arm_offloads_are_latents_the_cloud_decodes(run):
         assert z.shape == codec.latent_shape(om.arm)
         raw = 2 * int(np.prod(net.feature_shape(om.arm)))
         assert len(value) < raw / 4, (om.arm, len(value), raw)  # far below the float16 tensor
-    for om, value in run["offloads"]:
+    for om, _ in run["offloads"]:
         if om.arm == 0:
             assert om.codec == "jpeg"
     sizes = {r.frame_id: r.offload_bytes for r in results.values() if r.where == "cloud"}
