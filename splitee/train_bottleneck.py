@@ -39,20 +39,23 @@ from splitee.models.inputs import to_input
 @dataclass(kw_only=True)
 class BottleneckTrainConfig:
     steps: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
-    lambda0: float = 0.02  # rate weight at Δ = 1, in MSE units per bit per input value
+    lambda0: float = 0.1  # rate weight at Δ = 1, in MSE units per bit per input value
     batch_size: int = 32
     lr: float = 1e-3
     stage1_epochs: int = 4
-    stage1_frames: int = 4000  # frames per stage-1 epoch (a random subset of the cache)
-    stage2_seconds: float = 180.0  # distillation budget per arm
+    stage1_frames: int = 2000  # frames per stage-1 epoch (a random subset of the cache)
+    stage2_seconds: float = 150.0  # distillation budget per arm
     stage2_batch: int = 16
     kd_temperature: float = 2.0
-    views: int = 2  # cached views per training frame: clean, then distorted ones
+    views: int = 2  # cached views: every training frame clean, then distorted subsets
+    distorted_frames: int = 2000  # frames in each distorted view (a seeded random subset)
     extract_batch: int = 32
     threads: int = 2
     seed: int = 0
-    limit: int | None = None  # first N training frames (smoke runs)
-    test_limit: int | None = None
+    limit: int | None = None  # a seeded random N of the training frames (smoke runs)
+    # the model card's per-rate figures on a seeded random subset of the test split (the
+    # whole split is `splitee evaluate`'s, through the codec, at every distortion)
+    test_limit: int | None = 1000
     arms: list[int] | None = None  # 0-based split arms to train (default: all)
 
 
@@ -78,9 +81,12 @@ def _extract(model, images: np.ndarray, bs: int, desc: str) -> tuple[list[np.nda
     return [np.concatenate(f) for f in feats], np.concatenate(logits)
 
 
-def build_cache(model, images: np.ndarray, cache: Path, views: int, seed: int, bs: int) -> None:
-    """``cache/view{v}-arm{k}.npy`` and ``cache/view{v}-logits.npy`` (view 0 clean, later
-    views random noise or blur with flips); a view already complete is kept."""
+def build_cache(
+    model, images: np.ndarray, cache: Path, views: int, seed: int, bs: int, subset: int
+) -> None:
+    """``cache/view{v}-arm{k}.npy`` and ``cache/view{v}-logits.npy``: view 0 every frame clean,
+    later views a seeded random ``subset`` of them with random noise or blur and flips (the
+    backbone's forward pass is the run's largest cost on a CPU); a complete view is kept."""
     from splitee.train_backbone import _random_distort
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -92,7 +98,10 @@ def build_cache(model, images: np.ndarray, cache: Path, views: int, seed: int, b
             imgs = images
         else:
             rng = np.random.default_rng(seed + v)
-            chunks = [_random_distort(images[s : s + 64], rng) for s in range(0, len(images), 64)]
+            pick = np.sort(rng.permutation(len(images))[:subset])
+            chunks = [
+                _random_distort(images[pick[s : s + 64]], rng) for s in range(0, len(pick), 64)
+            ]
             imgs = np.concatenate(chunks)
         feats, logits = _extract(model, imgs, bs, f"cache view {v + 1}/{views}")
         for k, f in enumerate(feats):
@@ -201,7 +210,7 @@ def train_stage1(
             loss.backward()
             opt.step()
             tot_d += float(d.detach()) * len(idx)
-            tot_b[r] += float(bits.sum())
+            tot_b[r] += float(bits.detach().sum())
             n[r] += len(idx)
         row = {
             "epoch": epoch + 1,
@@ -369,6 +378,14 @@ def decoder_cpu_ms(codec: ArmCodec, repeats: int = 5) -> float:
 
 
 # ----------------------------------------------------------------------------- the whole run
+def _subset(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random ``n`` frames, in order (the splits are sorted by class)."""
+    if n >= len(y):
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+    return x[idx], y[idx]
+
+
 def train_bottlenecks(
     model_path: Path,
     cfg: BottleneckTrainConfig,
@@ -394,23 +411,28 @@ def train_bottlenecks(
         p.requires_grad_(False)
     digest = sha256_file(model_path)
     # keyed by what the cache holds: another model, frame count or view recipe never reuses it
-    key = f"{digest[:16]}-n{cfg.limit or len(train_set)}-t{cfg.test_limit or len(test_set)}"
-    work = Path(work_dir) / f"{key}-v{cfg.views}-s{cfg.seed}"
+    n_train = min(cfg.limit or len(train_set), len(train_set))
+    n_test = min(cfg.test_limit or len(test_set), len(test_set))
+    run = f"{digest[:16]}-n{n_train}-v{cfg.views}-d{cfg.distorted_frames}-s{cfg.seed}"
+    work = Path(work_dir) / run  # codec states and cards: per model, frames and views
+    test_dir = Path(work_dir) / f"{digest[:16]}-test-t{n_test}-s{cfg.seed}"
     fused = copy.deepcopy(model).fuse_for_inference()
     fused.backbone.to(memory_format=torch.channels_last)
 
     images, labels = train_set.images, train_set.labels
     if cfg.limit:
-        images, labels = images[: cfg.limit], labels[: cfg.limit]
+        images, labels = _subset(images, labels, cfg.limit, cfg.seed)
     test_images, test_labels = test_set.images, test_set.labels
     if cfg.test_limit:
-        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
+        test_images, test_labels = _subset(test_images, test_labels, cfg.test_limit, cfg.seed)
     t0 = time.perf_counter()
-    build_cache(fused, images, work / "train", cfg.views, cfg.seed, cfg.extract_batch)
-    build_cache(fused, test_images, work / "test", 1, cfg.seed, cfg.extract_batch)
+    build_cache(
+        fused, images, work / "train", cfg.views, cfg.seed, cfg.extract_batch, cfg.distorted_frames
+    )
+    build_cache(fused, test_images, test_dir, 1, cfg.seed, cfg.extract_batch, 0)
     extract_s = time.perf_counter() - t0
     teacher = _load_logits(work / "train", cfg.views)
-    test_teacher = _load_logits(work / "test", 1)
+    test_teacher = _load_logits(test_dir, 1)
 
     L = model.num_exits
     arms = cfg.arms if cfg.arms is not None else list(range(L - 1))
@@ -426,7 +448,7 @@ def train_bottlenecks(
         info = train_stage1(codec, feats, cfg, state)
         info = train_stage2(fused, k, codec, feats, teacher, cfg, state)
         tables[k] = [fit_tables(codec, feats, r) for r in range(len(cfg.steps))]
-        test_feats = np.load(work / "test" / f"view0-arm{k}.npy", mmap_mode="r")
+        test_feats = np.load(test_dir / f"view0-arm{k}.npy", mmap_mode="r")
         rows = evaluate_arm(fused, k, codec, tables[k], test_feats, test_labels)
         teacher_top1 = float((test_teacher.argmax(1) == test_labels).mean())
         enc_flops = module_flops(codec.encoder, codec.spec.in_shape)

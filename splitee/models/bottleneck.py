@@ -70,9 +70,9 @@ def default_spec(in_shape: Sequence[int]) -> CodecSpec:
     features (many pixels, few channels) get a narrower latent than deep ones."""
     c, h, w = (int(v) for v in in_shape)
     down = 0
-    while h // 2**down > 14:
-        down += 1
-    if down == 0 and h > 7:
+    while h // 2**down > 14 and h % 2 ** (down + 1) == 0 and w % 2 ** (down + 1) == 0:
+        down += 1  # space-to-depth needs whole blocks
+    if down == 0 and h > 7 and h % 2 == 0 and w % 2 == 0:
         down = 1
     hidden = 64 if c <= 32 else 128
     latent = 48 if h // 2**down >= 14 else 64
@@ -80,49 +80,55 @@ def default_spec(in_shape: Sequence[int]) -> CodecSpec:
 
 
 class ArmEncoder(nn.Module):
-    """Edge side: standardised prefix tensor → continuous latent (quantized by the caller)."""
+    """Edge side: standardised prefix tensor → continuous latent (quantized by the caller).
+
+    Space-to-depth first (PixelUnshuffle by 2**down), then a 1×1 and a 3×3 convolution at the
+    latent's resolution: all the work happens on few pixels, where a CPU's GEMMs are
+    efficient, instead of strided convolutions on the large shallow tensor."""
 
     def __init__(self, spec: CodecSpec) -> None:
         super().__init__()
         c = spec.in_shape[0]
+        s = 2**spec.down
         self.register_buffer("mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("std", torch.ones(1, c, 1, 1))
-        layers: list[nn.Module] = []
-        width = c
-        for i in range(max(spec.down, 1)):
-            stride = 2 if i < spec.down else 1
-            layers += [nn.Conv2d(width, spec.hidden, 3, stride, 1), nn.ReLU(inplace=True)]
-            width = spec.hidden
-        layers.append(nn.Conv2d(width, spec.latent, 3, 1, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(s),
+            nn.Conv2d(c * s * s, spec.hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(spec.hidden, spec.hidden, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(spec.hidden, spec.latent, 3, 1, 1),
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net((h - self.mean) / self.std)
 
 
 class ArmDecoder(nn.Module):
-    """Cloud side: dequantized latent → the prefix tensor (in the backbone's own scale)."""
+    """Cloud side: dequantized latent → the prefix tensor (in the backbone's own scale).
+
+    Mirror of the encoder: 3×3 convolutions at the latent's resolution, a 1×1 to
+    ``C · 4**down`` channels and depth-to-space (PixelShuffle) back to the prefix's size."""
 
     def __init__(self, spec: CodecSpec) -> None:
         super().__init__()
         c, h, w = spec.in_shape
+        s = 2**spec.down
         self.out_hw = (h, w)
         self.register_buffer("mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("std", torch.ones(1, c, 1, 1))
-        # wide at the latent's resolution, halving at each upsampling: the full-resolution
-        # layers dominate the cost, and shallow tensors have few channels anyway
-        width = max(spec.hidden, 96)
-        layers: list[nn.Module] = [nn.Conv2d(spec.latent, width, 3, 1, 1), nn.ReLU(inplace=True)]
-        for _ in range(spec.down):
-            nxt = max(width // 2, 32)
-            layers += [nn.ConvTranspose2d(width, nxt, 4, 2, 1), nn.ReLU(inplace=True)]
-            width = nxt
-        layers += [
+        width = max(spec.hidden, 128)
+        self.net = nn.Sequential(
+            nn.Conv2d(spec.latent, width, 3, 1, 1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, 1, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(width, c, 3, 1, 1),
-        ]
-        self.net = nn.Sequential(*layers)
+            nn.Conv2d(width, width, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, c * s * s, 1),
+            nn.PixelShuffle(s),
+        )
 
     def forward_std(self, z: torch.Tensor) -> torch.Tensor:
         """The reconstruction in standardised units (what training compares)."""
