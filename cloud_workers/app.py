@@ -37,7 +37,10 @@ def build_processor(s: Settings) -> CloudProcessor:
     )
 
 
-def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+def main(
+    s: Settings, worker_id: str, metrics_port: int = 0, fail_on_frame: str | None = None
+) -> None:
     c = s.cloud
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
-    run_batch_worker(s, role, build_processor(s), worker_id, metrics_port)
+    step = build_processor(s)
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

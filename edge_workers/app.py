@@ -32,7 +32,9 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     )
 
 
-def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+def main(
+    s: Settings, worker_id: str, metrics_port: int = 0, fail_on_frame: str | None = None
+) -> None:
     e, k = s.edge, s.kafka
     role = Role(
         "edge",
@@ -42,4 +44,5 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         k.offload_topic,
         e.concurrency,
     )
-    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port)
+    step = build_processor(s, worker_id)
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

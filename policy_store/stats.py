@@ -91,6 +91,26 @@ class Delta:
         if self.window:
             self.frames.append((mask, r))
 
+    def merge(self, other: Delta) -> Delta:
+        """This batch and ``other`` (frames of ``other`` after this one's) as one delta.
+
+        Every field is carried, by name: a merged delta that lost its ``records`` would
+        count its frames without their ids — the Redis store refuses it, the in-memory store
+        loses de-duplication."""
+        if self.discount != other.discount or self.window != other.window:
+            raise ValueError("cannot merge deltas of different policies")
+        return Delta(
+            n=self.n + other.n,
+            s=self.s + other.s,
+            pulls=self.pulls + other.pulls,
+            t=self.t + other.t,
+            discount=self.discount,
+            window=self.window,
+            frames=[*self.frames, *other.frames],
+            tag=self.tag or other.tag,
+            records=[*self.records, *other.records],
+        )
+
     def without(self, seen: set[str]) -> Delta:
         """This delta rebuilt from its frames whose id is not in ``seen``."""
         out = Delta.zeros(self.n.shape[-1], self.discount, self.window)

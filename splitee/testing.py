@@ -113,10 +113,11 @@ class Pipeline:
             raise RuntimeError(f"splitee {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def start(self, role: str, name: str, metrics_port: int = 0) -> None:
+    def start(self, role: str, name: str, metrics_port: int = 0, *options: str) -> None:
+        """Start a ``role`` worker named ``name``; ``options`` go to its command line."""
         log = (self.log_dir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port)],
+            [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port), *options],
             env=self.env,
             cwd=self.code,
             stdout=log,

@@ -108,26 +108,32 @@ def produce(
         ctx.exit(1)  # frames were lost: say so in the exit status too
 
 
+#: Tests only (splitee.fault_injection): frames whose id starts with PREFIX make the step raise.
+FAIL_ON_FRAME = click.option("--fail-on-frame", metavar="PREFIX", default=None, hidden=True)
+
+
 @click.command()
 @click.option("--worker-id", default="edge-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@FAIL_ON_FRAME
 @click.pass_context
-def edge(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def edge(ctx: click.Context, worker_id: str, metrics_port: int, fail_on_frame: str | None) -> None:
     """Run an edge worker (faust) in the foreground."""
     from edge_workers.app import main as edge_main
 
-    edge_main(settings_of(ctx), worker_id, metrics_port)
+    edge_main(settings_of(ctx), worker_id, metrics_port, fail_on_frame)
 
 
 @click.command()
 @click.option("--worker-id", default="cloud-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@FAIL_ON_FRAME
 @click.pass_context
-def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def cloud(ctx: click.Context, worker_id: str, metrics_port: int, fail_on_frame: str | None) -> None:
     """Run a cloud worker (faust) in the foreground; CUDA when present."""
     from cloud_workers.app import main as cloud_main
 
-    cloud_main(settings_of(ctx), worker_id, metrics_port)
+    cloud_main(settings_of(ctx), worker_id, metrics_port, fail_on_frame)
 
 
 @click.command()
