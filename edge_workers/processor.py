@@ -205,15 +205,15 @@ class EdgeProcessor:
                 k, feats = features[i]
                 payload, codec = self._payload(k, feats, raws[i])
                 om = OffloadMeta(
-                    k,
-                    row,
-                    codec,
-                    keys[i],
-                    now,
-                    self.worker_id,
-                    pick if self.space.pairs else None,
-                    self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
-                    bool(by_td[i]),
+                    arm=k,
+                    confidences=row,
+                    codec=codec,
+                    policy=keys[i],
+                    edge_ts=now,
+                    edge_worker=self.worker_id,
+                    pair=pick if self.space.pairs else None,
+                    alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
+                    by_td=bool(by_td[i]),
                 )
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())

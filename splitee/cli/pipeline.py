@@ -67,37 +67,21 @@ def produce(
     import signal
     import threading
 
-    from producers.camera import Camera, camera_producer, run_cameras
-    from producers.schedule import Schedule
+    from producers.camera import camera_producer, run_cameras
+    from producers.fleet import build_cameras
     from producers.sources import load_frames
     from splitee import metrics
-    from splitee.link import camera_process
 
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
-    cams = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     metrics.serve(metrics_port, s.deploy.metrics_host)
     metrics.register_target(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
-    for cs in ps.cameras:
-        if cameras and cs.id not in cameras:
-            continue
-        cam = Camera(
-            cs.id,
-            frames,
-            Schedule.parse(cs.schedule, cs.cycle),
-            fps or cs.fps,
-            cs.order,
-            cs.seed,
-            ps.jpeg_quality,
-            run_id if run_id is not None else ps.run_id,
-            channel=camera_process(s.channel.process, cs.id, cs.seed)
-            if s.channel.enabled
-            else None,
-        )
-        cams.append(cam)
+    specs = [cs for cs in ps.cameras if not cameras or cs.id in cameras]
+    # --fps 0 (like no --fps) keeps each camera's own rate
+    cams = build_cameras(s, frames, specs, fps=fps or None, run_id=run_id)
     n = ps.count if count is None else count
     new_producer = functools.partial(camera_producer, s.kafka)  # replaced if it gets stuck
     report = run_cameras(

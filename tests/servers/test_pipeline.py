@@ -145,7 +145,9 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
         prod.send(k.frames_topic, key=b"cam-bad", value=value, headers=headers)
     # Offload records the cloud must refuse.
     good_feats = encode_tensor(np.zeros((16, 32, 32), np.float32), "float16")
-    om = OffloadMeta(0, [0.1] + [None] * 8, "float16", "global", time.time()).headers()
+    om = OffloadMeta(
+        arm=0, confidences=[0.1] + [None] * 8, codec="float16", policy="global", edge_ts=time.time()
+    ).headers()
     bad_offloads = {
         "size_mismatch": good_feats[:-6],
         "wrong_shape": encode_tensor(np.zeros((16, 8, 8), np.float32)),

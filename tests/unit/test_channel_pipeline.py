@@ -23,12 +23,15 @@ def test_camera_stamps_the_snr_of_its_process(sample_frames):
         )
     ]
     proc = camera_process("rayleigh:10", "cam-1", 0)
-    cam = Camera("cam-1", frames, Schedule.parse(["pristine"]), 100.0, "fixed", 0, channel=proc)
+    pristine = Schedule.parse(["pristine"])
+    cam = Camera(
+        camera_id="cam-1", source=frames, schedule=pristine, fps=100.0, order="fixed", channel=proc
+    )
     sent = list(cam.frames(5))
     assert [f.meta.snr_db for f in sent] == [round(proc.snr_db(i), 3) for i in range(5)]
     back = FrameMeta.from_headers(sent[2].meta.headers())
     assert back.snr_db == sent[2].meta.snr_db
-    plain = Camera("cam-1", frames, Schedule.parse(["pristine"]), 100.0, "fixed", 0)
+    plain = Camera(camera_id="cam-1", source=frames, schedule=pristine, fps=100.0, order="fixed")
     assert next(iter(plain.frames(1))).meta.snr_db is None
 
 

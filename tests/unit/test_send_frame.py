@@ -113,7 +113,9 @@ def test_a_jpeg_offload_for_a_feature_arm_is_dead_lettered(tiny_real) -> None:
     out = edge.process([_record(0, _jpeg(60, 80, 0))])
     (rec,) = out.offloads
     meta = FrameMeta.from_headers(rec.headers)
-    om = OffloadMeta(1, [0.0, 0.2, None, None], FRAME_CODEC, "global", 1000.0)
+    om = OffloadMeta(
+        arm=1, confidences=[0.0, 0.2, None, None], codec=FRAME_CODEC, policy="global", edge_ts=1e3
+    )
     forged = meta.headers() + om.headers()
     back = cloud.process([InRecord(rec.key, rec.value, forged, "offload", 0, 0)])
     assert [d.reason for d in back.dead] == ["bad_codec"]
