@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 
 from cloud_workers.processor import CloudProcessor
-from policy_store.keys import PolicyKeys
-from splitee import metrics, policy_setup
-from splitee.context import CONTEXTS
-from splitee.models import load_checkpoint
+from splitee import policy_setup
 from splitee.models.checkpoint import resolve_device
 from splitee.runtime import Role, run_batch_worker
 from splitee.settings import Settings
@@ -18,22 +15,15 @@ def build_processor(s: Settings) -> CloudProcessor:
     device = resolve_device(s.model.device)
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
-    model = load_checkpoint(s.model.checkpoint, fuse=True)
-    model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
-    metrics.watch_store(store)
+    model, bandit = policy_setup.worker_model_and_bandit(s)
     return CloudProcessor(
         model,
-        cm,
-        store,
-        policy=policy_setup.policy(s),
+        bandit,
         device=device,
         max_bytes=s.kafka.max_message_bytes,
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
-        alpha_grid=s.policy.alpha_grid,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
-        policy_keys=PolicyKeys(s.policy.key, s.policy.scope, CONTEXTS),
     )
 
 
@@ -42,5 +32,4 @@ def main(
 ) -> None:
     c = s.cloud
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
-    step = build_processor(s)
-    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)
+    run_batch_worker(s, role, build_processor(s), worker_id, metrics_port, fail_on_frame)

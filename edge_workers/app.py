@@ -5,29 +5,20 @@ from __future__ import annotations
 import torch
 
 from edge_workers.processor import EdgeProcessor
-from splitee import metrics, policy_setup
-from splitee.models import load_checkpoint
+from splitee import policy_setup
 from splitee.runtime import Role, run_batch_worker
 from splitee.settings import Settings
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
-    model = load_checkpoint(s.model.checkpoint, fuse=True)
-    model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
-    metrics.watch_store(store)
+    model, bandit = policy_setup.worker_model_and_bandit(s)
     return EdgeProcessor(
         model,
-        cm,
-        policy_setup.policy(s),
-        store,
-        policy_key=s.policy.key,
+        bandit,
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
-        policy_scope=s.policy.scope,
-        alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
     )
 
@@ -44,5 +35,4 @@ def main(
         k.offload_topic,
         e.concurrency,
     )
-    step = build_processor(s, worker_id)
-    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)
+    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port, fail_on_frame)

@@ -3,21 +3,30 @@
 Workers, the exporter, the recorder and the CLI must agree on the cost model, the policy, the
 arm space and the size of the statistics in Redis — with threshold adaptation the bandit's
 arms are (split arm, α) pairs, so a store sized by split arms alone would misread the hash.
+A worker gets its model and its whole :class:`~policy_store.bandit.Bandit` from
+:func:`worker_model_and_bandit`, the one way both the edge and the cloud step are fed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import Always, Never, TDMechanism
+from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
+from splitee.context import CONTEXTS
 from splitee.files import model_alpha
 from splitee.settings import Settings
+
+if TYPE_CHECKING:  # torch is imported by the workers only (see worker_model_and_bandit)
+    from torch import nn
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
@@ -108,6 +117,36 @@ def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisS
     return RedisStore(
         s.redis.url, s.redis.namespace, num_arms, cache, client=redis_io.client(s.redis)
     )
+
+
+def policy_keys(s: Settings) -> PolicyKeys:
+    """Which policy a frame belongs to (policy.key, policy.scope) and which names exist."""
+    return PolicyKeys(s.policy.key, s.policy.scope, CONTEXTS)
+
+
+def bandit(s: Settings, costs: CostModel) -> Bandit:
+    """The bandit a worker's step runs: the configured policy, ``costs`` (the model's, see
+    :func:`model_and_costs`), the arm space, the policy keys and the Redis store sized for
+    the arms."""
+    return Bandit(
+        policy=policy(s),
+        costs=costs,
+        space=arm_space(s, costs.num_arms),
+        keys=policy_keys(s),
+        store=store(s, costs.num_arms),
+    )
+
+
+def worker_model_and_bandit(s: Settings) -> tuple[nn.Module, Bandit]:
+    """The model a worker runs (checkpoint loaded with fused batch norms) and its bandit, whose
+    store the worker's metrics watch (reachability, age of the statistics, pending updates)."""
+    from splitee import metrics
+    from splitee.models import load_checkpoint  # torch: only worker processes pay for it
+
+    model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    b = bandit(s, costs)
+    metrics.watch_store(b.store)
+    return model, b
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

@@ -18,6 +18,7 @@ from splitee.fault_injection import FailOnFrames
 from splitee.records import InRecord
 from splitee.runtime import process_isolated
 from splitee.wire import FrameMeta, Result
+from tests.bandits import bandit
 
 POISON = "poison:"
 
@@ -33,7 +34,7 @@ def check_one_raising_record_among_good_ones(
     """7 good frames and 1 that raises, every good one exiting at the final arm (one delta)."""
     cm = CostModel(tiny_model.exit_depths, gamma=0.1, mu=1.0, alpha=0.3, offload_cost=0.5)
     last = f"fixed:{cm.num_arms}"  # every frame exits at the edge: every reward known there
-    edge = EdgeProcessor(tiny_model, cm, make_policy(last), store)
+    edge = EdgeProcessor(tiny_model, bandit(cm, store, make_policy(last)))
     step = FailOnFrames(edge, POISON)
     good = [f"cam-1:t:{i:08d}" for i in range(7)]
     ids = [*good[:3], f"{POISON}3", *good[3:]]

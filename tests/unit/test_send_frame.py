@@ -15,7 +15,7 @@ from PIL import Image
 
 from cloud_workers.processor import CloudProcessor
 from edge_workers.processor import EdgeProcessor
-from policy_store import CostModel, ISplitEE, MemoryStore
+from policy_store import CostModel, MemoryStore
 from policy_store.policies import make_policy
 from policy_store.rewards import bytes_scale
 from splitee import policy_setup
@@ -24,6 +24,7 @@ from splitee.models.split_backbone import SplitBackboneNet
 from splitee.records import InRecord
 from splitee.settings import load_settings
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, decode_tensor
+from tests.bandits import bandit
 from tests.unit.test_backbones import TinyNet, _randomise_bn
 
 
@@ -56,9 +57,9 @@ def test_real_size_frames_and_the_send_frame_arm_end_to_end(tiny_real) -> None:
     scale = bytes_scale([jpeg_ref, 8 * 24 * 24 * 2, 16 * 12 * 12 * 2, 0], jpeg_ref)
     cm = CostModel(model.exit_depths, alpha=0.99, offload_scale=scale)  # offload all but final
     store = MemoryStore(cm.num_arms)
-    policy = make_policy("fixed:1")  # 1-based: arm 0, send the frame
-    edge = EdgeProcessor(model, cm, policy, store, codec="float16", max_frame_bytes=1 << 20)
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:1"))  # 1-based: arm 0, send the frame
+    edge = EdgeProcessor(model, b, codec="float16", max_frame_bytes=1 << 20)
+    cloud = CloudProcessor(model, b)
     sizes = [(217, 333), (480, 640), (50, 61), (300, 200)]
     recs = [_record(i, _jpeg(h, w, i)) for i, (h, w) in enumerate(sizes)]
     out = edge.process(recs)
@@ -91,8 +92,8 @@ def test_feature_arms_offload_tensors_of_the_shifted_arm(tiny_real) -> None:
     model = FrameArmNet(tiny_real)
     cm = CostModel(model.exit_depths, alpha=0.99)
     store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(model, cm, make_policy("fixed:2"), store, codec="float16")
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:2"))
+    edge, cloud = EdgeProcessor(model, b, codec="float16"), CloudProcessor(model, b)
     out = edge.process([_record(i, _jpeg(100 + i, 90, i)) for i in range(3)])
     assert len(out.offloads) == 3
     for r in out.offloads:
@@ -108,8 +109,8 @@ def test_a_jpeg_offload_for_a_feature_arm_is_dead_lettered(tiny_real) -> None:
     model = FrameArmNet(tiny_real)
     cm = CostModel(model.exit_depths, alpha=0.99)
     store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(model, cm, make_policy("fixed:1"), store)
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:1"))
+    edge, cloud = EdgeProcessor(model, b), CloudProcessor(model, b)
     out = edge.process([_record(0, _jpeg(60, 80, 0))])
     (rec,) = out.offloads
     meta = FrameMeta.from_headers(rec.headers)
