@@ -24,6 +24,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

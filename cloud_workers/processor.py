@@ -22,8 +22,17 @@ from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
 from splitee.link import analog, quantise
 from splitee.models import MultiExitNet, to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
-from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, decode_tensor
+from splitee.wire import (
+    FRAME_CODEC,
+    LATENT_CODEC,
+    FrameMeta,
+    OffloadMeta,
+    Result,
+    WireError,
+    decode_tensor,
+)
 
 
 class CloudProcessor:
@@ -40,6 +49,7 @@ class CloudProcessor:
         channel_bits: int = 8,
         channel_seed: int = 0,
         channel_cost: bool = False,
+        latent: LatentCodec | None = None,
     ) -> None:
         """``bandit``: the edge step's policy, costs, arm space, keys and store
         (:func:`splitee.policy_setup.bandit`) — its policy sets side observations, discounting
@@ -65,6 +75,8 @@ class CloudProcessor:
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
         self.side = bandit.policy.side_observations
         self.max_bytes = max_bytes
+        # a learned bottleneck: its arms carry coded latents, decoded before the suffix
+        self.latent = latent.to(self.device) if latent is not None else None
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
@@ -83,7 +95,7 @@ class CloudProcessor:
                 if not 0 <= om.arm < self.cm.num_arms - 1:
                     raise WireError("bad_arm", f"arm {om.arm} cannot be offloaded")
                 feats = self._features(rec.value, om)
-                want = self.model.feature_shape(om.arm)
+                want = self._shape(om.arm)
                 if feats.shape != want:
                     raise WireError(
                         "wrong_shape", f"features {feats.shape} for arm {om.arm}, expected {want}"
@@ -102,6 +114,8 @@ class CloudProcessor:
         for arm, items in groups.items():
             tc = time.perf_counter()
             x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
+            if self.latent is not None and self.latent.handles(arm):
+                x = self.latent.reconstruct(x, arm)
             if self.channel is not None:
                 x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
             with torch.inference_mode():
@@ -157,6 +171,12 @@ class CloudProcessor:
     def _features(self, value: bytes, om: OffloadMeta) -> np.ndarray:
         """The offload's tensor; for the send-frame arm the JPEG itself, decoded and fitted
         to the model's input here (the cloud runs the whole network on it)."""
+        if self.latent is not None and self.latent.handles(om.arm):
+            if om.codec != LATENT_CODEC:
+                raise WireError("bad_codec", f"arm {om.arm} carries a latent, not {om.codec}")
+            return self.latent.symbols(value, om.arm)
+        if om.codec == LATENT_CODEC:
+            raise WireError("bad_codec", f"a latent for arm {om.arm}, which has no codec here")
         if om.codec != FRAME_CODEC:
             return decode_tensor(value, self.max_bytes)
         if not (om.arm == 0 and getattr(self.model, "send_frame", False)):
@@ -166,6 +186,12 @@ class CloudProcessor:
         except CorruptFrameError as exc:
             raise WireError(exc.reason, str(exc)) from None
         return to_input(img[None])[0].numpy()
+
+    def _shape(self, arm: int) -> tuple[int, ...]:
+        """What arm ``arm``'s offload must decode to: its latent or its split tensor."""
+        if self.latent is not None and self.latent.handles(arm):
+            return self.latent.latent_shape(arm)
+        return tuple(self.model.feature_shape(arm))
 
     def _check_bandit_fields(self, meta: FrameMeta, om: OffloadMeta) -> None:
         """The offload's policy, pair and confidences against what this deployment can have,

@@ -20,6 +20,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
         td=policy_setup.transmission_decision(s),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 

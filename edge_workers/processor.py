@@ -21,8 +21,17 @@ from splitee.context import frame_context
 from splitee.data import decode_jpeg
 from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
-from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+from splitee.wire import (
+    FRAME_CODEC,
+    LATENT_CODEC,
+    FrameMeta,
+    OffloadMeta,
+    Result,
+    WireError,
+    encode_tensor,
+)
 
 
 def snr_band(snr_db: float) -> str:
@@ -44,10 +53,12 @@ class EdgeProcessor:
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
         td: TDMechanism | None = None,
+        latent: LatentCodec | None = None,
     ) -> None:
         """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
         (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
-        carry their link's SNR, the ``C ≥ α`` rule decides the others."""
+        carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
+        bottleneck) codes what its arms offload."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = getattr(model, "input_size", None)
@@ -58,6 +69,7 @@ class EdgeProcessor:
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
         self.td = td
+        self.latent = latent  # a learned bottleneck: its arms offload coded latents
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
@@ -65,11 +77,14 @@ class EdgeProcessor:
         """A 32x32 frame for the CIFAR models; any size, fitted, for real-size backbones."""
         return decode_jpeg(data) if self.input_size is None else decode_fit(data, self.input_size)
 
-    def _payload(self, arm: int, feats: np.ndarray, frame: bytes) -> tuple[bytes, str]:
-        """What an offload carries: the split tensor in the edge's codec, or — arm 0 of a
-        model with the send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+    def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
+        """What an offload carries: the split tensor in the edge's codec, a learned
+        bottleneck's coded latent (already a message), or — arm 0 of a model with the
+        send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
         if arm == 0 and getattr(self.model, "send_frame", False):
             return frame, FRAME_CODEC
+        if isinstance(feats, bytes):
+            return feats, LATENT_CODEC
         return encode_tensor(feats, self.codec), self.codec
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
@@ -170,6 +185,10 @@ class EdgeProcessor:
         features = {}
         dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
         for k, (idx, feats) in res.features.items():
+            if self.latent is not None and self.latent.handles(k):
+                for i, msg in zip(idx.tolist(), self.latent.encode(feats, k), strict=True):
+                    features[i] = (k, msg)
+                continue
             arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
             for j, i in enumerate(idx.tolist()):
                 features[i] = (k, arr[j])

@@ -41,6 +41,15 @@ def alpha(s: Settings, checkpoint: Path | None = None) -> float:
     return DEFAULT_ALPHA if own is None else own
 
 
+def policy_keys(s: Settings, contexts: Sequence[str]) -> PolicyKeys:
+    """Which policy a frame belongs to; with ``scope = camera`` only the allow-listed cameras
+    (policy.cameras, else producer.cameras' ids) get their own, so Redis keys stay bounded and
+    edge and cloud agree on them."""
+    p = s.policy
+    cameras = p.cameras if p.cameras is not None else [c.id for c in s.producer.cameras]
+    return PolicyKeys(p.key, p.scope, contexts, cameras=frozenset(cameras))
+
+
 def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
     p = s.policy
     return CostModel(depths, p.gamma, p.mu, alpha(s), p.offload_cost)
@@ -68,6 +77,19 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
+def latent_codec(s: Settings, model):
+    """The learned bottleneck's live codec for the worker's ``model`` (arms shifted by the
+    send-frame arm when it is on), or None without ``model.bottleneck``."""
+    if s.model.bottleneck is None:
+        return None
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.models.latent_codec import LatentCodec, choose_rates
+
+    bundle = load_bottlenecks(s.model.bottleneck, base_path=s.model.checkpoint)
+    offset = 1 if getattr(model, "send_frame", False) else 0
+    return LatentCodec(bundle, choose_rates(bundle, s.model.bottleneck_max_drop), offset)
+
+
 def model_and_costs(s: Settings, model):
     """The model the workers run and its cost model, from the settings.
 
@@ -86,6 +108,15 @@ def model_and_costs(s: Settings, model):
     p = s.policy
     rel = relative_costs(model)
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
+    codec = latent_codec(s, model)
+    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
+        from splitee.models.latent_codec import encoder_flops
+        from splitee.models.profile import prefix_flops
+
+        total = prefix_flops(model, model.num_exits - 1)
+        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
+            rel[k] += f / total
+            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
     depths = list(model.exit_depths)
     if send_frame(s, model):
         model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
@@ -119,11 +150,6 @@ def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisS
     )
 
 
-def policy_keys(s: Settings) -> PolicyKeys:
-    """Which policy a frame belongs to (policy.key, policy.scope) and which names exist."""
-    return PolicyKeys(s.policy.key, s.policy.scope, CONTEXTS)
-
-
 def bandit(s: Settings, costs: CostModel) -> Bandit:
     """The bandit a worker's step runs: the configured policy, ``costs`` (the model's, see
     :func:`model_and_costs`), the arm space, the policy keys and the Redis store sized for
@@ -132,7 +158,7 @@ def bandit(s: Settings, costs: CostModel) -> Bandit:
         policy=policy(s),
         costs=costs,
         space=arm_space(s, costs.num_arms),
-        keys=policy_keys(s),
+        keys=policy_keys(s, CONTEXTS),
         store=store(s, costs.num_arms),
     )
 

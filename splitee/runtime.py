@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from splitee import kafka_records, metrics
+from splitee import kafka_internals, kafka_records, metrics
 from splitee.fault_injection import with_faults
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
@@ -194,7 +194,7 @@ async def take_available(
     acks = stream.enable_acks
     stream.enable_acks = False  # acknowledged here, after the batch is processed
     stream.add_processor(add)
-    stream._enable_passive(stream.channel)  # faust's own take_events does the same
+    kafka_internals.start_passive(stream)
     try:
         while not stream.should_stop:
             if not events:
@@ -207,7 +207,7 @@ async def take_available(
             yield batch
     finally:
         stream.enable_acks = acks
-        stream._processors.remove(add)
+        kafka_internals.remove_processor(stream, add)
 
 
 async def ack_batch(stream: faust.StreamT, events: list[faust.EventT]) -> None:

@@ -1,6 +1,6 @@
 """Transmission decisions (TD): keep the edge exit's prediction or send the features to the cloud.
 
-Specification: ``../shared/docs/algorithms.md`` §5. Every mechanism decides per frame from the
+Specification: ``docs/algorithms.md`` §5. Every mechanism decides per frame from the
 exit's softmax statistics — ``max`` (the confidence C_k), ``margin`` (top-1 minus top-2) and
 ``entropy`` (nats) — and the SNR of the link in dB, through one interface:
 ``mechanism.transmit(stats) -> bool array`` (True = send to the cloud).

@@ -65,20 +65,19 @@ def produce(
     """
     import functools
     import signal
-    import threading
 
     from producers.camera import camera_producer, run_cameras
     from producers.fleet import build_cameras
     from producers.sources import load_frames
-    from splitee import metrics
+    from splitee import runtime
 
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    metrics.serve(metrics_port, s.deploy.metrics_host)
-    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
+    # SIGTERM ends the streams as a finished count would; the previous handler comes back when
+    # the command's context closes (a caller running it in-process keeps its own).
+    stop = ctx.with_resource(runtime.stop_on_signals(signal.SIGTERM))
+    runtime.serve_metrics(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
     specs = [cs for cs in ps.cameras if not cameras or cs.id in cameras]
     # --fps 0 (like no --fps) keeps each camera's own rate
     cams = build_cameras(s, frames, specs, fps=fps or None, run_id=run_id)

@@ -14,7 +14,6 @@ import pytest
 
 from policy_store.redis_store import RedisStore
 from producers.camera import Frame
-from splitee import policy_setup
 from splitee.data import encode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
@@ -87,15 +86,8 @@ def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
     labels = np.array([f.label for f in sent])
     outputs = compute_outputs(trained_model, images)
     s = pipeline.settings.policy
-    cfg = EvalConfig(
-        gamma=s.gamma,
-        mu=s.mu,
-        alpha=policy_setup.alpha(pipeline.settings),  # what the workers resolved
-        offload_cost=s.offload_cost,
-        beta=s.beta,
-        runs=20,
-        distortions=["pristine"],
-    )
+    # the policy settings and α the workers resolved
+    cfg = EvalConfig.from_settings(pipeline.settings, runs=20, distortions=["pristine"], seed=0)
     summary = run_evaluation(
         [SettingOutputs(Distortion(), outputs, labels)], trained_model.exit_depths, cfg
     )

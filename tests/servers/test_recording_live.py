@@ -29,7 +29,7 @@ from splitee.wire import header_map
 from tests.conftest import SAMPLE
 
 PER_CAMERA, FPS = 125, 25.0  # 5 s of frames from each of 2 cameras
-CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (README)
+CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (docs/recording.md)
 
 
 def store_of(s: Settings) -> RedisStore:

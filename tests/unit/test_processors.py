@@ -160,6 +160,34 @@ def test_policy_scopes_route_frames_to_their_own_policies(setup):
     assert {d.reason for d in back.dead} <= {"bad_policy"} and not back.results
 
 
+def test_camera_scope_is_bounded_by_the_allow_listed_cameras(setup):
+    """A camera id nobody configured uses the global policy: no new Redis key per id, and the
+    cloud accepts exactly what the edge chose."""
+    from splitee import policy_setup
+    from splitee.context import CONTEXTS
+    from splitee.settings import Settings
+
+    keys = policy_setup.policy_keys(Settings(policy={"scope": "camera"}), CONTEXTS)
+    assert keys.cameras == {"cam-1", "cam-2"}  # by default, the cameras the settings declare
+    edge, _, store, cm, images = setup
+    b = bandit(
+        cm, store, ISplitEE(), keys=PolicyKeys("global", "camera", cameras=frozenset({"cam-1"}))
+    )
+    edge = EdgeProcessor(edge.model, b)
+    cams = ["cam-1", "stray-1", "stray-2"] * 2
+    recs = []
+    for i, (img, cam) in enumerate(zip(images[:6], cams, strict=True)):
+        meta = FrameMeta(f"{cam}:t:{i:08d}", cam, 1000.0 + i)
+        recs.append(InRecord(cam.encode(), encode_jpeg(img), meta.headers(), "frames", 0, i))
+    out = edge.process(recs)
+    assert set(out.deltas) <= {"global:cam-1", "global"}
+    edge.apply(out)
+    assert set(store.policies()) <= {"global:cam-1", "global"}
+    cloud = CloudProcessor(edge.model, b)
+    back = cloud.process(as_input(out.offloads))
+    assert not back.dead and len(back.results) == len(out.offloads)
+
+
 def test_context_from_image_statistics(sample_frames):
     from splitee.context import frame_context
     from splitee.distortions import Distortion
