@@ -7,7 +7,7 @@ import torch
 from cloud_workers.processor import CloudProcessor
 from splitee import policy_setup
 from splitee.models.checkpoint import resolve_device
-from splitee.runtime import Role, run_batch_worker
+from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
@@ -33,4 +33,8 @@ def main(
 ) -> None:
     c = s.cloud
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
-    run_batch_worker(s, role, build_processor(s), worker_id, metrics_port, fail_on_frame)
+    try:
+        step = build_processor(s)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

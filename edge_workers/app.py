@@ -6,7 +6,7 @@ import torch
 
 from edge_workers.processor import EdgeProcessor
 from splitee import policy_setup
-from splitee.runtime import Role, run_batch_worker
+from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
@@ -19,6 +19,8 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
+        max_aspect=s.edge.max_aspect,
+        capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         td=policy_setup.transmission_decision(s),
         latent=policy_setup.latent_codec(s, model),
     )
@@ -36,4 +38,8 @@ def main(
         k.offload_topic,
         e.concurrency,
     )
-    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port, fail_on_frame)
+    try:
+        step = build_processor(s, worker_id)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

@@ -52,6 +52,8 @@ class EdgeProcessor:
         codec: str = "float16",
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
+        max_aspect: float | None = 20.0,
+        capture_ts_tolerance_s: float | None = 60.0,
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
     ) -> None:
@@ -68,14 +70,34 @@ class EdgeProcessor:
         self.codec = codec
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
+        self.max_aspect = max_aspect
+        self.capture_ts_tolerance_s = capture_ts_tolerance_s
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
     def _decode_frame(self, data: bytes) -> np.ndarray:
-        """A 32x32 frame for the CIFAR models; any size, fitted, for real-size backbones."""
-        return decode_jpeg(data) if self.input_size is None else decode_fit(data, self.input_size)
+        """A 32x32 frame for the CIFAR models; any size up to ``max_aspect``, fitted, for
+        real-size backbones."""
+        if self.input_size is None:
+            return decode_jpeg(data)
+        return decode_fit(data, self.input_size, max_aspect=self.max_aspect)
+
+    def _check_capture_ts(self, meta: FrameMeta, rec: InRecord) -> None:
+        """A capture time ahead of the record's own Kafka timestamp by more than the tolerance
+        is a wrong camera clock or header: dead-lettered, not answered with negative latency.
+        Behind is fine: a camera may buffer frames while its link is down."""
+        tol = self.capture_ts_tolerance_s
+        if tol is None or rec.timestamp is None:
+            return
+        ahead = meta.capture_ts - rec.timestamp
+        if ahead > tol:
+            raise WireError(
+                "future_capture_ts",
+                f"capture_ts {meta.capture_ts:.3f} is {ahead:.0f} s ahead of the record's "
+                f"timestamp {rec.timestamp:.3f} (tolerance {tol:g} s)",
+            )
 
     def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
         """What an offload carries: the split tensor in the edge's codec, a learned
@@ -108,6 +130,7 @@ class EdgeProcessor:
                         "oversized", f"frame of {len(rec.value)} bytes > {self.max_frame_bytes}"
                     )
                 meta = FrameMeta.from_headers(rec.headers)
+                self._check_capture_ts(meta, rec)
                 img = self._decode_frame(rec.value)  # CorruptFrameError is a WireError
             except WireError as exc:
                 out.dead.append(DeadLetter(rec, exc.reason, exc.detail))

@@ -9,6 +9,7 @@ A worker gets its model and its whole :class:`~policy_store.bandit.Bandit` from
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
 from splitee.context import CONTEXTS
-from splitee.files import model_alpha
+from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
 
 if TYPE_CHECKING:  # torch is imported by the workers only (see worker_model_and_bandit)
@@ -140,37 +141,100 @@ def arm_space(s: Settings, split_arms: int) -> ArmSpace:
     return ArmSpace(split_arms, s.policy.alpha_grid)
 
 
+@functools.cache
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)[:12]
+
+
+def model_identity(checkpoint: Path, num_arms: int) -> str:
+    """``<SHA-256 prefix of the checkpoint>-<arms>a``: what the statistics were learned with.
+
+    The digest (not the file name) tells a retrained model from the one before; the arm count
+    also covers settings that change the arms of one checkpoint (send-frame arm, α pairs).
+    """
+    st = Path(checkpoint).stat()
+    return f"{_digest(Path(checkpoint).resolve(), st.st_size, st.st_mtime_ns)}-{num_arms}a"
+
+
+def namespace(s: Settings, num_arms: int) -> str:
+    """The Redis key prefix of this deployment's policies: ``redis.namespace``, followed by the
+    model's identity with ``policy.per_model`` (when the checkpoint exists: a recorder or CLI
+    without one reads the bare namespace)."""
+    ckpt = Path(s.model.checkpoint)
+    if not s.policy.per_model or not ckpt.is_file():
+        return s.redis.namespace
+    return f"{s.redis.namespace}:{model_identity(ckpt, num_arms)}"
+
+
 def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:
-    """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``)."""
+    """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``).
+
+    Workers, the exporter, the recorder and ``splitee policy`` all come here, so they find the
+    same keys (:func:`namespace`)."""
     cache = s.redis.read_cache_ms if cache_ms is None else cache_ms
     num_arms = arm_space(s, split_arms).num_arms
     # the client of the settings: ACL user, password and TLS (splitee.redis_io)
     return RedisStore(
-        s.redis.url, s.redis.namespace, num_arms, cache, client=redis_io.client(s.redis)
+        s.redis.url, namespace(s, num_arms), num_arms, cache, client=redis_io.client(s.redis)
     )
 
 
-def bandit(s: Settings, costs: CostModel) -> Bandit:
+class PolicyConflict(RuntimeError):
+    """The store holds this deployment's policy with another arm count: another model's."""
+
+
+def check_store(s: Settings, st: RedisStore) -> None:
+    """Refuse, before the first batch, a policy of this deployment's key that another model
+    wrote (its arm count differs): every update would fail in Redis and the worker would
+    fail-stop on the same batch again and again. Redis down: nothing to check yet (the worker
+    rides the outage out)."""
+    from policy_store.redis_store import OUTAGE
+
+    base = s.policy.key
+    try:
+        names = [n for n in st.policies() if n == base or n.startswith(base + ":")]
+        found = {n: st.stored_arms(n) for n in names}
+    except OUTAGE:
+        return
+    for name, arms in found.items():
+        if arms is not None and arms != st.num_arms:
+            raise PolicyConflict(
+                f"policy {name!r} in Redis (namespace {st.namespace!r}) has {arms} arms, this "
+                f"model {st.num_arms}: it was learned with another model; run `splitee policy "
+                f"reset {name}` to start afresh, or set policy.key (SPLITEE_POLICY__KEY) to "
+                "another name, or policy.per_model = true"
+            )
+
+
+def worker_store(s: Settings, split_arms: int) -> RedisStore:
+    """The store a worker runs on, checked by :func:`check_store`."""
+    st = store(s, split_arms)
+    check_store(s, st)
+    return st
+
+
+def bandit(s: Settings, costs: CostModel, policy_store: RedisStore | None = None) -> Bandit:
     """The bandit a worker's step runs: the configured policy, ``costs`` (the model's, see
-    :func:`model_and_costs`), the arm space, the policy keys and the Redis store sized for
-    the arms."""
+    :func:`model_and_costs`), the arm space, the policy keys and ``policy_store`` (by default
+    the Redis store of the settings, sized for the arms)."""
     return Bandit(
         policy=policy(s),
         costs=costs,
         space=arm_space(s, costs.num_arms),
         keys=policy_keys(s, CONTEXTS),
-        store=store(s, costs.num_arms),
+        store=policy_store if policy_store is not None else store(s, costs.num_arms),
     )
 
 
 def worker_model_and_bandit(s: Settings) -> tuple[nn.Module, Bandit]:
     """The model a worker runs (checkpoint loaded with fused batch norms) and its bandit, whose
-    store the worker's metrics watch (reachability, age of the statistics, pending updates)."""
+    store is checked (:func:`worker_store`; :class:`PolicyConflict` when another model's policy
+    holds the key) and watched by the worker's metrics (reachability, age, pending updates)."""
     from splitee import metrics
     from splitee.models import load_checkpoint  # torch: only worker processes pay for it
 
     model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
-    b = bandit(s, costs)
+    b = bandit(s, costs, worker_store(s, costs.num_arms))
     metrics.watch_store(b.store)
     return model, b
 

@@ -23,6 +23,9 @@ class InRecord:
     topic: str
     partition: int
     offset: int
+    #: the record's Kafka timestamp in seconds (the producer's send time, or the broker's with
+    #: LogAppendTime); None where there is none, as in offline replays
+    timestamp: float | None = None
 
 
 @dataclass

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from splitee import kafka_internals, kafka_records, metrics
 from splitee.fault_injection import with_faults
@@ -143,7 +144,9 @@ def in_record(event: faust.EventT) -> InRecord:
     msg = event.message
     headers = msg.headers or []
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    return InRecord(msg.key, msg.value, items, msg.topic, msg.partition, msg.offset)
+    return InRecord(
+        msg.key, msg.value, items, msg.topic, msg.partition, msg.offset, msg.timestamp or None
+    )
 
 
 def process_isolated(step: BatchStep, role: str, records: list[InRecord]) -> StepOutput:
@@ -214,6 +217,18 @@ async def ack_batch(stream: faust.StreamT, events: list[faust.EventT]) -> None:
     """Acknowledge a batch's events: their offsets may be committed from now on."""
     for event in events:
         await stream.ack(event)
+
+
+#: sysexits.h's EX_CONFIG: a configuration fault that a restart cannot fix; deploy/lib.sh's
+#: supervisor does not restart a process that exits with it.
+EX_CONFIG = 78
+
+
+def refuse_to_start(reason: str) -> NoReturn:
+    """Stop before consuming anything, with one line that says what to change."""
+    log.error(reason)
+    logging.shutdown()
+    sys.exit(EX_CONFIG)
 
 
 def fail_stop(what: str) -> None:

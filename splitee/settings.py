@@ -222,6 +222,13 @@ class PolicySettings(Section):
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")
+    per_model: bool = Field(
+        default=True,
+        description="Keep each model's statistics apart: the policy's Redis keys carry the "
+        "checkpoint's identity (SHA-256 prefix and arm count), so another model never reads or "
+        "updates them. Off: keys are `<redis.namespace>:{<policy.key>}` alone, and a worker "
+        "refuses to start on a policy of another arm count.",
+    )
     scope: Literal["global", "camera", "context"] = Field(
         default="global",
         description="One policy for all cameras, one per camera, or one per context estimated "
@@ -391,6 +398,19 @@ class EdgeSettings(Section):
         "are being delivered (offsets still commit only after delivery).",
     )
     max_frame_bytes: int = Field(default=1 << 20, description="Larger frames go to the DLQ.")
+    max_aspect: float = Field(
+        default=20.0,
+        ge=1.0,
+        description="Real-size frames whose longer side exceeds this many times the shorter "
+        "one go to the DLQ (bad_aspect), refused from the JPEG header.",
+    )
+    capture_ts_tolerance_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Frames whose capture_ts lies further ahead of the record's Kafka timestamp "
+        "(the producer's send time; the broker's with LogAppendTime) go to the DLQ "
+        "(future_capture_ts): a clock years ahead would give negative latencies.",
+    )
 
 
 class CloudSettings(Section):

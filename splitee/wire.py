@@ -99,6 +99,8 @@ REASONS = frozenset(
         "corrupt_jpeg",
         "wrong_shape",
         "frame_too_large",
+        "bad_aspect",  # a frame more elongated than edge.max_aspect
+        "future_capture_ts",  # capture_ts ahead of the record's Kafka timestamp
         "bad_result",
         "bad_truth",
         "corrupt_record",

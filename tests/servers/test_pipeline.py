@@ -14,6 +14,7 @@ import pytest
 
 from policy_store.redis_store import RedisStore
 from producers.camera import Frame
+from splitee import policy_setup
 from splitee.data import encode_jpeg, iter_zip_frames
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
@@ -50,7 +51,7 @@ def stream(p: Pipeline, frames, per_camera: int, fps: float = 0.0, run_id: str =
 
 def store_of(p: Pipeline) -> RedisStore:
     s = p.settings
-    return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
+    return policy_setup.store(s, 9, cache_ms=0)  # the workers' keys (the model's)
 
 
 def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
@@ -121,8 +122,8 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
     prod = producer(k)
     run = f"dlq-{uuid.uuid4().hex[:6]}"
 
-    def meta(i: int, schema: int = 1):
-        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time(), run_id=run)
+    def meta(i: int, schema: int = 1, ahead_s: float = 0.0):
+        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time() + ahead_s, run_id=run)
         hs = m.headers()
         return [(h, v if h != "schema" else str(schema).encode()) for h, v in hs]
 
@@ -132,6 +133,7 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
         "wrong_shape": (encode_jpeg(np.zeros((48, 48, 3), np.uint8)), meta(1)),
         "unknown_version": (frames[0].jpeg, meta(2, schema=7)),
         "oversized": (encode_jpeg(noise, 95) * 30, meta(3)),
+        "future_capture_ts": (frames[0].jpeg, meta(4, ahead_s=10 * 365 * 86400.0)),
     }
     for value, headers in bad_frames.values():
         prod.send(k.frames_topic, key=b"cam-bad", value=value, headers=headers)

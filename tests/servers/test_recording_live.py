@@ -19,6 +19,7 @@ from policy_store.redis_store import RedisStore
 from policy_store.stats import Delta
 from producers.camera import Camera, Frame, run_cameras
 from producers.schedule import Schedule
+from splitee import policy_setup
 from splitee.data import iter_zip_frames
 from splitee.kafka_io import create_topics, producer
 from splitee.recording import open_recording
@@ -33,7 +34,7 @@ CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (docs/r
 
 
 def store_of(s: Settings) -> RedisStore:
-    return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
+    return policy_setup.store(s, 9, cache_ms=0)  # the workers' keys (the model's)
 
 
 def frames_delta(pulls: dict[int, int], reward: float) -> Delta:

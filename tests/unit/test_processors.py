@@ -242,3 +242,19 @@ def test_channel_aware_offload_cost_follows_the_link(tiny_model, sample_frames):
     assert costs[20.0] == pytest.approx(base, rel=0.3)  # arm 1's float16 features, 20 dB
     ratio = np.log2(101) / np.log2(2)  # capacity at 20 dB over capacity at 0 dB
     assert costs[0.0] - cm.compute_cost[0] == pytest.approx(cm.offload_cost * ratio, rel=0.01)
+
+
+def test_edge_dead_letters_a_capture_time_ahead_of_the_record(setup):
+    """A camera clock years ahead would give negative latencies: beyond the tolerance (60 s by
+    default) of the record's Kafka timestamp the frame is a dead letter; behind is fine (a
+    buffering camera), and a record without a timestamp is not judged."""
+    edge, _, _, _, images = setup
+    kafka_ts = [1000.0 - 59.0, 1001.0 - 3e8, 1002.0 + 3600.0, None]  # capture_ts is 1000 + i
+    recs = []
+    for i, ts in enumerate(kafka_ts):
+        r = frame_record(i, images[i])
+        recs.append(InRecord(r.key, r.value, r.headers, r.topic, 0, r.offset, ts))
+    out = edge.process(recs)
+    assert [(d.record.offset, d.reason) for d in out.dead] == [(1, "future_capture_ts")]
+    assert "ahead of the record's timestamp" in out.dead[0].detail
+    assert len(out.results) + len(out.offloads) == 3

@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from PIL import Image
 
@@ -150,3 +151,14 @@ def test_split_arms_from_checkpoint_metadata(tiny_real, tmp_path) -> None:
     assert policy_setup.split_arms(on) == 4
     assert policy_setup.split_arms(off) == 3
     assert policy_setup.split_arms(cifar) == 9  # the ResNet-56: no send-frame arm
+
+
+def test_frames_beyond_the_aspect_bound_are_dead_lettered_from_their_header(tiny_real) -> None:
+    cm = CostModel(tiny_real.exit_depths, alpha=0.5)
+    edge = EdgeProcessor(tiny_real, bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1")))
+    thin = simplejpeg.encode_jpeg(np.zeros((4, 60000, 3), np.uint8))
+    wide_ok = _jpeg(10, 200, 1)  # 20:1, the default bound
+    out = edge.process([_record(0, thin), _record(1, wide_ok), _record(2, _jpeg(11, 200, 2))])
+    assert [(d.record.offset, d.reason) for d in out.dead] == [(0, "bad_aspect")]
+    assert "60000x4 px is more elongated than 20:1" in out.dead[0].detail
+    assert len(out.results) + len(out.offloads) == 2
