@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 from cloud_workers.processor import CloudProcessor
-from splitee import metrics, policy_setup
-from splitee.context import CONTEXTS
-from splitee.models import load_checkpoint
+from splitee import policy_setup
 from splitee.models.checkpoint import resolve_device
 from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
@@ -17,31 +15,26 @@ def build_processor(s: Settings) -> CloudProcessor:
     device = resolve_device(s.model.device)
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
-    model = load_checkpoint(s.model.checkpoint, fuse=True)
-    model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.worker_store(s, cm.num_arms)  # refuses another model's
-    metrics.watch_store(store)
+    model, bandit = policy_setup.worker_model_and_bandit(s)
     return CloudProcessor(
         model,
-        cm,
-        store,
-        policy=policy_setup.policy(s),
+        bandit,
         device=device,
         max_bytes=s.kafka.max_message_bytes,
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
-        alpha_grid=s.policy.alpha_grid,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
-        policy_keys=policy_setup.policy_keys(s, CONTEXTS),
         latent=policy_setup.latent_codec(s, model),
     )
 
 
-def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+def main(
+    s: Settings, worker_id: str, metrics_port: int = 0, fail_on_frame: str | None = None
+) -> None:
     c = s.cloud
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
     try:
         step = build_processor(s)
     except policy_setup.PolicyConflict as exc:
         refuse_to_start(str(exc))
-    run_batch_worker(s, role, step, worker_id, metrics_port)
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

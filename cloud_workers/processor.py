@@ -14,12 +14,9 @@ import numpy as np
 import torch
 
 from cloud_workers.suffix_runner import SuffixRunner
-from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.feedback import observations
-from policy_store.keys import PolicyKeys
-from policy_store.policies import ISplitEE, Policy
-from policy_store.rewards import CostModel, air_time_cost
-from policy_store.store import PolicyStore
+from policy_store.rewards import air_time_cost
 from splitee import metrics as m
 from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
@@ -39,24 +36,24 @@ from splitee.wire import (
 
 
 class CloudProcessor:
+    """Offloads → suffix of the model → results, and the offloaded frames' rewards."""
+
     def __init__(
         self,
         model: MultiExitNet,
-        cost_model: CostModel,
-        store: PolicyStore,
-        side_observations: bool = True,
+        bandit: Bandit,
+        *,
         device: torch.device | str = "cpu",
         max_bytes: int | None = None,
-        policy: Policy | None = None,
         channel: str | None = None,
         channel_bits: int = 8,
         channel_seed: int = 0,
-        alpha_grid: list[float] | None = None,
         channel_cost: bool = False,
-        policy_keys: PolicyKeys | None = None,
         latent: LatentCodec | None = None,
     ) -> None:
-        """``policy`` (the edge's) sets side observations, discounting and windows of updates.
+        """``bandit``: the edge step's policy, costs, arm space, keys and store
+        (:func:`splitee.policy_setup.bandit`) — its policy sets side observations, discounting
+        and windows of the updates, its keys the policy names an offload may carry.
 
         ``channel`` ("analog" or "digital") simulates the wireless link on offloaded features
         that carry an ``snr_db`` header (splitee.link): analog adds noise at that SNR,
@@ -67,20 +64,17 @@ class CloudProcessor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.suffix = SuffixRunner(self.model, self.device)  # CUDA graphs when on a GPU
-        self.cm = cost_model
-        self.store = store
+        self.bandit = bandit
+        self.cm = bandit.costs
+        self.space = bandit.space  # (split arm, α) pairs with threshold adaptation
         # channel-aware offload cost: o scales with the frame's air time (bytes, SNR)
         self.channel_cost = channel_cost
         # the air-time reference: the first split tensor in float16 (arm 1 of the model; with
         # the send-frame arm in front, that is arm 1 here, not the frame)
         first_split = 1 if getattr(model, "send_frame", False) else 0
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
-        # threshold adaptation: the policy's arms are (split arm, α) pairs
-        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
-        self.policy = policy if policy is not None else ISplitEE()
-        self.side = policy.side_observations if policy is not None else side_observations
+        self.side = bandit.policy.side_observations
         self.max_bytes = max_bytes
-        self.keys = policy_keys or PolicyKeys()
         # a learned bottleneck: its arms carry coded latents, decoded before the suffix
         self.latent = latent.to(self.device) if latent is not None else None
 
@@ -158,7 +152,7 @@ class CloudProcessor:
                 tally.observe(m.LATENCY_STAGE, ("cloud",), max(0.0, now - consumed))
                 pick = om.pair if om.pair is not None else arm
                 obs = observations(
-                    self.policy,
+                    self.bandit.policy,
                     cm,
                     self.space,
                     pick,
@@ -167,7 +161,7 @@ class CloudProcessor:
                     True if om.by_td else None,  # sent by a TD: an offload, whatever C_k
                     self.side,
                 )
-                delta = out.deltas.setdefault(om.policy, self.policy.delta(self.space.num_arms))
+                delta = out.deltas.setdefault(om.policy, self.bandit.new_delta())
                 delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
                     tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
@@ -202,7 +196,7 @@ class CloudProcessor:
     def _check_bandit_fields(self, meta: FrameMeta, om: OffloadMeta) -> None:
         """The offload's policy, pair and confidences against what this deployment can have,
         before any of them reaches the store."""
-        if not self.keys.valid(om.policy, meta.camera_id):
+        if not self.bandit.keys.valid(om.policy, meta.camera_id):
             raise WireError(
                 "bad_policy", f"policy {om.policy[:64]!r} is not one of this deployment"
             )
@@ -235,6 +229,5 @@ class CloudProcessor:
         return x
 
     def apply(self, out: StepOutput) -> None:
-        for key, delta in out.deltas.items():
-            if delta:
-                self.store.apply(key, delta)
+        """Fold the offloaded frames' rewards into the shared policy (one round trip per key)."""
+        self.bandit.apply(out.deltas)

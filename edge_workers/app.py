@@ -5,37 +5,30 @@ from __future__ import annotations
 import torch
 
 from edge_workers.processor import EdgeProcessor
-from splitee import metrics, policy_setup
-from splitee.context import CONTEXTS
-from splitee.models import load_checkpoint
+from splitee import policy_setup
 from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
-    model = load_checkpoint(s.model.checkpoint, fuse=True)
-    model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.worker_store(s, cm.num_arms)  # refuses another model's
-    metrics.watch_store(store)
+    model, bandit = policy_setup.worker_model_and_bandit(s)
     return EdgeProcessor(
         model,
-        cm,
-        policy_setup.policy(s),
-        store,
-        policy_keys=policy_setup.policy_keys(s, CONTEXTS),
+        bandit,
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
         max_aspect=s.edge.max_aspect,
         capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
-        alpha_grid=s.policy.alpha_grid,
         td=policy_setup.transmission_decision(s),
         latent=policy_setup.latent_codec(s, model),
     )
 
 
-def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+def main(
+    s: Settings, worker_id: str, metrics_port: int = 0, fail_on_frame: str | None = None
+) -> None:
     e, k = s.edge, s.kafka
     role = Role(
         "edge",
@@ -49,4 +42,4 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         step = build_processor(s, worker_id)
     except policy_setup.PolicyConflict as exc:
         refuse_to_start(str(exc))
-    run_batch_worker(s, role, step, worker_id, metrics_port)
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

@@ -13,15 +13,11 @@ import time
 import numpy as np
 import torch
 
-from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
-from policy_store.keys import PolicyKeys
-from policy_store.policies import Policy
-from policy_store.rewards import CostModel
-from policy_store.store import PolicyStore
 from splitee import metrics as m
-from splitee.context import CONTEXTS, frame_context
+from splitee.context import frame_context
 from splitee.data import decode_jpeg
 from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
@@ -51,39 +47,35 @@ class EdgeProcessor:
     def __init__(
         self,
         model: MultiExitNet,
-        cost_model: CostModel,
-        policy: Policy,
-        store: PolicyStore,
-        policy_keys: PolicyKeys | None = None,
+        bandit: Bandit,
+        *,
         codec: str = "float16",
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
         max_aspect: float | None = 20.0,
         capture_ts_tolerance_s: float | None = 60.0,
-        alpha_grid: list[float] | None = None,
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
     ) -> None:
-        """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs
-        (:class:`~policy_store.arms.ArmSpace`); ``td`` decides keep-or-offload for frames that
-        carry their link's SNR, the ``C ≥ α`` rule decides the others."""
+        """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
+        (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
+        carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
+        bottleneck) codes what its arms offload."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = getattr(model, "input_size", None)
-        self.cm = cost_model
-        self.policy = policy
-        self.store = store
+        self.bandit = bandit
+        self.cm = bandit.costs
+        self.space = bandit.space
         self.codec = codec
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
         self.max_aspect = max_aspect
         self.capture_ts_tolerance_s = capture_ts_tolerance_s
-        self.keys = policy_keys or PolicyKeys(contexts=CONTEXTS)
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
-        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
         # side observations need the exits a frame passes; a TD or α pairs turn them off
-        self.side = policy.side_observations and not self.space.pairs and td is None
+        self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
     def _decode_frame(self, data: bytes) -> np.ndarray:
         """A 32x32 frame for the CIFAR models; any size up to ``max_aspect``, fitted, for
@@ -119,8 +111,9 @@ class EdgeProcessor:
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
         """The policy a frame belongs to: global, per camera, or per estimated context."""
-        context = frame_context(img) if self.keys.scope == "context" else None
-        return self.keys.for_frame(meta.camera_id, context)
+        keys = self.bandit.keys
+        context = frame_context(img) if keys.scope == "context" else None
+        return keys.for_frame(meta.camera_id, context)
 
     def _decode(self, records: list[InRecord], out: StepOutput):
         """Valid frames as (metas, images, JPEG bytes); every other record becomes a dead
@@ -151,9 +144,10 @@ class EdgeProcessor:
     def _choose(self, keys: list[str]) -> np.ndarray:
         """Bandit arms (split arms or pairs) per frame, from one read of each policy."""
         picks = np.zeros(len(keys), dtype=np.int64)
+        policy, store = self.bandit.policy, self.bandit.store
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key]
-            picks[idx] = self.policy.pull_batch(self.store.read(key), len(idx))
+            picks[idx] = policy.pull_batch(store.read(key), len(idx))
         return picks
 
     def _decide(
@@ -235,9 +229,9 @@ class EdgeProcessor:
                 self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
                 obs = observations(
-                    self.policy, self.cm, self.space, pick, row, None, offloaded, self.side
+                    self.bandit.policy, self.cm, self.space, pick, row, None, offloaded, self.side
                 )
-                delta = out.deltas.setdefault(keys[i], self.policy.delta(self.space.num_arms))
+                delta = out.deltas.setdefault(keys[i], self.bandit.new_delta())
                 delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
                     tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
@@ -245,15 +239,15 @@ class EdgeProcessor:
                 k, feats = features[i]
                 payload, codec = self._payload(k, feats, raws[i])
                 om = OffloadMeta(
-                    k,
-                    row,
-                    codec,
-                    keys[i],
-                    now,
-                    self.worker_id,
-                    pick if self.space.pairs else None,
-                    self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
-                    bool(by_td[i]),
+                    arm=k,
+                    confidences=row,
+                    codec=codec,
+                    policy=keys[i],
+                    edge_ts=now,
+                    edge_worker=self.worker_id,
+                    pair=pick if self.space.pairs else None,
+                    alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
+                    by_td=bool(by_td[i]),
                 )
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
@@ -302,6 +296,4 @@ class EdgeProcessor:
 
     def apply(self, out: StepOutput) -> None:
         """Fold the batch's known rewards into the shared policy (one round trip per key)."""
-        for key, delta in out.deltas.items():
-            if delta:
-                self.store.apply(key, delta)
+        self.bandit.apply(out.deltas)

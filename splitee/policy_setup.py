@@ -3,6 +3,8 @@
 Workers, the exporter, the recorder and the CLI must agree on the cost model, the policy, the
 arm space and the size of the statistics in Redis — with threshold adaptation the bandit's
 arms are (split arm, α) pairs, so a store sized by split arms alone would misread the hash.
+A worker gets its model and its whole :class:`~policy_store.bandit.Bandit` from
+:func:`worker_model_and_bandit`, the one way both the edge and the cloud step are fed.
 """
 
 from __future__ import annotations
@@ -10,16 +12,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import Always, Never, TDMechanism
 from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
+from splitee.context import CONTEXTS
 from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
+
+if TYPE_CHECKING:  # torch is imported by the workers only (see worker_model_and_bandit)
+    from torch import nn
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
@@ -203,6 +211,32 @@ def worker_store(s: Settings, split_arms: int) -> RedisStore:
     st = store(s, split_arms)
     check_store(s, st)
     return st
+
+
+def bandit(s: Settings, costs: CostModel, policy_store: RedisStore | None = None) -> Bandit:
+    """The bandit a worker's step runs: the configured policy, ``costs`` (the model's, see
+    :func:`model_and_costs`), the arm space, the policy keys and ``policy_store`` (by default
+    the Redis store of the settings, sized for the arms)."""
+    return Bandit(
+        policy=policy(s),
+        costs=costs,
+        space=arm_space(s, costs.num_arms),
+        keys=policy_keys(s, CONTEXTS),
+        store=policy_store if policy_store is not None else store(s, costs.num_arms),
+    )
+
+
+def worker_model_and_bandit(s: Settings) -> tuple[nn.Module, Bandit]:
+    """The model a worker runs (checkpoint loaded with fused batch norms) and its bandit, whose
+    store is checked (:func:`worker_store`; :class:`PolicyConflict` when another model's policy
+    holds the key) and watched by the worker's metrics (reachability, age, pending updates)."""
+    from splitee import metrics
+    from splitee.models import load_checkpoint  # torch: only worker processes pay for it
+
+    model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    b = bandit(s, costs, worker_store(s, costs.num_arms))
+    metrics.watch_store(b.store)
+    return model, b
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

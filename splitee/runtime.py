@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from splitee import kafka_internals, kafka_records, metrics
+from splitee.fault_injection import with_faults
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
 from splitee.publish import BatchPublisher
@@ -314,9 +315,17 @@ def attach_batch_agent(
 
 
 def run_batch_worker(
-    s: Settings, role: Role, step: BatchStep, worker_id: str, metrics_port: int = 0
+    s: Settings,
+    role: Role,
+    step: BatchStep,
+    worker_id: str,
+    metrics_port: int = 0,
+    fail_on_frame: str | None = None,
 ) -> None:
-    """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT."""
+    """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT.
+
+    ``fail_on_frame`` (tests only, :mod:`splitee.fault_injection`): frames whose id starts with
+    it make the step raise, so a live worker's isolation of a raising record can be tested."""
     import faust
 
     class Worker(faust.Worker):
@@ -332,7 +341,7 @@ def run_batch_worker(
     group = f"{s.kafka.group_prefix}-{role.name}"  # faust's consumer group is its app id
     app = build_app(group, s)
     progress = Progress()
-    attach_batch_agent(app, role, step, s, progress)
+    attach_batch_agent(app, role, with_faults(step, fail_on_frame), s, progress)
     start_watchdog(s.kafka, group, role.source, progress, s.kafka.stall_restart_s)
     serve_metrics(s.var_dir, role.name, worker_id, metrics_port, s.deploy.metrics_host)
     worker = Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)

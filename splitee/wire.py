@@ -464,9 +464,11 @@ def parse_confidences(raw: bytes, exits: int | None) -> list[float | None]:
     return conf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OffloadMeta:
-    """Offload headers beyond the frame's: arm, exit confidences so far, codec, policy key."""
+    """Offload headers beyond the frame's: arm, exit confidences so far, codec, policy key.
+
+    Built by keyword: nine fields, several of one type (two optional numbers, two strings)."""
 
     arm: int
     confidences: Sequence[float | None]

@@ -42,9 +42,9 @@ MOBILENET_EXITS = tuple(f"features.{i}" for i in (3, 6, 9, 12, 15, 18))
 MOBILENET_DEPTHS = (3, 6, 9, 12, 15, 18, 19)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackboneEntry:
-    """One registered backbone."""
+    """One registered backbone (built by keyword: ten fields, mean and std of one type)."""
 
     name: str
     build: Callable[[int], nn.Module]  # num_classes -> backbone with random weights
@@ -97,39 +97,39 @@ for _arch, _n in CIFAR_DEPTHS.items():
     _blocks = 3 * _n
     register(
         BackboneEntry(
-            _arch,
-            lambda c: nn.Identity(),  # MultiExitNet builds its own CifarResNet
-            (),
-            (*range(3, _blocks, 3), _blocks),
-            32,
-            IMAGENET_MEAN,
-            IMAGENET_STD,
+            name=_arch,
+            build=lambda c: nn.Identity(),  # MultiExitNet builds its own CifarResNet
+            exits=(),
+            depths=(*range(3, _blocks, 3), _blocks),
+            input_size=32,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
             cifar=True,
         )
     )
 register(
     BackboneEntry(
-        "efficientnet-lite0",
-        lambda c: efficientnet_lite.EfficientNetLite(c),
-        LITE0_EXITS,
-        LITE0_DEPTHS,
-        224,
-        (0.5, 0.5, 0.5),
-        (0.5, 0.5, 0.5),
-        _lite0_pretrained,
+        name="efficientnet-lite0",
+        build=lambda c: efficientnet_lite.EfficientNetLite(c),
+        exits=LITE0_EXITS,
+        depths=LITE0_DEPTHS,
+        input_size=224,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        pretrained=_lite0_pretrained,
         package_weights=True,
     )
 )
 register(
     BackboneEntry(
-        "mobilenet_v2",
-        lambda c: mobilenet_v2.MobileNetV2(c),
-        MOBILENET_EXITS,
-        MOBILENET_DEPTHS,
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        _mobilenet_pretrained,
+        name="mobilenet_v2",
+        build=lambda c: mobilenet_v2.MobileNetV2(c),
+        exits=MOBILENET_EXITS,
+        depths=MOBILENET_DEPTHS,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        pretrained=_mobilenet_pretrained,
     )
 )
 
@@ -155,13 +155,13 @@ def register_custom(
     if not exits:
         raise ValueError(f"backbone {name!r}: name at least one exit module path")
     entry = BackboneEntry(
-        name,
-        factory(factory_spec),
-        tuple(exits),
-        tuple(depths) if depths else tuple(range(1, len(exits) + 2)),
-        input_size,
-        (float(mean[0]), float(mean[1]), float(mean[2])),
-        (float(std[0]), float(std[1]), float(std[2])),
+        name=name,
+        build=factory(factory_spec),
+        exits=tuple(exits),
+        depths=tuple(depths) if depths else tuple(range(1, len(exits) + 2)),
+        input_size=input_size,
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
     )
     register(entry)
     return entry

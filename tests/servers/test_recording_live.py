@@ -221,7 +221,9 @@ def test_stopped_and_killed_recorders_leave_readable_recordings(live, tmp_path):
             [*cmd, "--no-progress"], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
         )
     frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(SAMPLE))]
-    cam = Camera("cam-1", frames, Schedule.parse(["pristine"]), 100.0, "random", 3)
+    cam = Camera(
+        camera_id="cam-1", source=frames, schedule=Schedule.parse(["pristine"]), fps=100.0, seed=3
+    )
     prod = producer(s.kafka)
     topics = (s.kafka.frames_topic, s.kafka.truth_topic)
     t = threading.Thread(target=run_cameras, args=([cam], prod, *topics, 400))

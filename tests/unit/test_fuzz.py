@@ -152,7 +152,16 @@ KEYS = st.one_of(st.sampled_from(HEADER_NAMES), st.text(max_size=10), st.binary(
 
 def valid_headers() -> list[tuple[str, bytes]]:
     frame = FrameMeta("cam-1:t:00000001", "cam-1", 1.7e9, run_id="r", snr_db=4.0).headers()
-    om = OffloadMeta(2, [0.2, 0.3, 0.4] + [None] * 6, "float16", "global", 1.7e9, "e", 11, 0.6)
+    om = OffloadMeta(
+        arm=2,
+        confidences=[0.2, 0.3, 0.4] + [None] * 6,
+        codec="float16",
+        policy="global",
+        edge_ts=1.7e9,
+        edge_worker="e",
+        pair=11,
+        alpha=0.6,
+    )
     return frame + om.headers()
 
 

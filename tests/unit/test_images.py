@@ -249,7 +249,7 @@ def test_cameras_send_real_size_frames_as_stored_and_distort_them_at_their_size(
     jpegs = [_jpeg(217, 333, seed=1), _jpeg(120, 90, seed=2)]
     frames = [Frame(b, i, i) for i, b in enumerate(jpegs)]
     schedule = Schedule.parse(["pristine@2f", "noise:0.1@2f"])
-    cam = Camera("cam-9", frames, schedule, fps=0, order="fixed")
+    cam = Camera(camera_id="cam-9", source=frames, schedule=schedule, fps=0, order="fixed")
     sent = list(cam.frames(4))
     assert [f.jpeg for f in sent[:2]] == jpegs  # pristine frames byte for byte
     noisy = [decode_fit(f.jpeg, 64) for f in sent[2:]]
