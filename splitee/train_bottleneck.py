@@ -42,9 +42,11 @@ class BottleneckTrainConfig:
     lambda0: float = 0.1  # rate weight at Δ = 1, in MSE units per bit per input value
     batch_size: int = 32
     lr: float = 1e-3
-    stage1_epochs: int = 4
+    stage1_epochs: int = 3
     stage1_frames: int = 2000  # frames per stage-1 epoch (a random subset of the cache)
-    stage2_seconds: float = 150.0  # distillation budget per arm
+    # distillation budget per arm (0-based arm k gets stage2_seconds[k]): the shallow arms
+    # carry the most detail and the suffix behind them costs the most per step
+    stage2_seconds: list[float] = field(default_factory=lambda: [600.0, 300.0, 200.0, 150.0, 120.0])
     stage2_batch: int = 16
     kd_temperature: float = 2.0
     views: int = 2  # cached views: every training frame clean, then distorted subsets
@@ -160,8 +162,11 @@ def _load_state(path: Path, codec: ArmCodec, opt: torch.optim.Optimizer) -> dict
 
 
 # ----------------------------------------------------------------------------- training
-def _stats(feats: np.ndarray, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.asarray(feats[:n], np.float32))
+def _stats(feats: np.ndarray, n: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of a seeded random ``n`` tensors (the cache is sorted by
+    class, so never its head)."""
+    idx = np.sort(np.random.default_rng(0).permutation(len(feats))[:n])
+    x = torch.from_numpy(np.asarray(feats[idx], np.float32))
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
 
 
@@ -203,7 +208,9 @@ def train_stage1(
             h_std = (h - codec.encoder.mean) / codec.encoder.std
             z = codec.encoder.net(h_std)
             bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
-            z_hat = z + (torch.round(z / step) * step - z).detach()
+            # additive uniform noise stands in for rounding (Ballé et al.): unlike a
+            # straight-through round, it lets information through while latents are small
+            z_hat = z + (torch.rand_like(z) - 0.5) * step
             d = F.mse_loss(codec.decoder.forward_std(z_hat), h_std)
             loss = d + cfg.lambda0 * step**2 * bits.mean() / numel
             opt.zero_grad(set_to_none=True)
@@ -234,42 +241,41 @@ def train_stage2(
     cfg: BottleneckTrainConfig,
     state: Path,
 ) -> dict:
-    """Decoder distillation through the frozen suffix, within ``stage2_seconds`` per arm;
-    saved every block of steps, so a restart continues with the time left."""
-    params = list(codec.decoder.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr * 0.3)
+    """Distillation through the frozen suffix with real rounding (straight-through), the
+    rate term kept: KL to the unsplit model's final logits + feature MSE + λ₀Δ²·bits, for
+    ``stage2_seconds[k]``; saved every block of steps, so a restart continues with the time
+    left."""
+    opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr * 0.3)
     info = _load_state(state, codec, opt)
     info.setdefault("stage2_seconds", 0.0)
     info.setdefault("stage2_steps", 0)
+    budget = cfg.stage2_seconds[min(k, len(cfg.stage2_seconds) - 1)]
     rng = np.random.default_rng(cfg.seed + 1000 + info["stage2_steps"])
     T = cfg.kd_temperature
-    codec.eval()
-    codec.decoder.train()
-    for p in codec.encoder.parameters():
-        p.requires_grad_(False)
+    numel = float(np.prod(codec.spec.in_shape))
+    codec.train()
     t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
-    while info["stage2_seconds"] < cfg.stage2_seconds:
+    while info["stage2_seconds"] < budget:
         idx = np.sort(rng.choice(len(feats), cfg.stage2_batch, replace=False))
         h = torch.from_numpy(np.asarray(feats[idx], np.float32))
         r = int(rng.integers(len(cfg.steps)))
-        with torch.no_grad():
-            q = torch.round(codec.encoder(h) / cfg.steps[r])
-        rec_std = codec.decoder.forward_std(q * cfg.steps[r])
+        step = cfg.steps[r]
+        h_std = (h - codec.encoder.mean) / codec.encoder.std
+        z = codec.encoder.net(h_std)
+        bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
+        z_hat = z + (torch.round(z / step) * step - z).detach()
+        rec_std = codec.decoder.forward_std(z_hat)
         rec = rec_std * codec.decoder.std + codec.decoder.mean
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model.suffix(rec.contiguous(memory_format=torch.channels_last), k).float()
         t = torch.from_numpy(teacher[idx])
-        kd = (
-            F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t / T, 1), reduction="batchmean")
-            * T
-            * T
-        )
-        h_std = (h - codec.decoder.mean) / codec.decoder.std
-        loss = kd + F.mse_loss(rec_std, h_std)
+        kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t / T, 1), reduction="batchmean")
+        kd = kd * T * T
+        loss = kd + F.mse_loss(rec_std, h_std) + cfg.lambda0 * step**2 * bits.mean() / numel
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        kd_sum += float(kd)
+        kd_sum += float(kd.detach())
         steps += 1
         if steps % 10 == 0 or time.perf_counter() - t_block > 60:
             info["stage2_seconds"] += time.perf_counter() - t_block
@@ -278,11 +284,9 @@ def train_stage2(
             _save_state(state, codec, opt, info)
             _progress(
                 f"arm {k + 1} stage 2: {info['stage2_steps']} steps, kd {kd_sum / steps:.4f}, "
-                f"{info['stage2_seconds']:.0f}/{cfg.stage2_seconds:.0f} s"
+                f"{info['stage2_seconds']:.0f}/{budget:.0f} s"
             )
             t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
-    for p in codec.encoder.parameters():
-        p.requires_grad_(True)
     codec.eval()
     return info
 

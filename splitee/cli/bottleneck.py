@@ -21,7 +21,12 @@ from splitee.cli.options import settings_of
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--arms", default=None, help="1-based split arms to train, e.g. 1,2 (default all).")
 @click.option("--stage1-epochs", type=int, default=None)
-@click.option("--stage2-seconds", type=float, default=None, help="Distillation budget per arm.")
+@click.option(
+    "--stage2-scale",
+    type=float,
+    default=None,
+    help="Scale every arm's distillation budget (default budgets: 600/300/200/150/120 s).",
+)
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)
 @click.pass_context
@@ -32,7 +37,7 @@ def train_bottleneck(
     out: Path | None,
     arms: str | None,
     stage1_epochs: int | None,
-    stage2_seconds: float | None,
+    stage2_scale: float | None,
     limit: int | None,
     test_limit: int | None,
 ) -> None:
@@ -61,7 +66,9 @@ def train_bottleneck(
         k: v
         for k, v in {
             "stage1_epochs": stage1_epochs,
-            "stage2_seconds": stage2_seconds,
+            "stage2_seconds": None
+            if stage2_scale is None
+            else [t * stage2_scale for t in BottleneckTrainConfig().stage2_seconds],
             "limit": limit,
             "test_limit": test_limit,
             "arms": None if arms is None else [int(a) - 1 for a in arms.split(",")],

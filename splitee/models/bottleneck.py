@@ -100,6 +100,9 @@ class ArmEncoder(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(spec.hidden, spec.latent, 3, 1, 1),
         )
+        with torch.no_grad():  # latents start well above the quantization step
+            self.net[-1].weight.mul_(8.0)
+            self.net[-1].bias.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net((h - self.mean) / self.std)
