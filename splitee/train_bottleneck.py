@@ -41,7 +41,7 @@ class BottleneckTrainConfig:
     steps: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
     lambda0: float = 0.1  # rate weight at Δ = 1, in MSE units per bit per input value
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     stage1_epochs: int = 3
     stage1_frames: int = 2000  # frames per stage-1 epoch (a random subset of the cache)
     # distillation budget per arm (0-based arm k gets stage2_seconds[k]): the shallow arms
@@ -170,11 +170,20 @@ def _stats(feats: np.ndarray, n: int = 1024) -> tuple[torch.Tensor, torch.Tensor
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
 
 
+def _optimizer(codec: ArmCodec, lr: float) -> torch.optim.Adam:
+    """Adam; the density at 10× the rate: its only gradient is the rate term's, and it has
+    to follow the latents' distribution as they move (CompressAI trains it alike, faster)."""
+    dens = list(codec.density.parameters())
+    ids = {id(p) for p in dens}
+    rest = [p for p in codec.parameters() if id(p) not in ids]
+    return torch.optim.Adam([{"params": rest, "lr": lr}, {"params": dens, "lr": lr * 10}])
+
+
 def train_stage1(
     codec: ArmCodec, feats: np.ndarray, cfg: BottleneckTrainConfig, state: Path
 ) -> dict:
     """Rate–distortion on cached tensors; resumes at the last finished epoch."""
-    opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr)
+    opt = _optimizer(codec, cfg.lr)
     info = {"stage1_epoch": 0, "history": []}
     if state.exists():
         info = _load_state(state, codec, opt)
@@ -189,8 +198,7 @@ def train_stage1(
         order = np.sort(rng.permutation(len(feats))[: cfg.stage1_frames])
         order = order[rng.permutation(len(order))]
         lr = cfg.lr * (0.3 if epoch == cfg.stage1_epochs - 1 else 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr, lr * 10
         t0, tot_d, tot_b, n = (
             time.perf_counter(),
             0.0,
@@ -245,7 +253,7 @@ def train_stage2(
     rate term kept: KL to the unsplit model's final logits + feature MSE + λ₀Δ²·bits, for
     ``stage2_seconds[k]``; saved every block of steps, so a restart continues with the time
     left."""
-    opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr * 0.3)
+    opt = _optimizer(codec, cfg.lr * 0.3)
     info = _load_state(state, codec, opt)
     info.setdefault("stage2_seconds", 0.0)
     info.setdefault("stage2_steps", 0)
