@@ -10,8 +10,8 @@ from splitee import metrics, policy_setup
 from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
 from splitee.models.checkpoint import resolve_device
-from splitee.runtime import Role, run_batch_worker
 from splitee.settings import Settings
+from splitee.worker.runtime import Role, run_batch_worker
 
 
 def build_processor(s: Settings) -> CloudProcessor:

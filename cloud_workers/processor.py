@@ -25,8 +25,8 @@ from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
 from splitee.link import analog, quantise
 from splitee.models import MultiExitNet, to_input
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, decode_tensor
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
 
 class CloudProcessor:

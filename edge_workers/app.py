@@ -7,8 +7,8 @@ import torch
 from edge_workers.processor import EdgeProcessor
 from splitee import metrics, policy_setup
 from splitee.models import load_checkpoint
-from splitee.runtime import Role, run_batch_worker
 from splitee.settings import Settings
+from splitee.worker.runtime import Role, run_batch_worker
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:

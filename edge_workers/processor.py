@@ -25,8 +25,8 @@ from splitee.context import CONTEXTS, frame_context
 from splitee.data import decode_jpeg
 from splitee.images import decode_fit
 from splitee.models import MultiExitNet, to_input
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
 
 def snr_band(snr_db: float) -> str:

@@ -252,7 +252,7 @@ class KafkaSettings(Section):
         ge=0,
         description="A worker whose group has lag that made no progress this long, while the "
         "worker took no batch, exits so its supervisor restarts it (a consumer faust left "
-        "idle after a rebalance; splitee/stall.py). 0: off.",
+        "idle after a rebalance; splitee/worker/stall.py). 0: off.",
     )
     metadata_max_age_s: float = Field(
         default=5.0,

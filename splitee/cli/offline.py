@@ -97,8 +97,8 @@ def train(
     """Fine-tune backbone and exits; write a safetensors checkpoint and a JSON model card."""
     from splitee.data import load_from_settings
     from splitee.models.checkpoint import resolve_device
-    from splitee.train import TrainConfig, summarise
-    from splitee.train import train as run_train
+    from splitee.training.train import TrainConfig, summarise
+    from splitee.training.train import train as run_train
 
     s = settings_of(ctx)
     if backbone is not None and not backbone.startswith("resnet"):

@@ -11,8 +11,8 @@ from producers.camera import Camera, Frame
 from producers.schedule import Schedule
 from splitee.data import encode_jpeg
 from splitee.link import ConstantSNR, camera_process
-from splitee.records import InRecord
 from splitee.wire import FrameMeta, Result
+from splitee.worker.records import InRecord
 
 
 def test_camera_stamps_the_snr_of_its_process(sample_frames):

@@ -19,7 +19,7 @@ MODULES = [
     "policy_store.arms",
     "policy_store.decisions",
     "policy_store.feedback",
-    "splitee.stall",
+    "splitee.worker.stall",
 ]
 
 

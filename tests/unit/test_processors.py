@@ -11,8 +11,8 @@ from policy_store import UCB1, CostModel, ISplitEE, MemoryStore
 from policy_store.keys import PolicyKeys
 from policy_store.stats import ArmStats
 from splitee.data import encode_jpeg
-from splitee.records import InRecord
 from splitee.wire import FrameMeta, Result, decode_tensor, encode_tensor
+from splitee.worker.records import InRecord
 
 
 def frame_record(i: int, img: np.ndarray, **meta_overrides) -> InRecord:

@@ -52,7 +52,7 @@ class TrainConfig:
     holdout: int = 2000  # training frames kept aside to fit the exit temperatures
     seed: int = 0
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
-    # Noise-aware training of the cloud part (splitee.noise_training; needs init):
+    # Noise-aware training of the cloud part (splitee.training.noise_training; needs init):
     channel_noise: bool = False
     noise_arm: int = 7  # 1-based split arm whose features cross the channel
     noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])  # uniform range
@@ -176,7 +176,7 @@ def train(
     if cfg.heads_only:
         model.backbone.requires_grad_(False)
     if cfg.channel_noise:
-        from splitee import noise_training as nt
+        from splitee.training import noise_training as nt
 
         if not cfg.init:
             raise ValueError("channel-noise training starts from a multi-exit checkpoint (init)")

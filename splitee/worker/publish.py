@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from splitee.records import OutRecord
+from splitee.worker.records import OutRecord
 
 if TYPE_CHECKING:
     import faust

@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from splitee import kafka_records, metrics
+from splitee import metrics
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
-from splitee.publish import BatchPublisher
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.settings import Settings
-from splitee.stall import Progress, start_watchdog
+from splitee.worker import kafka_records
+from splitee.worker.publish import BatchPublisher
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
+from splitee.worker.stall import Progress, start_watchdog
 
 if TYPE_CHECKING:  # faust is imported where a worker is built: plain services stay light
     import faust
