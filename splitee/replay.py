@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from splitee import policy_setup
-from splitee.recording import ROLES, Record, Recording, RecordingError, policy_store
+from splitee.recorder import snapshot_store
+from splitee.recording import ROLES, Record, Recording, RecordingError
 from splitee.settings import KafkaSettings, Settings
 from splitee.wire import WireError, decode_frame_id, decode_truth
 
@@ -199,7 +200,7 @@ def restore_start_policy(s: Settings, rec: Recording) -> list[str]:
     if not snap:
         why = rec.manifest.policy.get("error") or "none was taken"
         raise RecordingError(f"{rec.path} has no policy snapshot at its start ({why})")
-    store = policy_store(s)
+    store = snapshot_store(s)
     snap = {**snap, "namespace": store.namespace}
     try:
         return store.restore(snap)

@@ -58,8 +58,8 @@ def record(
     """Record Kafka topics into an Arrow IPC recording (until --count, --duration or Ctrl-C)."""
     import signal
 
+    from splitee.recorder import record as run_record
     from splitee.recording import RecordingError
-    from splitee.recording import record as run_record
     from splitee.worker import runtime
 
     def ready() -> None:

@@ -26,7 +26,7 @@ from kafka.errors import KafkaConnectionError
 
 from policy_store.stats import Delta
 from splitee import kafka_io, policy_setup, redis_io
-from splitee.recording import record
+from splitee.recorder import record
 from splitee.settings import KafkaSettings, RedisSettings, Settings
 from splitee.testing import free_port
 from tests.conftest import REPO
