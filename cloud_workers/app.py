@@ -9,6 +9,7 @@ from policy_store.keys import PolicyKeys
 from splitee import metrics, policy_setup
 from splitee.context import CONTEXTS
 from splitee.models import load_checkpoint
+from splitee.models.backbones import register_from_settings
 from splitee.models.checkpoint import resolve_device
 from splitee.settings import Settings
 from splitee.worker.runtime import Role, run_batch_worker
@@ -18,6 +19,7 @@ def build_processor(s: Settings) -> CloudProcessor:
     device = resolve_device(s.model.device)
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
+    register_from_settings(s)  # a user's backbone comes from these settings, not the models'
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     model, cm = policy_setup.model_and_costs(s, model)
     store = policy_setup.store(s, cm.num_arms)

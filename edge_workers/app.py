@@ -7,12 +7,14 @@ import torch
 from edge_workers.processor import EdgeProcessor
 from splitee import metrics, policy_setup
 from splitee.models import load_checkpoint
+from splitee.models.backbones import register_from_settings
 from splitee.settings import Settings
 from splitee.worker.runtime import Role, run_batch_worker
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
+    register_from_settings(s)  # a user's backbone comes from these settings, not the models'
     model = load_checkpoint(s.model.checkpoint, fuse=True)
     model, cm = policy_setup.model_and_costs(s, model)
     store = policy_setup.store(s, cm.num_arms)

@@ -45,9 +45,11 @@ class Section(BaseModel):
 
     Errors name the field but never echo its value: a misspelt ``sasl_pasword`` must not print
     the password it holds (``splitee`` shows settings errors on the terminal and in logs).
+    Frozen, as the whole :class:`Settings` is: what was loaded is what every part reads (a
+    changed copy is ``model_copy(update=...)``).
     """
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
 
 
 def _secure() -> bool:
@@ -538,6 +540,7 @@ class Settings(BaseSettings):
         extra="forbid",
         hide_input_in_errors=True,  # as in every Section: an error never echoes a secret
         toml_file=None,
+        frozen=True,  # loaded once; a changed copy is model_copy(update=...)
     )
 
     log_level: str = Field(default="WARNING", description="Structured log level.")

@@ -166,6 +166,32 @@ def test_custom_backbone_declared_in_a_settings_file(tmp_path) -> None:
         torch.testing.assert_close(back.forward_all(x)[0], model.forward_all(x)[0])
 
 
+def test_models_never_read_settings_the_loader_registers_the_backbone(tmp_path, monkeypatch):
+    """A checkpoint of a backbone nobody registered is refused with the fix named; the CLI
+    registers the backbones of the file given with --config (models never read settings)."""
+    from click.testing import CliRunner
+
+    from splitee.cli import main
+    from splitee.models.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    backbones.register_custom("tiny-cli", "tests.unit.test_backbones:tiny_backbone", ["stage1"], 48)
+    model, _ = build_model("tiny-cli", 4)
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, path)
+    del backbones._REGISTRY["tiny-cli"]
+    with pytest.raises(ValueError, match=r"\[model\.backbones\.tiny-cli\]"):
+        load_checkpoint(path)
+    cfg = tmp_path / "custom.toml"
+    cfg.write_text(
+        '[model.backbones.tiny-cli]\nfactory = "tests.unit.test_backbones:tiny_backbone"\n'
+        'exits = ["stage1"]\ninput_size = 48\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(cfg), "settings"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(path).exit_paths == ["stage1"]
+
+
 def test_checkpoint_leaves_pretrained_tensors_out_and_checks_their_hash(tmp_path) -> None:
     """Tensors equal to the base are not stored; the recorded base hash must match."""
     from safetensors.torch import load_file
