@@ -24,7 +24,8 @@ from splitee import metrics as m
 from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
 from splitee.link import analog, quantise
-from splitee.models import MultiExitNet, to_input
+from splitee.models import to_input
+from splitee.models.split_api import SplitModel
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, decode_tensor
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
@@ -35,7 +36,7 @@ _Offload = tuple[FrameMeta, OffloadMeta, np.ndarray, int]
 class CloudProcessor:
     def __init__(
         self,
-        model: MultiExitNet,
+        model: SplitModel,
         cost_model: CostModel,
         store: PolicyStore,
         side_observations: bool = True,
@@ -66,7 +67,7 @@ class CloudProcessor:
         self.channel_cost = channel_cost
         # the air-time reference: the first split tensor in float16 (arm 1 of the model; with
         # the send-frame arm in front, that is arm 1 here, not the frame)
-        first_split = 1 if getattr(model, "send_frame", False) else 0
+        first_split = 1 if model.send_frame else 0
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
         # threshold adaptation: the policy's arms are (split arm, α) pairs
         self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
@@ -211,7 +212,7 @@ class CloudProcessor:
         to the model's input here (the cloud runs the whole network on it)."""
         if om.codec != FRAME_CODEC:
             return decode_tensor(value, self.max_bytes)
-        if not (om.arm == 0 and getattr(self.model, "send_frame", False)):
+        if not (om.arm == 0 and self.model.send_frame):
             raise WireError("bad_codec", f"a JPEG frame for arm {om.arm}, not the send-frame arm")
         try:
             img = decode_fit(value, self.model.input_size)

@@ -24,7 +24,8 @@ from splitee import metrics as m
 from splitee.context import CONTEXTS, frame_context
 from splitee.data import decode_jpeg
 from splitee.images import decode_fit
-from splitee.models import MultiExitNet, to_input
+from splitee.models import to_input
+from splitee.models.split_api import SplitModel
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
@@ -41,7 +42,7 @@ class EdgeProcessor:
 
     def __init__(
         self,
-        model: MultiExitNet,
+        model: SplitModel,
         cost_model: CostModel,
         policy: Policy,
         store: PolicyStore,
@@ -58,7 +59,7 @@ class EdgeProcessor:
         carry their link's SNR, the ``C ≥ α`` rule decides the others."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
-        self.input_size: int | None = getattr(model, "input_size", None)
+        self.input_size: int | None = model.input_size if model.real_size else None
         self.cm = cost_model
         self.policy = policy
         self.store = store
@@ -78,7 +79,7 @@ class EdgeProcessor:
     def _payload(self, arm: int, feats: np.ndarray, frame: bytes) -> tuple[bytes, str]:
         """What an offload carries: the split tensor in the edge's codec, or — arm 0 of a
         model with the send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
-        if arm == 0 and getattr(self.model, "send_frame", False):
+        if arm == 0 and self.model.send_frame:
             return frame, FRAME_CODEC
         return encode_tensor(feats, self.codec), self.codec
 

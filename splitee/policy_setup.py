@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from policy_store.arms import ArmSpace
 from policy_store.decisions import Always, Never, TDMechanism
@@ -18,6 +19,9 @@ from policy_store.rewards import CostModel
 from splitee import redis_io
 from splitee.files import model_alpha
 from splitee.settings import Settings
+
+if TYPE_CHECKING:  # the models import torch; this module stays light without them
+    from splitee.models.split_api import SplitModel
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
@@ -42,10 +46,10 @@ def _send_frame_on(s: Settings) -> bool:
     return s.policy.offload_cost_mode == "bytes" if on is None else bool(on)
 
 
-def send_frame(s: Settings, model: object) -> bool:
+def send_frame(s: Settings, model: SplitModel) -> bool:
     """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
     default with the bytes-based offload cost)."""
-    return _send_frame_on(s) and hasattr(model, "exit_paths")
+    return _send_frame_on(s) and model.real_size
 
 
 def split_arms(s: Settings) -> int:
@@ -59,7 +63,7 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
-def model_and_costs(s: Settings, model):
+def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostModel]:
     """The model the workers run and its cost model, from the settings.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
@@ -68,7 +72,7 @@ def model_and_costs(s: Settings, model):
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
     """
-    if not hasattr(model, "exit_paths"):
+    if not model.real_size:
         return model, cost_model(s, model.exit_depths)
     from policy_store.rewards import bytes_scale
     from splitee.models.frame_arm import FrameArmNet

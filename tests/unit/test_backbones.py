@@ -81,6 +81,28 @@ def test_the_built_in_backbones_are_registered() -> None:
     assert backbones.get("mobilenet_v2").exits == tuple(f"features.{i}" for i in range(3, 19, 3))
 
 
+def test_every_model_says_what_it_is() -> None:
+    """Input size, real-size frames and the send-the-frame arm are declared, never guessed;
+    a CIFAR ResNet entry says it is one instead of building a placeholder backbone."""
+    from splitee.models.frame_arm import FrameArmNet
+    from splitee.models.multi_exit import MultiExitNet
+
+    cifar, _ = build_model("resnet20", 10)
+    assert isinstance(cifar, MultiExitNet) and backbones.get("resnet20").build is None
+    assert (cifar.input_size, cifar.real_size, cifar.send_frame) == (32, False, False)
+    tiny = SplitBackboneNet("tiny", TinyNet(3), ["stage1"], [1, 2], 48, (0, 0, 0), (1, 1, 1), 3)
+    assert (tiny.input_size, tiny.real_size, tiny.send_frame) == (48, True, False)
+    framed = FrameArmNet(tiny)
+    assert (framed.input_size, framed.real_size, framed.send_frame) == (48, True, True)
+    assert FrameArmNet(cifar).real_size is False
+    with pytest.raises(ValueError, match="needs a build function"):
+        backbones.BackboneEntry("nothing", None, (), (1,), 32, (0, 0, 0), (1, 1, 1))
+    with pytest.raises(ValueError, match="builds a CIFAR ResNet itself"):
+        backbones.BackboneEntry(
+            "both", TinyNet, (), (1,), 32, (0, 0, 0), (1, 1, 1), kind=backbones.CIFAR_RESNET
+        )
+
+
 def test_early_exit_matches_multi_exit_contract() -> None:
     torch.manual_seed(1)
     model, _ = build_model("mobilenet_v2", 5)
