@@ -43,8 +43,9 @@ import torch
 from kafka import TopicPartition
 
 from producers.camera import Frame
-from splitee.data import decode_jpeg, iter_zip_frames
+from splitee.data import iter_zip_frames
 from splitee.images import decode_fit, open_source
+from splitee.jpeg import decode_jpeg
 from splitee.kafka_io import consumer
 from splitee.machine import machine_description
 from splitee.models import load_checkpoint

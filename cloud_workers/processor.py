@@ -21,8 +21,8 @@ from policy_store.policies import ISplitEE, Policy
 from policy_store.rewards import CostModel, air_time_cost
 from policy_store.store import PolicyStore
 from splitee import metrics as m
-from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
+from splitee.jpeg import CorruptFrameError
 from splitee.link import analog, quantise
 from splitee.models import to_input
 from splitee.models.split_api import SplitModel

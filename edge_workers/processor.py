@@ -22,8 +22,8 @@ from policy_store.rewards import CostModel
 from policy_store.store import PolicyStore
 from splitee import metrics as m
 from splitee.context import CONTEXTS, frame_context
-from splitee.data import decode_jpeg
 from splitee.images import decode_fit
+from splitee.jpeg import decode_jpeg
 from splitee.models import to_input
 from splitee.models.split_api import SplitModel
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor

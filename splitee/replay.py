@@ -278,8 +278,8 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
     record (:func:`splitee.wire.decode_truth`), or not decodable (the live edge would
     dead-letter them), are dropped and counted.
     """
-    from splitee.data import CorruptFrameError, decode_jpeg
     from splitee.distortions import Distortion
+    from splitee.jpeg import CorruptFrameError, decode_jpeg
 
     truth: dict[str, dict] = {}
     for r in rec.topic("truth").records():

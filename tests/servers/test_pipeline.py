@@ -15,7 +15,8 @@ import pytest
 from policy_store.redis_store import RedisStore
 from producers.camera import Frame
 from splitee import policy_setup
-from splitee.data import encode_jpeg, iter_zip_frames
+from splitee.data import iter_zip_frames
+from splitee.jpeg import encode_jpeg
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
 from splitee.testing import Pipeline
@@ -78,7 +79,7 @@ def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
     live_acc = np.mean([r.prediction == truth[f] for f, r in view.results.items()])
 
     # The offline evaluator on exactly these frames, same policy and settings.
-    from splitee.data import decode_jpeg
+    from splitee.jpeg import decode_jpeg
 
     images = np.stack([decode_jpeg(f.jpeg) for f in sent])
     labels = np.array([f.label for f in sent])

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from splitee.data import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.images import decode_fit
+from splitee.jpeg import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.kafka_io import dlq_record
 from splitee.recording import (
     MANIFEST,
