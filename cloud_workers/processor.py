@@ -14,43 +14,51 @@ import numpy as np
 import torch
 
 from cloud_workers.suffix_runner import SuffixRunner
-from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.feedback import observations
-from policy_store.keys import PolicyKeys
-from policy_store.policies import ISplitEE, Policy
 from policy_store.rewards import CostModel, air_time_cost
-from policy_store.store import PolicyStore
 from splitee import metrics as m
 from splitee.images import decode_fit
 from splitee.jpeg import CorruptFrameError
 from splitee.link import analog, quantise
 from splitee.models import to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.models.split_api import SplitModel
-from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, decode_tensor
+from splitee.wire import (
+    FRAME_CODEC,
+    LATENT_CODEC,
+    FrameMeta,
+    OffloadMeta,
+    Result,
+    WireError,
+    decode_tensor,
+)
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
-#: One valid offload: its frame header, offload header, features and bytes on the wire.
+#: One valid offload: its frame header, offload header, features (or a latent's symbols) and
+#: bytes on the wire.
 _Offload = tuple[FrameMeta, OffloadMeta, np.ndarray, int]
 
 
 class CloudProcessor:
+    """Offloads → suffix of the model → results, and the offloaded frames' rewards."""
+
     def __init__(
         self,
         model: SplitModel,
-        cost_model: CostModel,
-        store: PolicyStore,
-        side_observations: bool = True,
+        bandit: Bandit,
+        *,
         device: torch.device | str = "cpu",
         max_bytes: int | None = None,
-        policy: Policy | None = None,
         channel: str | None = None,
         channel_bits: int = 8,
         channel_seed: int = 0,
-        alpha_grid: list[float] | None = None,
         channel_cost: bool = False,
-        policy_keys: PolicyKeys | None = None,
+        latent: LatentCodec | None = None,
     ) -> None:
-        """``policy`` (the edge's) sets side observations, discounting and windows of updates.
+        """``bandit``: the edge step's policy, costs, arm space, keys and store
+        (:func:`splitee.policy_setup.bandit`) — its policy sets side observations, discounting
+        and windows of the updates, its keys the policy names an offload may carry.
 
         ``channel`` ("analog" or "digital") simulates the wireless link on offloaded features
         that carry an ``snr_db`` header (splitee.link): analog adds noise at that SNR,
@@ -61,20 +69,19 @@ class CloudProcessor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.suffix = SuffixRunner(self.model, self.device)  # CUDA graphs when on a GPU
-        self.cm = cost_model
-        self.store = store
+        self.bandit = bandit
+        self.cm = bandit.costs
+        self.space = bandit.space  # (split arm, α) pairs with threshold adaptation
         # channel-aware offload cost: o scales with the frame's air time (bytes, SNR)
         self.channel_cost = channel_cost
         # the air-time reference: the first split tensor in float16 (arm 1 of the model; with
         # the send-frame arm in front, that is arm 1 here, not the frame)
         first_split = 1 if model.send_frame else 0
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
-        # threshold adaptation: the policy's arms are (split arm, α) pairs
-        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
-        self.policy = policy if policy is not None else ISplitEE()
-        self.side = policy.side_observations if policy is not None else side_observations
+        self.side = bandit.policy.side_observations
         self.max_bytes = max_bytes
-        self.keys = policy_keys or PolicyKeys()
+        # a learned bottleneck: its arms carry coded latents, decoded before the suffix
+        self.latent = latent.to(self.device) if latent is not None else None
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
@@ -113,7 +120,7 @@ class CloudProcessor:
                 if not 0 <= om.arm < self.cm.num_arms - 1:
                     raise WireError("bad_arm", f"arm {om.arm} cannot be offloaded")
                 feats = self._features(rec.value, om)
-                want = self.model.feature_shape(om.arm)
+                want = self._shape(om.arm)
                 if feats.shape != want:
                     raise WireError(
                         "wrong_shape", f"features {feats.shape} for arm {om.arm}, expected {want}"
@@ -129,8 +136,11 @@ class CloudProcessor:
         return groups
 
     def _finish(self, arm: int, items: list[_Offload]) -> tuple[np.ndarray, np.ndarray]:
-        """One arm's frames through the suffix in one batch: (final confidence, prediction)."""
+        """One arm's frames through the suffix in one batch: (final confidence, prediction).
+        A learned bottleneck's latents are reconstructed first, then go through the channel."""
         x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
+        if self.latent is not None and self.latent.handles(arm):
+            x = self.latent.reconstruct(x, arm)
         if self.channel is not None:
             x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
         with torch.inference_mode():
@@ -193,7 +203,7 @@ class CloudProcessor:
         """The offloaded frame's rewards (now that ``C_L`` is known) into its policy's delta."""
         pick = om.pair if om.pair is not None else arm
         obs = observations(
-            self.policy,
+            self.bandit.policy,
             cm,
             self.space,
             pick,
@@ -202,7 +212,7 @@ class CloudProcessor:
             True if om.by_td else None,  # sent by a TD: an offload, whatever C_k
             self.side,
         )
-        delta = out.deltas.setdefault(om.policy, self.policy.delta(self.space.num_arms))
+        delta = out.deltas.setdefault(om.policy, self.bandit.new_delta())
         delta.add(pick, obs, meta.frame_id)
         for arm_j, rew in obs:
             tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
@@ -210,6 +220,12 @@ class CloudProcessor:
     def _features(self, value: bytes, om: OffloadMeta) -> np.ndarray:
         """The offload's tensor; for the send-frame arm the JPEG itself, decoded and fitted
         to the model's input here (the cloud runs the whole network on it)."""
+        if self.latent is not None and self.latent.handles(om.arm):
+            if om.codec != LATENT_CODEC:
+                raise WireError("bad_codec", f"arm {om.arm} carries a latent, not {om.codec}")
+            return self.latent.symbols(value, om.arm)
+        if om.codec == LATENT_CODEC:
+            raise WireError("bad_codec", f"a latent for arm {om.arm}, which has no codec here")
         if om.codec != FRAME_CODEC:
             return decode_tensor(value, self.max_bytes)
         if not (om.arm == 0 and self.model.send_frame):
@@ -220,10 +236,16 @@ class CloudProcessor:
             raise WireError(exc.reason, str(exc)) from None
         return to_input(img[None])[0].numpy()
 
+    def _shape(self, arm: int) -> tuple[int, ...]:
+        """What arm ``arm``'s offload must decode to: its latent or its split tensor."""
+        if self.latent is not None and self.latent.handles(arm):
+            return self.latent.latent_shape(arm)
+        return tuple(self.model.feature_shape(arm))
+
     def _check_bandit_fields(self, meta: FrameMeta, om: OffloadMeta) -> None:
         """The offload's policy, pair and confidences against what this deployment can have,
         before any of them reaches the store."""
-        if not self.keys.valid(om.policy, meta.camera_id):
+        if not self.bandit.keys.valid(om.policy, meta.camera_id):
             raise WireError(
                 "bad_policy", f"policy {om.policy[:64]!r} is not one of this deployment"
             )
@@ -256,6 +278,5 @@ class CloudProcessor:
         return x
 
     def apply(self, out: StepOutput) -> None:
-        for key, delta in out.deltas.items():
-            if delta:
-                self.store.apply(key, delta)
+        """Fold the offloaded frames' rewards into the shared policy (one round trip per key)."""
+        self.bandit.apply(out.deltas)

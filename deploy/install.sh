@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what splitee's local servers need, skipping whatever is already there:
-#   system (apt): redis-server + redis-tools + redis-sentinel, prometheus, and Java 17 / Maven
+#   system (apt): redis-server + redis-tools + redis-sentinel, prometheus, iproute2 (the
+#                 cluster topology's network namespaces), and Java 17 / Maven
 #                 if missing (Debian's own services are stopped and disabled:
 #                 splitee runs its own instances with its own ports/configs)
 #   kafka:        the Apache Kafka jars (deploy/kafka/fetch-jars.sh) into
@@ -33,9 +34,10 @@ declare -A PKG_OF=(
   [mvn]=maven
   [setsid]=util-linux
   [flock]=util-linux
+  [ip]=iproute2
 )
 wanted=()
-(( do_system )) && wanted+=(redis-server redis-cli redis-sentinel prometheus setsid flock)
+(( do_system )) && wanted+=(redis-server redis-cli redis-sentinel prometheus setsid flock ip)
 (( do_kafka )) && wanted+=(java mvn)
 
 missing=()

@@ -433,7 +433,8 @@ child_name() { printf 'child/%s\n' "$1"; }
 
 # Run CMD... and restart it when it exits non-zero or dies by a signal, after RESTART_BACKOFF
 # s, recording each restart in restarts_file NAME. A death after RESTART_MAX restarts within
-# RESTART_WINDOW s is a crash loop: log it and give up (return 1). A clean exit 0 is not
+# RESTART_WINDOW s is a crash loop: log it and give up (return 1); exit 78 (EX_CONFIG: a worker
+# refusing its configuration, which no restart fixes) gives up at once. A clean exit 0 is not
 # restarted (return 0). SIGTERM or SIGINT to the supervisor stops the child (SIGTERM, SIGKILL
 # after SPLITEE_STOP_TIMEOUT - 5 s, so before stop_pid would kill the supervisor itself) and
 # returns 0 without a restart.
@@ -464,6 +465,11 @@ supervise() { # NAME [--] CMD...
     if (( rc == 0 )); then
       log "$name exited cleanly; not restarting it"
       return 0
+    fi
+    if (( rc == 78 )); then   # EX_CONFIG: a configuration fault, which no restart fixes
+      printf '%s gave up: exit 78 (configuration)\n' "$(date '+%F %T')" >> "$restarts"
+      err "$name: refused to start (exit 78, configuration: see its log); not restarting it"
+      return 1
     fi
     if (( rc > 128 )); then why="killed by signal $((rc - 128))"; else why="exit $rc"; fi
     now="${EPOCHREALTIME//[^0-9]/}"   # microseconds

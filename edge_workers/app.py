@@ -5,36 +5,30 @@ from __future__ import annotations
 import torch
 
 from edge_workers.processor import EdgeProcessor
-from splitee import metrics, policy_setup
-from splitee.models import load_checkpoint
-from splitee.models.backbones import register_from_settings
+from splitee import policy_setup
 from splitee.settings import Settings
-from splitee.worker.runtime import Role, run_batch_worker
+from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
-    register_from_settings(s)  # a user's backbone comes from these settings, not the models'
-    model = load_checkpoint(s.model.checkpoint, fuse=True)
-    model, cm = policy_setup.model_and_costs(s, model)
-    store = policy_setup.store(s, cm.num_arms)
-    metrics.watch_store(store)
+    model, bandit = policy_setup.worker_model_and_bandit(s)
     return EdgeProcessor(
         model,
-        cm,
-        policy_setup.policy(s),
-        store,
-        policy_key=s.policy.key,
+        bandit,
         codec=s.edge.codec,
         worker_id=worker_id,
         max_frame_bytes=s.edge.max_frame_bytes,
-        policy_scope=s.policy.scope,
-        alpha_grid=s.policy.alpha_grid,
+        max_aspect=s.edge.max_aspect,
+        capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         td=policy_setup.transmission_decision(s),
+        latent=policy_setup.latent_codec(s, model),
     )
 
 
-def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
+def main(
+    s: Settings, worker_id: str, metrics_port: int = 0, fail_on_frame: str | None = None
+) -> None:
     e, k = s.edge, s.kafka
     role = Role(
         "edge",
@@ -44,4 +38,8 @@ def main(s: Settings, worker_id: str, metrics_port: int = 0) -> None:
         k.offload_topic,
         e.concurrency,
     )
-    run_batch_worker(s, role, build_processor(s, worker_id), worker_id, metrics_port)
+    try:
+        step = build_processor(s, worker_id)
+    except policy_setup.PolicyConflict as exc:
+        refuse_to_start(str(exc))
+    run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

@@ -13,20 +13,25 @@ import time
 import numpy as np
 import torch
 
-from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
-from policy_store.keys import PolicyKeys
-from policy_store.policies import Policy
-from policy_store.rewards import CostModel
-from policy_store.store import PolicyStore
 from splitee import metrics as m
-from splitee.context import CONTEXTS, frame_context
+from splitee.context import frame_context
 from splitee.images import decode_fit
 from splitee.jpeg import decode_jpeg
 from splitee.models import to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.models.split_api import SplitModel
-from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, WireError, encode_tensor
+from splitee.wire import (
+    FRAME_CODEC,
+    LATENT_CODEC,
+    FrameMeta,
+    OffloadMeta,
+    Result,
+    WireError,
+    encode_tensor,
+)
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
 
@@ -43,50 +48,73 @@ class EdgeProcessor:
     def __init__(
         self,
         model: SplitModel,
-        cost_model: CostModel,
-        policy: Policy,
-        store: PolicyStore,
-        policy_key: str = "global",
+        bandit: Bandit,
+        *,
         codec: str = "float16",
         worker_id: str = "edge",
         max_frame_bytes: int = 1 << 20,
-        policy_scope: str = "global",
-        alpha_grid: list[float] | None = None,
+        max_aspect: float | None = 20.0,
+        capture_ts_tolerance_s: float | None = 60.0,
         td: TDMechanism | None = None,
+        latent: LatentCodec | None = None,
     ) -> None:
-        """``alpha_grid`` (threshold adaptation): the policy's arms are (split arm, α) pairs
-        (:class:`~policy_store.arms.ArmSpace`); ``td`` decides keep-or-offload for frames that
-        carry their link's SNR, the ``C ≥ α`` rule decides the others."""
+        """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
+        (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
+        carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
+        bottleneck) codes what its arms offload."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = model.input_size if model.real_size else None
-        self.cm = cost_model
-        self.policy = policy
-        self.store = store
+        self.bandit = bandit
+        self.cm = bandit.costs
+        self.space = bandit.space
         self.codec = codec
         self.worker_id = worker_id
         self.max_frame_bytes = max_frame_bytes
-        self.keys = PolicyKeys(policy_key, policy_scope, CONTEXTS)
+        self.max_aspect = max_aspect
+        self.capture_ts_tolerance_s = capture_ts_tolerance_s
         self.td = td
-        self.space = ArmSpace(cost_model.num_arms, alpha_grid or ())
+        self.latent = latent  # a learned bottleneck: its arms offload coded latents
         # side observations need the exits a frame passes; a TD or α pairs turn them off
-        self.side = policy.side_observations and not self.space.pairs and td is None
+        self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
     def _decode_frame(self, data: bytes) -> np.ndarray:
-        """A 32x32 frame for the CIFAR models; any size, fitted, for real-size backbones."""
-        return decode_jpeg(data) if self.input_size is None else decode_fit(data, self.input_size)
+        """A 32x32 frame for the CIFAR models; any size up to ``max_aspect``, fitted, for
+        real-size backbones."""
+        if self.input_size is None:
+            return decode_jpeg(data)
+        return decode_fit(data, self.input_size, max_aspect=self.max_aspect)
 
-    def _payload(self, arm: int, feats: np.ndarray, frame: bytes) -> tuple[bytes, str]:
-        """What an offload carries: the split tensor in the edge's codec, or — arm 0 of a
-        model with the send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+    def _check_capture_ts(self, meta: FrameMeta, rec: InRecord) -> None:
+        """A capture time ahead of the record's own Kafka timestamp by more than the tolerance
+        is a wrong camera clock or header: dead-lettered, not answered with negative latency.
+        Behind is fine: a camera may buffer frames while its link is down."""
+        tol = self.capture_ts_tolerance_s
+        if tol is None or rec.timestamp is None:
+            return
+        ahead = meta.capture_ts - rec.timestamp
+        if ahead > tol:
+            raise WireError(
+                "future_capture_ts",
+                f"capture_ts {meta.capture_ts:.3f} is {ahead:.0f} s ahead of the record's "
+                f"timestamp {rec.timestamp:.3f} (tolerance {tol:g} s)",
+            )
+
+    def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
+        """What an offload carries: the split tensor in the edge's codec, a learned
+        bottleneck's coded latent (already a message), or — arm 0 of a model with the
+        send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
         if arm == 0 and self.model.send_frame:
             return frame, FRAME_CODEC
+        if isinstance(feats, bytes):
+            return feats, LATENT_CODEC
         return encode_tensor(feats, self.codec), self.codec
 
     def key_for(self, meta: FrameMeta, img: np.ndarray) -> str:
         """The policy a frame belongs to: global, per camera, or per estimated context."""
-        context = frame_context(img) if self.keys.scope == "context" else None
-        return self.keys.for_frame(meta.camera_id, context)
+        keys = self.bandit.keys
+        context = frame_context(img) if keys.scope == "context" else None
+        return keys.for_frame(meta.camera_id, context)
 
     def _decode(self, records: list[InRecord], out: StepOutput):
         """Valid frames as (metas, images, JPEG bytes); every other record becomes a dead
@@ -103,6 +131,7 @@ class EdgeProcessor:
                         "oversized", f"frame of {len(rec.value)} bytes > {self.max_frame_bytes}"
                     )
                 meta = FrameMeta.from_headers(rec.headers)
+                self._check_capture_ts(meta, rec)
                 img = self._decode_frame(rec.value)  # CorruptFrameError is a WireError
             except WireError as exc:
                 out.dead.append(DeadLetter(rec, exc.reason, exc.detail))
@@ -116,9 +145,10 @@ class EdgeProcessor:
     def _choose(self, keys: list[str]) -> np.ndarray:
         """Bandit arms (split arms or pairs) per frame, from one read of each policy."""
         picks = np.zeros(len(keys), dtype=np.int64)
+        policy, store = self.bandit.policy, self.bandit.store
         for key in dict.fromkeys(keys):
             idx = [i for i, k in enumerate(keys) if k == key]
-            picks[idx] = self.policy.pull_batch(self.store.read(key), len(idx))
+            picks[idx] = policy.pull_batch(store.read(key), len(idx))
         return picks
 
     def _decide(
@@ -179,6 +209,10 @@ class EdgeProcessor:
         features = {}
         dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
         for k, (idx, feats) in res.features.items():
+            if self.latent is not None and self.latent.handles(k):
+                for i, msg in zip(idx.tolist(), self.latent.encode(feats, k), strict=True):
+                    features[i] = (k, msg)
+                continue
             arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
             for j, i in enumerate(idx.tolist()):
                 features[i] = (k, arr[j])
@@ -196,9 +230,9 @@ class EdgeProcessor:
                 self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
                 obs = observations(
-                    self.policy, self.cm, self.space, pick, row, None, offloaded, self.side
+                    self.bandit.policy, self.cm, self.space, pick, row, None, offloaded, self.side
                 )
-                delta = out.deltas.setdefault(keys[i], self.policy.delta(self.space.num_arms))
+                delta = out.deltas.setdefault(keys[i], self.bandit.new_delta())
                 delta.add(pick, obs, meta.frame_id)
                 for arm_j, rew in obs:
                     tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
@@ -206,15 +240,15 @@ class EdgeProcessor:
                 k, feats = features[i]
                 payload, codec = self._payload(k, feats, raws[i])
                 om = OffloadMeta(
-                    k,
-                    row,
-                    codec,
-                    keys[i],
-                    now,
-                    self.worker_id,
-                    pick if self.space.pairs else None,
-                    self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
-                    bool(by_td[i]),
+                    arm=k,
+                    confidences=row,
+                    codec=codec,
+                    policy=keys[i],
+                    edge_ts=now,
+                    edge_worker=self.worker_id,
+                    pair=pick if self.space.pairs else None,
+                    alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
+                    by_td=bool(by_td[i]),
                 )
                 out.offloads.append(
                     OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
@@ -263,6 +297,4 @@ class EdgeProcessor:
 
     def apply(self, out: StepOutput) -> None:
         """Fold the batch's known rewards into the shared policy (one round trip per key)."""
-        for key, delta in out.deltas.items():
-            if delta:
-                self.store.apply(key, delta)
+        self.bandit.apply(out.deltas)

@@ -4,6 +4,7 @@ Pure numpy; only :mod:`policy_store.redis_store` talks to a server (enforced by 
 """
 
 from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
 from policy_store.policies import POLICIES, UCB1, ISplitEE, Policy, make_policy
@@ -17,6 +18,7 @@ __all__ = [
     "AlphaRule",
     "ArmSpace",
     "ArmStats",
+    "Bandit",
     "CostModel",
     "Delta",
     "ISplitEE",

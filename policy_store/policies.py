@@ -103,9 +103,15 @@ class Policy:
         if pulled is None:  # the pulled arm is the deepest updated one
             pulled = mask.shape[-1] - 1 - np.argmax(mask[..., ::-1], axis=-1)
         one_hot = np.arange(mask.shape[-1]) == np.asarray(pulled)[..., None]
-        frames = [(mask, rewards)] if self.window else []
-        d = Delta(m, m * np.where(mask, rewards, 0.0), one_hot, 1, self.discount, self.window)
-        d.frames = frames
+        d = Delta(
+            n=m,
+            s=m * np.where(mask, rewards, 0.0),
+            pulls=one_hot,
+            t=1,
+            discount=self.discount,
+            window=self.window,
+            frames=[(mask, rewards)] if self.window else [],
+        )
         stats.apply(d)
 
 

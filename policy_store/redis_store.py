@@ -291,6 +291,11 @@ class RedisStore:
         keys = [self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key)]
         return int(self._apply(keys=keys, args=args))
 
+    def stored_arms(self, key: str) -> int | None:
+        """The arm count a policy was written with (None: no statistics yet)."""
+        raw = self.r.hget(self.key(key), "arms")
+        return None if raw is None else int(float(raw))
+
     def reset(self, key: str) -> None:
         self.r.delete(self.key(key), self.history_key(key), self.log_key(key), self.seen_key(key))
         self._cache.pop(key, None)
@@ -355,7 +360,12 @@ def save_snapshot(store: RedisStore, path: Path) -> dict:
 
 
 def load_snapshot(path: Path) -> dict:
+    """A snapshot file's JSON; ValueError for anything that is not one (a file is user input:
+    deep nesting raises RecursionError in json, a list has no ``policies``)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read policy snapshot {path}: {exc}") from exc
+        snap = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"cannot read policy snapshot {path}: {str(exc)[:200]}") from None
+    if not isinstance(snap, dict) or not isinstance(snap.get("policies"), dict):
+        raise ValueError(f"{path} is not a policy snapshot: no 'policies' object")
+    return snap

@@ -38,9 +38,12 @@ class FrameRecord:
     observations: tuple[tuple[int, float], ...]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Delta:
     """The change one batch of frames makes to one policy's statistics.
+
+    Built by keyword (nine fields, several of one type): a field left out by position was
+    once lost silently (a merged delta without its frame ids).
 
     ``n``, ``s`` and ``pulls`` are additive (shape ``(*batch, L)``), ``t`` counts frames.
     ``discount`` < 1 (D-UCB) decays the old statistics by ``discount ** t`` before the batch is
@@ -62,7 +65,7 @@ class Delta:
     @classmethod
     def zeros(cls, num_arms: int, discount: float = 1.0, window: int = 0) -> Delta:
         z = np.zeros(num_arms)
-        return cls(z.copy(), z.copy(), z.copy(), 0, discount, window)
+        return cls(n=z.copy(), s=z.copy(), pulls=z.copy(), discount=discount, window=window)
 
     def add(self, arm: int, rewards: Iterable[tuple[int, float]], frame_id: str = "") -> None:
         """One frame that pulled ``arm`` and revealed ``(arm_j, reward_j)`` pairs.
@@ -90,6 +93,26 @@ class Delta:
         self.t += 1
         if self.window:
             self.frames.append((mask, r))
+
+    def merge(self, other: Delta) -> Delta:
+        """This batch and ``other`` (frames of ``other`` after this one's) as one delta.
+
+        Every field is carried, by name: a merged delta that lost its ``records`` would
+        count its frames without their ids — the Redis store refuses it, the in-memory store
+        loses de-duplication."""
+        if self.discount != other.discount or self.window != other.window:
+            raise ValueError("cannot merge deltas of different policies")
+        return Delta(
+            n=self.n + other.n,
+            s=self.s + other.s,
+            pulls=self.pulls + other.pulls,
+            t=self.t + other.t,
+            discount=self.discount,
+            window=self.window,
+            frames=[*self.frames, *other.frames],
+            tag=self.tag or other.tag,
+            records=[*self.records, *other.records],
+        )
 
     def without(self, seen: set[str]) -> Delta:
         """This delta rebuilt from its frames whose id is not in ``seen``."""

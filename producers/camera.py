@@ -46,7 +46,7 @@ class Frame:
     index: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SentFrame:
     meta: FrameMeta
     label: int
@@ -56,10 +56,14 @@ class SentFrame:
 
 
 class Camera:
-    """Produces one camera's stream; :meth:`frames` is pure, :meth:`run` sends to Kafka."""
+    """Produces one camera's stream; :meth:`frames` is pure, :meth:`run` sends to Kafka.
+
+    Built by keyword (nine settings, several of one type); a deployment's cameras come from its
+    settings through :func:`producers.fleet.build_cameras`."""
 
     def __init__(
         self,
+        *,
         camera_id: str,
         source: list[Frame],
         schedule: Schedule,
@@ -114,7 +118,9 @@ class Camera:
                 run_id=self.run_id,
                 snr_db=None if self.channel is None else round(self.channel.snr_db(seq), 3),
             )
-            yield SentFrame(meta, frame.label, str(dist), idx, jpeg)
+            yield SentFrame(
+                meta=meta, label=frame.label, distortion=str(dist), index=idx, jpeg=jpeg
+            )
 
     def run(
         self,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 #: The format tag every splitee multi-exit checkpoint carries in its metadata.
 CHECKPOINT_FORMAT = "splitee-multiexit/1"
@@ -34,6 +36,23 @@ def write_json_atomic(path: Path, obj: object, indent: int | None = 1) -> None:
     tmp.replace(path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be parsed, or whose metadata is not a splitee model's."""
+
+
+@contextmanager
+def reading_checkpoint(path: Path) -> Iterator[None]:
+    """Turn safetensors' parser errors into a CheckpointError that names the file.
+
+    ``SafetensorError`` derives from ``Exception`` only, so a user's truncated or foreign file
+    would otherwise escape every ``except ValueError`` as a bare traceback.
+    """
+    try:
+        yield
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+
+
 def checkpoint_metadata(path: Path) -> dict[str, str]:
     """The safetensors metadata of a checkpoint (architecture, exit depths, format)."""
     path = Path(path)
@@ -42,7 +61,7 @@ def checkpoint_metadata(path: Path) -> dict[str, str]:
             f"model checkpoint {path} not found: set SPLITEE_MODEL__CHECKPOINT or run "
             "`splitee train`"
         )
-    with safe_open(str(path), framework="numpy") as f:
+    with reading_checkpoint(path), safe_open(str(path), framework="numpy") as f:
         return dict(f.metadata() or {})
 
 
@@ -68,5 +87,11 @@ def exit_depths(path: Path) -> list[int]:
     """The checkpoint's exit depths (one per split arm, the last is the final exit)."""
     meta = checkpoint_metadata(path)
     if meta.get("format") != CHECKPOINT_FORMAT or "exit_depths" not in meta:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    return [int(d) for d in json.loads(meta["exit_depths"])]
+        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    try:
+        depths = json.loads(meta["exit_depths"])
+        if not isinstance(depths, list) or not depths:
+            raise ValueError("not a list of layers")
+        return [int(d) for d in depths]
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: exit_depths {meta['exit_depths'][:80]!r}: {exc}") from None

@@ -2,8 +2,12 @@
 
 A camera sends its JPEG at its own resolution. The edge decodes it — at a reduced DCT scale
 when the frame is at least twice the model's input, which libjpeg-turbo (simplejpeg) does for a
-fraction of the full decode's cost — then resizes the shorter side to the model's input size
-(antialiased bilinear) and crops the centre square. Grey-scale and CMYK JPEGs come out as RGB.
+fraction of the full decode's cost — then takes the centre square of what resizing the shorter
+side to the model's input size (antialiased bilinear) gives; for an elongated frame only that
+square is resampled, from its box in source pixels, since resizing the whole frame first would
+make a 60000×4 frame a 3.4-gigapixel intermediate. The edge refuses frames more elongated
+than ``edge.max_aspect`` from their header (``bad_aspect``). Grey-scale and CMYK JPEGs come out
+as RGB.
 Training, the offline evaluator and the live edge all call :func:`decode_fit`, so every path
 feeds the network the same pixels.
 
@@ -36,26 +40,63 @@ CALTECH_BACKGROUND = "BACKGROUND_Google"
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 
 
+#: A whole-frame resize may be at most this many times the crop's pixels; beyond, only the crop
+#: is resampled.
+WHOLE_RESIZE_FACTOR = 4
+
+
 def fit(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize the shorter side to ``size`` (antialiased bilinear) and crop the centre square."""
+    """The centre square of ``image`` with its shorter side resized to ``size`` (antialiased
+    bilinear); work and memory O(size²) plus the source's, whatever the aspect ratio.
+
+    Frames up to 4:1 (every real camera's) are resized whole and cropped: bit for bit the pixels
+    the shipped models were trained and evaluated on. A more elongated frame would make a huge
+    intermediate (60000×4 px: 3.4 gigapixels), so only the crop is resampled, from its box in
+    source pixels on the grid the whole resize would use: the same picture up to rounding (at
+    most 1 in 8 bits, since the filter positions are then computed from the box's origin).
+    """
     h, w = image.shape[:2]
     if (h, w) == (size, size):
         return image
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = Image.fromarray(image, "RGB").resize((nw, nh), Image.Resampling.BILINEAR)
     top, left = (nh - size) // 2, (nw - size) // 2
-    return np.array(img.crop((left, top, left + size, top + size)))  # writable, for torch
+    img = Image.fromarray(image, "RGB")
+    if nh * nw <= WHOLE_RESIZE_FACTOR * size * size:
+        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+        img = img.crop((left, top, left + size, top + size))
+    else:
+        box = (left * w / nw, top * h / nh, (left + size) * w / nw, (top + size) * h / nh)
+        img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    return np.array(img)  # writable, for torch
 
 
-def decode_fit(data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+def check_aspect(height: int, width: int, max_aspect: float | None) -> None:
+    """Refuse a frame whose longer side is more than ``max_aspect`` times its shorter one.
+
+    No camera sends 60000×4 px; a frame that thin is a broken or hostile sender, and after the
+    centre crop the model would see a few source pixels stretched over its whole input.
+    """
+    if max_aspect is None:
+        return
+    if max(height, width) > max_aspect * min(height, width):
+        raise CorruptFrameError(
+            f"JPEG of {width}x{height} px is more elongated than {max_aspect:g}:1",
+            "bad_aspect",
+        )
+
+
+def decode_fit(
+    data: bytes, size: int, max_pixels: int = MAX_FRAME_PIXELS, max_aspect: float | None = None
+) -> np.ndarray:
     """Decode a JPEG of any size to uint8 (size, size, 3) RGB; CorruptFrameError with a reason.
 
-    The header is read first: more than ``max_pixels`` is refused before any decoding
-    (``frame_too_large``). Frames at least twice the target on both sides are decoded at a
-    reduced DCT scale (1/2, 1/4, 1/8) that still covers ``size``.
+    The header is read first: more than ``max_pixels`` (``frame_too_large``) or an aspect ratio
+    beyond ``max_aspect`` (``bad_aspect``; None: any) is refused before any decoding. Frames at
+    least twice the target on both sides are decoded at a reduced DCT scale (1/2, 1/4, 1/8)
+    that still covers ``size``.
     """
-    jpeg_size(data, max_pixels)  # only JPEG, and not too many pixels, before decoding
+    check_aspect(*jpeg_size(data, max_pixels), max_aspect)  # only JPEG, bounded, before decoding
     try:
         # min_* lets libjpeg-turbo pick the smallest DCT scale whose output still covers them
         arr = simplejpeg.decode_jpeg(

@@ -29,8 +29,9 @@ class CorruptFrameError(WireError):
 
     A :class:`splitee.wire.WireError`, so a worker dead-letters it by ``reason`` like any other
     bad record: ``corrupt_jpeg`` (not a JPEG, or undecodable), ``wrong_shape`` (decodes, but
-    not to ``expect_shape``) or ``frame_too_large`` (its header announces more pixels than the
-    cap); dataset files use the default.
+    not to ``expect_shape``), ``frame_too_large`` (its header announces more pixels than the
+    cap) or ``bad_aspect`` (more elongated than the edge accepts); dataset files use the
+    default.
     """
 
     def __init__(self, detail: str, reason: str = "corrupt_jpeg") -> None:

@@ -1,6 +1,6 @@
 """A noisy wireless edge-to-cloud link: seeded SNR processes and analog / digital transmission.
 
-Specification: ``../shared/docs/algorithms.md`` §5; the choices below are ours.
+Specification: ``docs/algorithms.md`` §5; the choices below are ours.
 
 **SNR processes** (one per camera, seeded, behind :class:`SNRProcess`): ``snr_db(step)`` gives
 the SNR in dB at a discrete step (one step = one frame of that camera, or one slot of a trace).

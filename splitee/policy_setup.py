@@ -3,24 +3,31 @@
 Workers, the exporter, the recorder and the CLI must agree on the cost model, the policy, the
 arm space and the size of the statistics in Redis — with threshold adaptation the bandit's
 arms are (split arm, α) pairs, so a store sized by split arms alone would misread the hash.
+A worker gets its model and its whole :class:`~policy_store.bandit.Bandit` from
+:func:`worker_model_and_bandit`, the one way both the edge and the cloud step are fed.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policy_store.arms import ArmSpace
+from policy_store.bandit import Bandit
 from policy_store.decisions import Always, Never, TDMechanism
+from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
-from splitee.files import model_alpha
+from splitee.context import CONTEXTS
+from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
 
-if TYPE_CHECKING:  # the models import torch; this module stays light without them
+if TYPE_CHECKING:  # the models import torch, imported by the workers only
+    from splitee.models.latent_codec import LatentCodec
     from splitee.models.split_api import SplitModel
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
@@ -34,6 +41,15 @@ def alpha(s: Settings, checkpoint: Path | None = None) -> float:
         return s.policy.alpha
     own = model_alpha(checkpoint or s.model.checkpoint)
     return DEFAULT_ALPHA if own is None else own
+
+
+def policy_keys(s: Settings, contexts: Sequence[str]) -> PolicyKeys:
+    """Which policy a frame belongs to; with ``scope = camera`` only the allow-listed cameras
+    (policy.cameras, else producer.cameras' ids) get their own, so Redis keys stay bounded and
+    edge and cloud agree on them."""
+    p = s.policy
+    cameras = p.cameras if p.cameras is not None else [c.id for c in s.producer.cameras]
+    return PolicyKeys(p.key, p.scope, contexts, cameras=frozenset(cameras))
 
 
 def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
@@ -63,6 +79,19 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
+def latent_codec(s: Settings, model: SplitModel) -> LatentCodec | None:
+    """The learned bottleneck's live codec for the worker's ``model`` (arms shifted by the
+    send-frame arm when it is on), or None without ``model.bottleneck``."""
+    if s.model.bottleneck is None:
+        return None
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.models.latent_codec import LatentCodec, choose_rates
+
+    bundle = load_bottlenecks(s.model.bottleneck, base_path=s.model.checkpoint)
+    offset = 1 if model.send_frame else 0
+    return LatentCodec(bundle, choose_rates(bundle, s.model.bottleneck_max_drop), offset)
+
+
 def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostModel]:
     """The model the workers run and its cost model, from the settings.
 
@@ -81,6 +110,15 @@ def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostMod
     p = s.policy
     rel = relative_costs(model)
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
+    codec = latent_codec(s, model)
+    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
+        from splitee.models.latent_codec import encoder_flops
+        from splitee.models.profile import prefix_flops
+
+        total = prefix_flops(model, model.num_exits - 1)
+        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
+            rel[k] += f / total
+            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
     depths = list(model.exit_depths)
     if send_frame(s, model):
         model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
@@ -104,14 +142,105 @@ def arm_space(s: Settings, split_arms: int) -> ArmSpace:
     return ArmSpace(split_arms, s.policy.alpha_grid)
 
 
+@functools.cache
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)[:12]
+
+
+def model_identity(checkpoint: Path, num_arms: int) -> str:
+    """``<SHA-256 prefix of the checkpoint>-<arms>a``: what the statistics were learned with.
+
+    The digest (not the file name) tells a retrained model from the one before; the arm count
+    also covers settings that change the arms of one checkpoint (send-frame arm, α pairs).
+    """
+    st = Path(checkpoint).stat()
+    return f"{_digest(Path(checkpoint).resolve(), st.st_size, st.st_mtime_ns)}-{num_arms}a"
+
+
+def namespace(s: Settings, num_arms: int) -> str:
+    """The Redis key prefix of this deployment's policies: ``redis.namespace``, followed by the
+    model's identity with ``policy.per_model`` (when the checkpoint exists: a recorder or CLI
+    without one reads the bare namespace)."""
+    ckpt = Path(s.model.checkpoint)
+    if not s.policy.per_model or not ckpt.is_file():
+        return s.redis.namespace
+    return f"{s.redis.namespace}:{model_identity(ckpt, num_arms)}"
+
+
 def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:
-    """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``)."""
+    """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``).
+
+    Workers, the exporter, the recorder and ``splitee policy`` all come here, so they find the
+    same keys (:func:`namespace`)."""
     cache = s.redis.read_cache_ms if cache_ms is None else cache_ms
     num_arms = arm_space(s, split_arms).num_arms
     # the client of the settings: ACL user, password and TLS (splitee.redis_io)
     return RedisStore(
-        s.redis.url, s.redis.namespace, num_arms, cache, client=redis_io.client(s.redis)
+        s.redis.url, namespace(s, num_arms), num_arms, cache, client=redis_io.client(s.redis)
     )
+
+
+class PolicyConflict(RuntimeError):
+    """The store holds this deployment's policy with another arm count: another model's."""
+
+
+def check_store(s: Settings, st: RedisStore) -> None:
+    """Refuse, before the first batch, a policy of this deployment's key that another model
+    wrote (its arm count differs): every update would fail in Redis and the worker would
+    fail-stop on the same batch again and again. Redis down: nothing to check yet (the worker
+    rides the outage out)."""
+    from policy_store.redis_store import OUTAGE
+
+    base = s.policy.key
+    try:
+        names = [n for n in st.policies() if n == base or n.startswith(base + ":")]
+        found = {n: st.stored_arms(n) for n in names}
+    except OUTAGE:
+        return
+    for name, arms in found.items():
+        if arms is not None and arms != st.num_arms:
+            raise PolicyConflict(
+                f"policy {name!r} in Redis (namespace {st.namespace!r}) has {arms} arms, this "
+                f"model {st.num_arms}: it was learned with another model; run `splitee policy "
+                f"reset {name}` to start afresh, or set policy.key (SPLITEE_POLICY__KEY) to "
+                "another name, or policy.per_model = true"
+            )
+
+
+def worker_store(s: Settings, split_arms: int) -> RedisStore:
+    """The store a worker runs on, checked by :func:`check_store`."""
+    st = store(s, split_arms)
+    check_store(s, st)
+    return st
+
+
+def bandit(s: Settings, costs: CostModel, policy_store: RedisStore | None = None) -> Bandit:
+    """The bandit a worker's step runs: the configured policy, ``costs`` (the model's, see
+    :func:`model_and_costs`), the arm space, the policy keys and ``policy_store`` (by default
+    the Redis store of the settings, sized for the arms)."""
+    return Bandit(
+        policy=policy(s),
+        costs=costs,
+        space=arm_space(s, costs.num_arms),
+        keys=policy_keys(s, CONTEXTS),
+        store=policy_store if policy_store is not None else store(s, costs.num_arms),
+    )
+
+
+def worker_model_and_bandit(s: Settings) -> tuple[SplitModel, Bandit]:
+    """The model a worker runs (checkpoint loaded with fused batch norms, the settings' own
+    backbones registered first) and its bandit, whose store is checked (:func:`worker_store`;
+    :class:`PolicyConflict` when another model's policy holds the key) and watched by the
+    worker's metrics (reachability, age, pending updates)."""
+    from splitee import metrics
+    from splitee.models import load_checkpoint  # torch: only worker processes pay for it
+    from splitee.models.backbones import register_from_settings
+
+    register_from_settings(s)  # a user's backbone comes from these settings, not the models'
+    model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    b = bandit(s, costs, worker_store(s, costs.num_arms))
+    metrics.watch_store(b.store)
+    return model, b
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

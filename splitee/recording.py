@@ -336,8 +336,12 @@ class TopicData:
     truncated: bool = False
 
     def records(self) -> Iterator[Record]:
-        """Rows as :class:`Record` objects, in file order."""
-        cols = self.table.to_pydict()
+        """Rows as :class:`Record` objects, in file order.
+
+        Timestamps are read as integers, never as datetimes: any int64 is a valid Arrow
+        timestamp, but not every one is a Python ``datetime``.
+        """
+        cols = self.table.drop_columns(["timestamp"]).to_pydict()
         ts = self.table.column("timestamp").cast(pa.int64()).to_pylist()
         for i in range(self.table.num_rows):
             yield Record(
@@ -390,6 +394,9 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
     A truncated tail (a crash mid-write, a cut copy) ends the read at the last complete batch;
     with ``allow_truncated`` that is a :class:`RecordingWarning`, else a RecordingError.
     Every batch is fully validated, so corrupt offsets cannot index outside their buffers.
+    Whatever pyarrow raises on corrupt bytes (any :class:`pyarrow.ArrowException`, including
+    ``ArrowNotImplementedError`` for a flipped type code) becomes a RecordingError here, the one
+    error type that callers of a recording handle.
     """
     if not path.is_file():
         raise RecordingError(f"{path} is missing")
@@ -400,12 +407,12 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
         return SCHEMA.empty_table(), 0, True
     try:
         reader = pa.ipc.open_stream(pa.memory_map(str(path)))  # zero-copy reads
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise RecordingError(f"{path} is not an Arrow IPC stream: {exc}") from None
     if not reader.schema.remove_metadata().equals(SCHEMA.remove_metadata()):
         raise RecordingError(
-            f"{path}: columns {reader.schema.names} / types do not match the recording schema "
-            f"{SCHEMA.names} (see splitee.recording.SCHEMA)"
+            f"{path}: columns {_field_names(reader.schema)} / types do not match the recording "
+            f"schema {SCHEMA.names} (see splitee.recording.SCHEMA)"
         )
     batches: list[pa.RecordBatch] = []
     problem = None
@@ -414,13 +421,13 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
             b = reader.read_next_batch()
         except StopIteration:
             break
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             problem = str(exc)
             break
         try:
             b.validate(full=True)
             _check_nulls(b)
-        except pa.ArrowInvalid as exc:
+        except pa.ArrowException as exc:
             raise RecordingError(f"{path}: batch {len(batches) + 1} is corrupt: {exc}") from None
         batches.append(b)
     if problem is None:
@@ -438,6 +445,18 @@ def read_topic_file(path: Path, allow_truncated: bool) -> tuple[pa.Table, int, b
             raise RecordingError(msg + "; --allow-partial reads the complete batches")
         warnings.warn(msg, RecordingWarning, stacklevel=2)
     return table, len(batches), problem is not None
+
+
+def _field_names(schema: pa.Schema) -> list[str]:
+    """Field names for a message; a corrupt file's names need not be UTF-8 (pyarrow then raises
+    UnicodeDecodeError on ``schema.names``), so one that is not says so."""
+    names = []
+    for i in range(len(schema)):
+        try:
+            names.append(schema.field(i).name)
+        except UnicodeDecodeError:
+            names.append("<not UTF-8>")
+    return names
 
 
 def _check_nulls(b: pa.RecordBatch) -> None:

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from splitee import policy_setup
 from splitee.recorder import snapshot_store
 from splitee.recording import ROLES, Record, Recording, RecordingError
 from splitee.settings import KafkaSettings, Settings
@@ -340,15 +339,8 @@ def offline_ab(
     frames = recorded_frames(rec)
     groups = frames.groups()
     p = s.policy
-    cfg = EvalConfig(
-        gamma=p.gamma,
-        mu=p.mu,
-        alpha=policy_setup.alpha(s),
-        offload_cost=p.offload_cost,
-        beta=p.beta,
-        runs=seeds,
-        seed=p.seed if seed is None else seed,
-        distortions=list(groups),
+    cfg = EvalConfig.from_settings(
+        s, runs=seeds, seed=p.seed if seed is None else seed, distortions=list(groups)
     )
     model_path = Path(model_path or s.model.checkpoint)
     model = load_checkpoint(model_path)

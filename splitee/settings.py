@@ -5,7 +5,7 @@ Precedence (highest first): keyword arguments, environment variables, the TOML f
 
 Environment variables use the prefix ``SPLITEE_`` and ``__`` between nested names, e.g.
 ``SPLITEE_POLICY__ALPHA=0.6`` or ``SPLITEE_KAFKA__BOOTSTRAP=127.0.0.1:9092``. Every field is
-documented in the README's settings table, generated from this module by
+documented in docs/settings.md, generated from this module by
 ``splitee settings --markdown``. Unknown keys are errors in every section, so a misspelt
 setting fails loudly instead of silently keeping its default.
 
@@ -153,6 +153,20 @@ class ModelSettings(Section):
         "own, e.g. one saved from torchvision's mobilenet_v2; `splitee train --backbone` starts "
         "from it.",
     )
+    bottleneck: Path | None = Field(
+        default=None,
+        description="Learned bottleneck checkpoint (`splitee train-bottleneck`) for model."
+        "checkpoint: split arms offload entropy-coded latents instead of raw tensors (edge "
+        "encodes, cloud decodes); its base model's SHA-256 must match model.checkpoint.",
+    )
+    _bottleneck_in_repo = field_validator("bottleneck")(_repo_relative)
+    bottleneck_max_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Each arm codes at the rate point with the fewest bytes whose top-1 on the "
+        "test split (the bottleneck's model card) is within this of the unsplit model's.",
+    )
     backbones: dict[str, BackboneSettings] = Field(
         default={},
         description="Your own backbones by name ([model.backbones.NAME] with factory, exits, "
@@ -210,10 +224,23 @@ class PolicySettings(Section):
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
     key: str = Field(default="global", description="Policy name in the store (its Redis key).")
+    per_model: bool = Field(
+        default=True,
+        description="Keep each model's statistics apart: the policy's Redis keys carry the "
+        "checkpoint's identity (SHA-256 prefix and arm count), so another model never reads or "
+        "updates them. Off: keys are `<redis.namespace>:{<policy.key>}` alone, and a worker "
+        "refuses to start on a policy of another arm count.",
+    )
     scope: Literal["global", "camera", "context"] = Field(
         default="global",
         description="One policy for all cameras, one per camera, or one per context estimated "
         "from cheap image statistics (dark, noisy, blurry, normal; see splitee/context.py).",
+    )
+    cameras: list[str] | None = Field(
+        default=None,
+        description="scope = camera: the camera ids with a policy (a Redis key) of their own; "
+        "frames from any other camera use the global policy (policy.key). None: the ids of "
+        "producer.cameras.",
     )
 
 
@@ -373,6 +400,19 @@ class EdgeSettings(Section):
         "are being delivered (offsets still commit only after delivery).",
     )
     max_frame_bytes: int = Field(default=1 << 20, description="Larger frames go to the DLQ.")
+    max_aspect: float = Field(
+        default=20.0,
+        ge=1.0,
+        description="Real-size frames whose longer side exceeds this many times the shorter "
+        "one go to the DLQ (bad_aspect), refused from the JPEG header.",
+    )
+    capture_ts_tolerance_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Frames whose capture_ts lies further ahead of the record's Kafka timestamp "
+        "(the producer's send time; the broker's with LogAppendTime) go to the DLQ "
+        "(future_capture_ts): a clock years ahead would give negative latencies.",
+    )
 
 
 class CloudSettings(Section):
@@ -619,7 +659,7 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
 
 
 def settings_markdown() -> str:
-    """Every setting with its environment variable, default and description (for the README)."""
+    """Every setting with its environment variable, default and description (docs/settings.md)."""
     rows = ["| setting | environment variable | default | description |", "|---|---|---|---|"]
 
     def walk(model: type[BaseModel], prefix: str) -> None:

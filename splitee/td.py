@@ -1,6 +1,6 @@
 """Transmission decisions (TD): keep the edge exit's prediction or send the features to the cloud.
 
-Specification: ``../shared/docs/algorithms.md`` §5. Every mechanism decides per frame from the
+Specification: ``docs/algorithms.md`` §5. Every mechanism decides per frame from the
 exit's softmax statistics — ``max`` (the confidence C_k), ``margin`` (top-1 minus top-2) and
 ``entropy`` (nats) — and the SNR of the link in dB, through one interface:
 ``mechanism.transmit(stats) -> bool array`` (True = send to the cloud).
@@ -211,7 +211,12 @@ class Learned(TDMechanism):
 
     @classmethod
     def load(cls, path: Path) -> Learned:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Read a learned mechanism from the settings' ``td_file``; ValueError naming the file
+        for anything else, since json and numpy raise half a dozen types on a foreign file."""
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ValueError(f"{path}: not a readable {cls.FORMAT} file ({exc!r:.200})") from None
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, **self.to_json()}

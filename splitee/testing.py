@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from splitee.settings import Settings
+from splitee.settings import CameraSettings, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITEE = [sys.executable, "-m", "splitee.cli"]
@@ -113,10 +113,11 @@ class Pipeline:
             raise RuntimeError(f"splitee {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def start(self, role: str, name: str, metrics_port: int = 0) -> None:
+    def start(self, role: str, name: str, metrics_port: int = 0, *options: str) -> None:
+        """Start a ``role`` worker named ``name``; ``options`` go to its command line."""
         log = (self.log_dir / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port)],
+            [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port), *options],
             env=self.env,
             cwd=self.code,
             stdout=log,
@@ -172,14 +173,17 @@ class Pipeline:
         schedules: tuple[list[str], ...] = (["pristine"], ["pristine"]),
     ) -> list:
         """Send from one camera per schedule (threads, seeds 1, 2, …); returns what was sent."""
-        from producers.camera import Camera, camera_producer, run_cameras
-        from producers.schedule import Schedule
+        from producers.camera import camera_producer, run_cameras
+        from producers.fleet import build_cameras
 
-        k = self.settings.kafka
-        cams = [
-            Camera(f"cam-{i}", frames, Schedule.parse(sch), fps, "random", i, run_id=run_id)
+        s = self.settings
+        k = s.kafka
+        specs = [
+            CameraSettings(id=f"cam-{i}", schedule=list(sch), seed=i)
             for i, sch in enumerate(schedules, start=1)
         ]
+        # the deployment's own camera construction; fps 0: as fast as the broker takes them
+        cams = build_cameras(s, frames, specs, fps=fps, run_id=run_id)
         sent: list = []
         # the product's cameras' producer (reconnects within a second after an outage, is
         # replaced when stuck), so fault tests time the pipeline, not a test-only client

@@ -48,6 +48,8 @@ SCHEMA_VERSION = 1  # of frame headers and results
 CODECS = {"float32": 0, "float16": 1, "int8": 2}
 #: Codec of an offload that carries the camera's JPEG itself (the send-frame arm 0).
 FRAME_CODEC = "jpeg"
+#: Codec of an offload that carries a learned bottleneck's entropy-coded latent.
+LATENT_CODEC = "latent"
 _CODEC_DTYPE = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("i1")}
 _HEAD = struct.Struct("<4sBBBBf")
 MAX_NDIM = 4  # (N,) C, H, W
@@ -82,6 +84,8 @@ REASONS = frozenset(
         "not_finite",
         "out_of_range",
         "oversized",
+        # entropy-coded latents (learned bottlenecks)
+        "bad_latent",
         # headers and offload metadata
         "bad_header",
         "missing_header",
@@ -95,6 +99,8 @@ REASONS = frozenset(
         "corrupt_jpeg",
         "wrong_shape",
         "frame_too_large",
+        "bad_aspect",  # a frame more elongated than edge.max_aspect
+        "future_capture_ts",  # capture_ts ahead of the record's Kafka timestamp
         "bad_result",
         "bad_truth",
         "corrupt_record",
@@ -203,6 +209,51 @@ def decode_tensor(
         big = float(np.abs(out).max())
         raise WireError("out_of_range", f"tensor holds |x| = {big:.3g} > {max_abs:g}")
     return out
+
+
+# --------------------------------------------------------------------------- latents
+#: Latent message (the value of an offload record with codec ``latent``), little-endian::
+#:
+#:     magic   b"SPLZ"   4 bytes
+#:     version u8        = 1
+#:     rate    u8        rate point of the arm's codec (index into its tables)
+#:     reserved u16      = 0
+#:     shape   u32 × 3   (C, H, W) of the latent: must be the model's for the arm
+#:     payload           ANS words (a multiple of 4 bytes), at most 2 bytes per symbol + 8
+LATENT_MAGIC = b"SPLZ"
+_LATENT_HEAD = struct.Struct("<4sBBH3I")
+
+
+def encode_latent(payload: bytes, shape: Sequence[int], rate: int) -> bytes:
+    """Frame an entropy-coded latent with its header."""
+    if len(shape) != 3 or not 0 <= rate < 256:
+        raise ValueError(f"latent shape {tuple(shape)} / rate {rate} out of range")
+    return _LATENT_HEAD.pack(LATENT_MAGIC, VERSION, rate, 0, *shape) + payload
+
+
+def decode_latent_header(data: bytes, shape: Sequence[int], rates: int) -> tuple[int, memoryview]:
+    """Check a latent message against the model's latent ``shape`` for its arm and the arm's
+    rate count; returns (rate, payload). Bounds come first: the payload may hold at most
+    two bytes per symbol (the tables' 16-bit precision bounds any symbol's code length) plus
+    one ANS state, so a decoder never works on more than the latent's worth of input."""
+    if len(data) < _LATENT_HEAD.size:
+        raise WireError("truncated", f"latent message of {len(data)} bytes has no header")
+    magic, version, rate, reserved, *got = _LATENT_HEAD.unpack_from(data)
+    if magic != LATENT_MAGIC:
+        raise WireError("bad_magic", f"magic {magic!r} is not {LATENT_MAGIC!r}")
+    if version != VERSION:
+        raise WireError("unknown_version", f"latent format version {version}, expected {VERSION}")
+    if reserved != 0 or not 0 <= rate < rates:
+        raise WireError("bad_latent", f"rate {rate} not in 0..{rates - 1} (reserved {reserved})")
+    if tuple(got) != tuple(shape):
+        raise WireError("bad_shape", f"latent shape {tuple(got)} is not the model's {tuple(shape)}")
+    payload = memoryview(data)[_LATENT_HEAD.size :]
+    limit = 2 * math.prod(shape) + 8
+    if len(payload) > limit or len(payload) % 4:
+        raise WireError(
+            "size_mismatch", f"latent payload of {len(payload)} bytes (whole words, ≤ {limit})"
+        )
+    return rate, payload
 
 
 # --------------------------------------------------------------------------- headers
@@ -413,9 +464,11 @@ def parse_confidences(raw: bytes, exits: int | None) -> list[float | None]:
     return conf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OffloadMeta:
-    """Offload headers beyond the frame's: arm, exit confidences so far, codec, policy key."""
+    """Offload headers beyond the frame's: arm, exit confidences so far, codec, policy key.
+
+    Built by keyword: nine fields, several of one type (two optional numbers, two strings)."""
 
     arm: int
     confidences: Sequence[float | None]
@@ -467,7 +520,7 @@ class OffloadMeta:
         if arm >= len(conf) or conf[arm] is None:
             raise WireError("bad_confidences", f"no confidence for the offloaded arm {arm}")
         codec = _text(h, "codec", 16)
-        if codec not in CODECS and codec != FRAME_CODEC:
+        if codec not in CODECS and codec not in (FRAME_CODEC, LATENT_CODEC):
             raise WireError("bad_codec", f"codec {_show(codec)} is not one of {sorted(CODECS)}")
         pair = _int(h["pair"], "pair") if h.get("pair") else None
         alpha = _float(h["alpha"], "alpha", _TS_BOUND) if h.get("alpha") else None

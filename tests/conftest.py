@@ -5,15 +5,22 @@ Tiers, by folder: ``tests/unit`` (no servers; the whole tier in well under a min
 run) and ``tests/servers`` (real Kafka/Redis/Prometheus, started by ``tests/servers/conftest.py``
 through the deploy scripts). Every test gets its tier's markers from its folder, so
 ``-m "not servers"`` or ``-m "not slow"`` also select tiers.
+
+Property tests run under a hypothesis profile chosen by ``HYPOTHESIS_PROFILE``: ``ci`` (the
+default, so a fresh clone and ``.ci/run`` see the same examples every run) is derandomized;
+``fuzz`` is random and 50 times longer, for a developer hunting new failures on purpose. A
+failure it finds becomes an ``@example`` in the test, so CI keeps it without depending on luck.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "assets" / "cifar10-sample.zip"
@@ -22,6 +29,14 @@ SHARED = REPO.parent / "shared" / "data"
 
 TESTS = Path(__file__).resolve().parent
 TIER_MARKS = {"slow": ("slow",), "servers": ("servers", "slow")}
+
+#: Examples per property test in CI; tests scale their counts from the loaded profile's.
+CI_EXAMPLES = 100
+settings.register_profile(
+    "ci", max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True
+)
+settings.register_profile("fuzz", max_examples=50 * CI_EXAMPLES, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,14 @@ def camera_recording(
     out, frames, n, schedule=("pristine",), order="fixed", fps=25.0, batch_rows=100
 ) -> None:
     """A recording of one camera's ``n`` frames (and their truth), timestamped at ``fps``."""
-    cam = Camera("cam-1", frames, Schedule.parse(list(schedule)), fps, order, 1, run_id="")
+    cam = Camera(
+        camera_id="cam-1",
+        source=frames,
+        schedule=Schedule.parse(list(schedule)),
+        fps=fps,
+        order=order,
+        seed=1,
+    )
     w = RecordingWriter(out, [("frames", "frames"), ("truth", "truth")], batch_rows=batch_rows)
     t0 = 1_700_000_000_000
     for seq, f in enumerate(cam.frames(n, clock=lambda: 1.7e9)):

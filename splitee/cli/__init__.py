@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import link, observability, offline, pipeline, policy, recording
+from splitee.cli import bottleneck, link, observability, offline, pipeline, policy, recording
 from splitee.cli.options import settings_of
 from splitee.logs import configure_logging
 from splitee.settings import load_settings, settings_markdown
@@ -59,6 +59,7 @@ main.add_command(observability.top)
 main.add_command(observability.report)
 
 main.add_command(offline.train)
+main.add_command(bottleneck.train_bottleneck)
 main.add_command(offline.evaluate)
 main.add_command(offline.evaluate_shift)
 

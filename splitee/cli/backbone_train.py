@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -28,16 +29,9 @@ def jpeg_sizes(source) -> np.ndarray:
 
 
 def train_backbone_command(
-    settings: Settings,
-    backbone: str,
-    data: str | None,
-    epochs: int,
-    limit: int | None,
-    test_limit: int | None,
-    seed: int,
-    out: Path | None,
-    finetune_tail: bool = False,
+    settings: Settings, backbone: str, data: str | None, out: Path | None, **given: Any
 ) -> None:
+    """Train ``backbone``'s exits; ``given``: the BackboneTrainConfig fields the user gave."""
     from splitee.images import load_images, open_source
     from splitee.models.backbones import get, register_from_settings
     from splitee.training.train_backbone import BackboneTrainConfig, train_backbone
@@ -49,14 +43,7 @@ def train_backbone_command(
     train_src, test_src = open_source(path, "train"), open_source(path, "test")
     train_set = load_images(train_src, entry.input_size, cache)
     test_set = load_images(test_src, entry.input_size, cache)
-    cfg = BackboneTrainConfig(
-        backbone=backbone,
-        epochs=epochs,
-        seed=seed,
-        limit=limit,
-        test_limit=test_limit,
-        finetune_tail=finetune_tail,
-    )
+    cfg = BackboneTrainConfig(backbone=backbone, **given)
     out = out or Path(f"{backbone}.safetensors")
     card = train_backbone(
         cfg,
@@ -79,8 +66,10 @@ def evaluate_backbone(
     data: Path | None,
     limit: int | None,
     out_dir: Path,
+    bottleneck: Path | None = None,
 ) -> None:
-    """``splitee evaluate`` for a registered backbone's checkpoint on real-size frames."""
+    """``splitee evaluate`` for a registered backbone's checkpoint on real-size frames; with
+    a ``bottleneck`` checkpoint, a third evaluation through its codecs (``<out>/bottleneck``)."""
     import torch
 
     from splitee.evaluate.real_frames import evaluate_real, load_test_frames
@@ -103,7 +92,30 @@ def evaluate_backbone(
     )
     model = load_checkpoint(model_path)
     results = evaluate_real(outputs, info, model, sizes, cfg, out_dir, settings.edge.codec)
-    for name, _summary in results.items():
-        sub = out_dir if name == "split-arms" else out_dir / "send-frame"
-        click.echo(f"## {name}\n" + (sub / "table.md").read_text())
-    click.echo(f"wrote {out_dir}/ (summary.json, table.md, plots) and {out_dir}/send-frame/")
+    subs = {"split-arms": out_dir, "send-frame": out_dir / "send-frame"}
+    if bottleneck is not None:
+        from splitee.evaluate.bottleneck import evaluate_bottleneck
+        from splitee.files import sha256_file
+        from splitee.models.bottleneck_checkpoint import load_bottlenecks
+        from splitee.models.latent_codec import choose_rates
+
+        bundle = load_bottlenecks(bottleneck, base_path=model_path)
+        rates = choose_rates(bundle, settings.model.bottleneck_max_drop)
+        fused = load_checkpoint(model_path, fuse=True)
+        results["bottleneck"] = evaluate_bottleneck(
+            outputs,
+            info,
+            fused,
+            bundle,
+            rates,
+            dataset.images,
+            sizes,
+            cfg,
+            out_dir / "bottleneck",
+            settings.data.cache_dir,
+            sha256_file(bottleneck),
+        )
+        subs["bottleneck"] = out_dir / "bottleneck"
+    for name in results:
+        click.echo(f"## {name}\n" + (subs[name] / "table.md").read_text())
+    click.echo(f"wrote {', '.join(str(p) for p in subs.values())} (summary.json, table.md, plots)")

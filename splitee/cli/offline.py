@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from splitee import policy_setup
-from splitee.cli.options import model_option, out_dir_option, settings_of
+from splitee.cli.options import comma_list, given, model_option, out_dir_option, settings_of
+
+# Options of `splitee train` by mode: the CIFAR ResNets (splitee/training/train.py) and a
+# registered backbone (splitee/training/train_backbone.py). An option of the other mode is an
+# error, never ignored.
+BOTH = {"backbone", "epochs", "batch_size", "limit", "test_limit", "seed", "out"}
+BACKBONE_ONLY = {"images", "finetune_tail"}
 
 
 @click.command()
@@ -29,21 +35,17 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
     is_flag=True,
     help="With --backbone: also train the backbone after its last exit (slow on a CPU).",
 )
-@click.option("--epochs", default=8, show_default=True, type=int)
-@click.option("--batch-size", default=256, show_default=True, type=int)
-@click.option("--lr", "lr_backbone", default=0.02, show_default=True, type=float)
-@click.option("--lr-heads", default=0.1, show_default=True, type=float)
+@click.option("--epochs", default=None, type=int, help="Default: the trainer's (8; 12 backbone).")
+@click.option("--batch-size", default=None, type=int)
+@click.option("--lr", "lr_backbone", default=None, type=float, help="Backbone learning rate.")
+@click.option("--lr-heads", default=None, type=float, help="Exit heads' learning rate.")
 @click.option("--augment-distortions", is_flag=True, help="Train on noisy/blurred frames too.")
 @click.option("--limit", default=None, type=int, help="Use only N training frames (smoke run).")
-@click.option("--holdout", default=2000, show_default=True, type=int)
+@click.option("--holdout", default=None, type=int, help="Frames kept aside for temperatures.")
 @click.option("--test-limit", default=None, type=int, help="Evaluate on N test frames only.")
 @click.option("--no-bf16", is_flag=True, help="Train in fp32 (slower on CPU).")
 @click.option(
-    "--head",
-    type=click.Choice(["conv1", "conv2"]),
-    default="conv1",
-    show_default=True,
-    help="Exit head design.",
+    "--head", type=click.Choice(["conv1", "conv2"]), default=None, help="Exit head design."
 )
 @click.option(
     "--init",
@@ -53,11 +55,7 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
 )
 @click.option("--heads-only", is_flag=True, help="Freeze the backbone; train the exits only.")
 @click.option(
-    "--distill",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Weight of distillation from the final exit (0..1).",
+    "--distill", type=float, default=None, help="Weight of distillation from the final exit (0..1)."
 )
 @click.option(
     "--channel-noise",
@@ -65,69 +63,51 @@ from splitee.cli.options import model_option, out_dir_option, settings_of
     help="Train the cloud part (after --noise-arm) on analog-channel features; needs --init.",
 )
 @click.option("--noise-arm", type=int, default=None, help="1-based split (default: channel.arm).")
-@click.option("--noise-snr", default="-5,20", show_default=True, help="SNR range in dB: lo,hi.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--noise-snr", default=None, help="SNR range in dB: lo,hi (default: -5,20).")
+@click.option("--seed", default=None, type=int)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
-def train(
-    ctx: click.Context,
-    arch: str | None,
-    backbone: str | None,
-    images: str | None,
-    finetune_tail: bool,
-    epochs: int,
-    batch_size: int,
-    lr_backbone: float,
-    lr_heads: float,
-    augment_distortions: bool,
-    limit: int | None,
-    holdout: int,
-    test_limit: int | None,
-    no_bf16: bool,
-    head: str,
-    init: str | None,
-    heads_only: bool,
-    distill: float,
-    channel_noise: bool,
-    noise_arm: int | None,
-    noise_snr: str,
-    seed: int,
-    out: Path | None,
-) -> None:
-    """Fine-tune backbone and exits; write a safetensors checkpoint and a JSON model card."""
+def train(ctx: click.Context, **_: object) -> None:
+    """Fine-tune backbone and exits; write a safetensors checkpoint and a JSON model card.
+
+    Only the options given reach the trainer's config: every default is the config's or the
+    settings'.
+    """
+    s = settings_of(ctx)
+    opts = given(ctx)
+    backbone = opts.get("backbone")
+    real_size = backbone is not None and not backbone.startswith("resnet")
+    allowed = BOTH | BACKBONE_ONLY if real_size else set(ctx.params) - BACKBONE_ONLY
+    wrong = [p for p in ctx.command.params if p.name in set(opts) - allowed]
+    if wrong:
+        names = ", ".join(p.opts[0] for p in wrong)
+        mode = f"--backbone {backbone}" if real_size else "the CIFAR ResNets"
+        raise click.UsageError(f"{names}: not used when training {mode}")
+    out = opts.pop("out", None)
+    if real_size:
+        from splitee.cli.backbone_train import train_backbone_command
+
+        del opts["backbone"]
+        train_backbone_command(s, backbone, opts.pop("images", None), out, **opts)
+        return
+    _train_resnet(s, opts, out)
+
+
+def _train_resnet(s, opts: dict, out: Path | None) -> None:
+    """``splitee train`` for a CIFAR ResNet, from the options given."""
     from splitee.data import load_from_settings
     from splitee.models.checkpoint import resolve_device
     from splitee.training.train import TrainConfig, summarise
     from splitee.training.train import train as run_train
 
-    s = settings_of(ctx)
-    if backbone is not None and not backbone.startswith("resnet"):
-        from splitee.cli.backbone_train import train_backbone_command
-
-        train_backbone_command(
-            s, backbone, images, epochs, limit, test_limit, seed, out, finetune_tail
-        )
-        return
-    cfg = TrainConfig(
-        arch=arch or s.model.arch,
-        exit_every=s.model.exit_every,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr_backbone=lr_backbone,
-        lr_heads=lr_heads,
-        augment_distortions=augment_distortions,
-        bf16=not no_bf16,
-        holdout=holdout,
-        seed=seed,
-        limit=limit,
-        head=head,
-        init=init,
-        heads_only=heads_only,
-        distill=distill,
-        channel_noise=channel_noise,
-        noise_arm=noise_arm or s.channel.arm,
-        noise_snr_db=[float(v) for v in noise_snr.split(",")],
-    )
+    if "backbone" in opts:  # --backbone resnet20 names the architecture
+        opts.setdefault("arch", opts.pop("backbone"))
+    if opts.pop("no_bf16", False):
+        opts["bf16"] = False
+    if "noise_snr" in opts:
+        opts["noise_snr_db"] = comma_list(opts.pop("noise_snr"), float)
+    test_limit = opts.pop("test_limit", None)
+    cfg = TrainConfig.from_settings(s, **opts)
     if cfg.channel_noise and not cfg.init:
         raise click.UsageError("--channel-noise needs --init CHECKPOINT (the model to adapt)")
     train_set = load_from_settings("train", s)
@@ -140,6 +120,13 @@ def train(
     )
     click.echo(summarise(card))
     click.echo(f"wrote {out}")
+
+
+# evaluate's options that are EvalConfig fields (the others pick the model and data)
+EVAL_FIELDS = {
+    "runs", "distortions", "gamma", "mu", "alpha", "offload_cost", "beta", "seed", "alpha_grid",
+    "sweep_o",
+}  # fmt: skip
 
 
 @click.command()
@@ -175,43 +162,34 @@ def evaluate(
     model_path: Path | None,
     data_dir: Path | None,
     out_dir: Path,
-    runs: int | None,
     limit: int | None,
-    distortions: str | None,
-    gamma: float | None,
-    mu: float | None,
-    alpha: float | None,
-    offload_cost: float | None,
-    beta: float | None,
-    seed: int | None,
-    alpha_grid: str | None,
-    sweep_o: str | None,
+    **_: object,
 ) -> None:
     """Offline reproduction: every method replayed over cached exit outputs."""
     from splitee.data import find_source, load_source
     from splitee.evaluate.runner import EvalConfig, model_outputs, run_evaluation, write_outputs
     from splitee.files import checkpoint_metadata
+    from splitee.models.bottleneck_checkpoint import is_bottleneck_checkpoint, load_bottlenecks
 
     s = settings_of(ctx)
-    p = s.policy
-    cfg = EvalConfig(
-        gamma=p.gamma if gamma is None else gamma,
-        mu=p.mu if mu is None else mu,
-        alpha=policy_setup.alpha(s, model_path) if alpha is None else alpha,
-        offload_cost=p.offload_cost if offload_cost is None else offload_cost,
-        beta=p.beta if beta is None else beta,
-        runs=s.eval.runs if runs is None else runs,
-        seed=p.seed if seed is None else seed,
-        sweep_o=[float(v) for v in sweep_o.split(",")] if sweep_o else [],
-        alpha_grid=[float(v) for v in alpha_grid.split(",")] if alpha_grid else [],
-        distortions=distortions.split(",") if distortions else s.eval.distortions,
-    )
+    bottleneck = None  # a bottleneck checkpoint evaluates its base model, then through it
+    if model_path is not None and is_bottleneck_checkpoint(model_path):
+        bottleneck, model_path = model_path, load_bottlenecks(model_path).base_path
+    opts = {k: v for k, v in given(ctx).items() if k in EVAL_FIELDS}
+    for name in ("sweep_o", "alpha_grid"):
+        if name in opts:
+            opts[name] = comma_list(opts[name], float)
+    if "distortions" in opts:
+        opts["distortions"] = comma_list(opts["distortions"])
+    cfg = EvalConfig.from_settings(s, model_path, **opts)
     model = model_path or s.model.checkpoint
     if "backbone" in checkpoint_metadata(model):
         from splitee.cli.backbone_train import evaluate_backbone
 
-        evaluate_backbone(s, cfg, model, data_dir, limit, out_dir)
+        evaluate_backbone(s, cfg, model, data_dir, limit, out_dir, bottleneck)
         return
+    if bottleneck is not None:
+        raise click.UsageError("learned bottlenecks are for real-size backbones")
     data = data_dir or s.data.dir
     src = data if data is not None and data.suffix == ".zip" else find_source(data, "test")
     dataset = load_source(src, "test", s.data.cache_dir)
@@ -230,22 +208,14 @@ def evaluate(
 @out_dir_option
 @click.option(
     "--phases",
-    default=",".join(("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")),
-    show_default=True,
+    default=None,
+    help="Comma list (default: pristine,noise:0.1,blur:1.0,brightness:0.4,pristine).",
 )
-@click.option("--phase-frames", type=int, default=1000, show_default=True)
-@click.option("--cameras", type=int, default=2, show_default=True)
-@click.option("--runs", type=int, default=5, show_default=True)
+@click.option("--phase-frames", type=int, default=None, help="Frames per phase (default: 1000).")
+@click.option("--cameras", type=int, default=None, help="Default: 2.")
+@click.option("--runs", type=int, default=None, help="Default: 5.")
 @click.pass_context
-def evaluate_shift(
-    ctx: click.Context,
-    model_path: Path | None,
-    out_dir: Path,
-    phases: str,
-    phase_frames: int,
-    cameras: int,
-    runs: int,
-) -> None:
+def evaluate_shift(ctx: click.Context, model_path: Path | None, out_dir: Path, **_: object) -> None:
     """Shift experiment: distortions change every N frames; global vs per-camera policies."""
     from splitee.data import load_from_settings
     from splitee.distortions import Distortion
@@ -254,20 +224,16 @@ def evaluate_shift(
 
     s = settings_of(ctx)
     p = s.policy
-    specs = tuple(str(Distortion.parse(x)) for x in phases.split(","))
+    opts = {
+        k: v for k, v in given(ctx).items() if k in ("phases", "phase_frames", "cameras", "runs")
+    }
+    if "phases" in opts:
+        opts["phases"] = tuple(str(Distortion.parse(x)) for x in comma_list(opts["phases"]))
+    cfg = ShiftConfig.from_settings(s, **opts)
     dataset = load_from_settings("test", s)
     mp = model_path or s.model.checkpoint
-    outs, info = model_outputs(mp, dataset, list(dict.fromkeys(specs)), p.seed, s.data.cache_dir)
-    cfg = ShiftConfig(
-        specs,
-        phase_frames,
-        cameras,
-        runs,
-        p.seed,
-        discount=p.discount,
-        window=p.window,
-        beta=p.beta,
-    )
+    specs = list(dict.fromkeys(cfg.phases))
+    outs, info = model_outputs(mp, dataset, specs, p.seed, s.data.cache_dir)
     a = policy_setup.alpha(s, mp)
     cm_args = {"gamma": p.gamma, "mu": p.mu, "alpha": a, "offload_cost": p.offload_cost}
     summary = shift_experiment(

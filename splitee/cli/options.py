@@ -6,9 +6,12 @@ to register their commands without an import cycle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from splitee.settings import Settings
 
@@ -36,3 +39,20 @@ model_option = click.option(
 out_dir_option = click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True
 )
+
+
+def given(ctx: click.Context) -> dict[str, Any]:
+    """The options the user gave (on the command line or from the environment), by parameter
+    name. Commands pass only these to a config's ``from_settings``, so every default lives in
+    one place (the settings or the config), never restated by a click option."""
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if ctx.get_parameter_source(name)
+        not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    }
+
+
+def comma_list(value: str, kind: Callable[[str], Any] = str) -> list[Any]:
+    """``"a,b"`` → ``[kind("a"), kind("b")]`` (the CLI's list options)."""
+    return [kind(v) for v in value.split(",") if v.strip()]

@@ -65,39 +65,22 @@ def produce(
     """
     import functools
     import signal
-    import threading
 
-    from producers.camera import Camera, camera_producer, run_cameras
-    from producers.schedule import Schedule
+    from producers.camera import camera_producer, run_cameras
+    from producers.fleet import build_cameras
     from producers.sources import load_frames
-    from splitee import metrics
-    from splitee.link import camera_process
+    from splitee.worker import runtime
 
     s = settings_of(ctx)
     ps = s.producer
     frames = load_frames(ps.source, s)
-    cams = []
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    metrics.serve(metrics_port, s.deploy.metrics_host)
-    metrics.register_target(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
-    for cs in ps.cameras:
-        if cameras and cs.id not in cameras:
-            continue
-        cam = Camera(
-            cs.id,
-            frames,
-            Schedule.parse(cs.schedule, cs.cycle),
-            fps or cs.fps,
-            cs.order,
-            cs.seed,
-            ps.jpeg_quality,
-            run_id if run_id is not None else ps.run_id,
-            channel=camera_process(s.channel.process, cs.id, cs.seed)
-            if s.channel.enabled
-            else None,
-        )
-        cams.append(cam)
+    # SIGTERM ends the streams as a finished count would; the previous handler comes back when
+    # the command's context closes (a caller running it in-process keeps its own).
+    stop = ctx.with_resource(runtime.stop_on_signals(signal.SIGTERM))
+    runtime.serve_metrics(s.var_dir, "producer", worker_id, metrics_port, s.deploy.metrics_host)
+    specs = [cs for cs in ps.cameras if not cameras or cs.id in cameras]
+    # --fps 0 (like no --fps) keeps each camera's own rate
+    cams = build_cameras(s, frames, specs, fps=fps or None, run_id=run_id)
     n = ps.count if count is None else count
     new_producer = functools.partial(camera_producer, s.kafka)  # replaced if it gets stuck
     report = run_cameras(
@@ -108,26 +91,33 @@ def produce(
         ctx.exit(1)  # frames were lost: say so in the exit status too
 
 
+#: Tests only (splitee.worker.fault_injection): frames whose id starts with PREFIX make the step
+#: raise.
+FAIL_ON_FRAME = click.option("--fail-on-frame", metavar="PREFIX", default=None, hidden=True)
+
+
 @click.command()
 @click.option("--worker-id", default="edge-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@FAIL_ON_FRAME
 @click.pass_context
-def edge(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def edge(ctx: click.Context, worker_id: str, metrics_port: int, fail_on_frame: str | None) -> None:
     """Run an edge worker (faust) in the foreground."""
     from edge_workers.app import main as edge_main
 
-    edge_main(settings_of(ctx), worker_id, metrics_port)
+    edge_main(settings_of(ctx), worker_id, metrics_port, fail_on_frame)
 
 
 @click.command()
 @click.option("--worker-id", default="cloud-1", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Prometheus port (0 = none).")
+@FAIL_ON_FRAME
 @click.pass_context
-def cloud(ctx: click.Context, worker_id: str, metrics_port: int) -> None:
+def cloud(ctx: click.Context, worker_id: str, metrics_port: int, fail_on_frame: str | None) -> None:
     """Run a cloud worker (faust) in the foreground; CUDA when present."""
     from cloud_workers.app import main as cloud_main
 
-    cloud_main(settings_of(ctx), worker_id, metrics_port)
+    cloud_main(settings_of(ctx), worker_id, metrics_port, fail_on_frame)
 
 
 @click.command()

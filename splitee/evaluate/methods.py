@@ -2,7 +2,9 @@
 
 Labels enter only here, to score decisions after the fact; no policy sees them.
 Per frame and arm k the outcome is fixed by the confidences: exit at the edge with exit k's
-prediction when ``C_k ≥ α`` (or k is final), else the cloud's final prediction.
+prediction when ``C_k ≥ α`` (or k is final), else the cloud's final prediction — with a
+learned bottleneck, the cloud's prediction *after* the codec at arm k (``cloud``), and the
+bytes each arm's offload carries (``offload_bytes``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class Setting:
     outputs: ExitOutputs
     labels: np.ndarray
     cost_model: CostModel
+    # what the cloud answers for a frame offloaded at arm k, when it depends on k (a codec);
+    # None: the final exit's answer for every arm
+    cloud: ExitOutputs | None = None
+    offload_bytes: np.ndarray | None = None  # (N, L) bytes an offload at arm k carries
 
     @property
     def exits(self) -> np.ndarray:
@@ -31,7 +37,10 @@ class Setting:
 
     @property
     def rewards(self) -> np.ndarray:
-        return self.cost_model.reward_matrix(self.outputs.confidence)
+        if self.cloud is None:
+            return self.cost_model.reward_matrix(self.outputs.confidence)
+        conf = self.outputs.confidence.astype(np.float64)
+        return self.cost_model.rewards(conf, self.exits, self.cloud.confidence)
 
     @property
     def costs(self) -> np.ndarray:
@@ -41,7 +50,7 @@ class Setting:
     def correct(self) -> np.ndarray:
         """(N, L) whether arm k's final answer for the frame is right."""
         edge_ok = self.outputs.correct(self.labels)
-        cloud_ok = edge_ok[:, -1:]
+        cloud_ok = edge_ok[:, -1:] if self.cloud is None else self.cloud.correct(self.labels)
         return np.where(self.exits, edge_ok, cloud_ok)
 
 
@@ -56,8 +65,10 @@ class MethodResult:
     runs: int
     regret_curve: np.ndarray | None = None  # mean cumulative regret over the stream
     arm_counts: np.ndarray | None = None  # how often each arm was chosen (fraction)
+    offload_bytes: float | None = None  # mean bytes sent per frame (with offload_bytes)
 
     def row(self, setting: Setting) -> dict:
+        extra = {} if self.offload_bytes is None else {"offload_bytes": round(self.offload_bytes)}
         return {
             "distortion": setting.name,
             "level": setting.level,
@@ -68,6 +79,7 @@ class MethodResult:
             "offload_fraction": round(self.offload_fraction, 6),
             "regret": round(self.regret, 4),
             "runs": self.runs,
+            **extra,
         }
 
 
@@ -92,13 +104,23 @@ def score_arms(method: str, setting: Setting, arms: np.ndarray, orders: np.ndarr
         arms.shape[0],
         curve,
         counts,
+        sent_bytes(setting, orders, arms),
     )
+
+
+def sent_bytes(setting: Setting, frames: np.ndarray, arms: np.ndarray) -> float | None:
+    """Mean bytes offloaded per frame when frame ``frames[i]`` runs arm ``arms[i]``."""
+    if setting.offload_bytes is None:
+        return None
+    off = ~setting.exits[frames, arms]
+    return float((setting.offload_bytes[frames, arms] * off).mean())
 
 
 def fixed_arm(setting: Setting, k: int, name: str | None = None) -> MethodResult:
     means = setting.rewards.mean(axis=0)
     n = len(setting.labels)
     cost = float(setting.costs[:, k].mean())
+    frames = np.arange(n)
     return MethodResult(
         name or f"fixed-{k + 1}",
         float(setting.correct[:, k].mean()),
@@ -107,6 +129,7 @@ def fixed_arm(setting: Setting, k: int, name: str | None = None) -> MethodResult
         float((~setting.exits[:, k]).mean()),
         float((means.max() - means[k]) * n),
         1,
+        offload_bytes=sent_bytes(setting, frames, np.full(n, k)),
     )
 
 
@@ -122,8 +145,16 @@ def edge_only(setting: Setting) -> MethodResult:
     rows = np.arange(len(first))
     cost = float(setting.cost_model.compute_cost[first].mean())
     acc = float(setting.outputs.correct(setting.labels)[rows, first].mean())
+    sent = None if setting.offload_bytes is None else 0.0
     return MethodResult(
-        "edge-only-ee", acc, cost, 1 - cost / setting.cost_model.final_cost, 0.0, float("nan"), 1
+        "edge-only-ee",
+        acc,
+        cost,
+        1 - cost / setting.cost_model.final_cost,
+        0.0,
+        float("nan"),
+        1,
+        offload_bytes=sent,
     )
 
 
@@ -131,6 +162,16 @@ def cloud_only(setting: Setting) -> MethodResult:
     """Send the input, the cloud runs everything: cost o, the final exit's accuracy."""
     o = setting.cost_model.offload_cost
     acc = float(setting.outputs.correct(setting.labels)[:, -1].mean())
+    sent = None  # the frame's own bytes, where arm 0 is the send-frame arm (it computes nothing)
+    if setting.offload_bytes is not None and setting.cost_model.compute_cost[0] == 0:
+        sent = float(setting.offload_bytes[:, 0].mean())
     return MethodResult(
-        "cloud-only", acc, o, 1 - o / setting.cost_model.final_cost, 1.0, float("nan"), 1
+        "cloud-only",
+        acc,
+        o,
+        1 - o / setting.cost_model.final_cost,
+        1.0,
+        float("nan"),
+        1,
+        offload_bytes=sent,
     )

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -14,7 +15,7 @@ from policy_store.offline import random_orders, replay
 from policy_store.policies import UCB1, ISplitEE
 from policy_store.rewards import CostModel
 from splitee.data import Dataset
-from splitee.distortions import EVAL_DISTORTIONS, Distortion
+from splitee.distortions import Distortion
 from splitee.evaluate.methods import (
     MethodResult,
     Setting,
@@ -27,6 +28,9 @@ from splitee.evaluate.methods import (
 from splitee.evaluate.outputs import ExitOutputs, exit_outputs
 from splitee.files import sha256_file
 
+if TYPE_CHECKING:
+    from splitee.settings import Settings
+
 # The bandit methods: (name, policy class, side-observation variant)
 BANDITS = (
     ("splitee-ucb1", UCB1, "online"),
@@ -35,18 +39,42 @@ BANDITS = (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalConfig:
-    gamma: float = 0.1
-    mu: float = 1.0
-    alpha: float = 0.5
-    offload_cost: float = 0.5
-    beta: float = 1.0
-    runs: int = 20
-    seed: int = 0
+    """What ``splitee evaluate`` replays. The fields without a default come from the settings
+    (:meth:`from_settings`), so their defaults live there alone."""
+
+    gamma: float
+    mu: float
+    alpha: float
+    offload_cost: float
+    beta: float
+    runs: int
+    seed: int
+    distortions: list[str]
     sweep_o: list[float] = field(default_factory=list)
     alpha_grid: list[float] = field(default_factory=list)  # non-empty: learn (arm, α) too
-    distortions: list[str] = field(default_factory=lambda: list(EVAL_DISTORTIONS))
+
+    @classmethod
+    def from_settings(cls, s: Settings, checkpoint: Path | None = None, **given: Any) -> EvalConfig:
+        """The policy and eval settings, overridden by ``given`` (what the user gave); α is
+        the checkpoint's own unless policy.alpha or ``given`` sets it."""
+        from splitee import policy_setup
+
+        p = s.policy
+        values: dict[str, Any] = {
+            "gamma": p.gamma,
+            "mu": p.mu,
+            "offload_cost": p.offload_cost,
+            "beta": p.beta,
+            "runs": s.eval.runs,
+            "seed": p.seed,
+            "distortions": list(s.eval.distortions),
+            **given,
+        }
+        if "alpha" not in values:
+            values["alpha"] = policy_setup.alpha(s, checkpoint)
+        return cls(**values)
 
 
 @dataclass
@@ -56,6 +84,8 @@ class SettingOutputs:
     distortion: Distortion
     outputs: ExitOutputs
     labels: np.ndarray
+    cloud: ExitOutputs | None = None  # the cloud's answer per offloaded arm (a codec)
+    offload_bytes: np.ndarray | None = None  # (N, L) bytes of an offload at each arm
 
 
 def model_outputs(
@@ -133,7 +163,15 @@ def run_evaluation(
     for o in cfg.sweep_o or [cfg.offload_cost]:
         cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o, **(cost_args or {}))
         settings = [
-            Setting(str(so.distortion), so.distortion.level, so.outputs, so.labels, cm)
+            Setting(
+                str(so.distortion),
+                so.distortion.level,
+                so.outputs,
+                so.labels,
+                cm,
+                cloud=so.cloud,
+                offload_bytes=so.offload_bytes,
+            )
             for so in settings_outputs
         ]
         rewards = np.stack([s.rewards for s in settings])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -25,20 +26,33 @@ from policy_store.policies import Policy, make_policy
 from policy_store.rewards import CostModel
 from splitee.evaluate.outputs import ExitOutputs
 
+if TYPE_CHECKING:
+    from splitee.settings import Settings
+
 DEFAULT_PHASES = ("pristine", "noise:0.1", "blur:1.0", "brightness:0.4", "pristine")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ShiftConfig:
+    """The shift experiment. The fields without a default come from the policy settings
+    (:meth:`from_settings`), so their defaults live there alone."""
+
+    seed: int
+    discount: float
+    window: int
+    beta: float
     phases: tuple[str, ...] = DEFAULT_PHASES
     phase_frames: int = 1000
     cameras: int = 2
     runs: int = 5
-    seed: int = 0
     policies: tuple[str, ...] = ("ucb1", "isplitee", "ducb", "swucb")
-    discount: float = 0.995
-    window: int = 1000
-    beta: float = 1.0
+
+    @classmethod
+    def from_settings(cls, s: Settings, **given: Any) -> ShiftConfig:
+        """The policy settings, overridden by ``given`` (what the user gave)."""
+        p = s.policy
+        values = {"seed": p.seed, "discount": p.discount, "window": p.window, "beta": p.beta}
+        return cls(**{**values, **given})
 
 
 @dataclass

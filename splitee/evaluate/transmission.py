@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from splitee.td import (
     TDMechanism,
 )
 
+if TYPE_CHECKING:
+    from splitee.settings import Settings
+
 MECHANISMS = (
     "always-transmit",
     "never-transmit",
@@ -46,21 +50,47 @@ MECHANISMS = (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ChannelEvalConfig:
-    arm: int = 7  # 1-based split arm
-    mode: str = "analog"  # analog | digital
+    """What ``splitee evaluate-channel`` scores. The fields without a default come from the
+    channel and policy settings (:meth:`from_settings`), so their defaults live there alone."""
+
+    arm: int  # 1-based split arm
+    mode: str  # analog | digital
+    alpha: float  # the channel-blind threshold
+    penalty: float  # fitting maximises accuracy − penalty · fraction transmitted
+    bits: int
+    outage_snr_db: float
+    retries: int
+    symbol_rate: float
     snrs: list[float] = field(default_factory=lambda: [-5.0, 0.0, 5.0, 10.0, 15.0, 20.0])
     fading: str = "none"  # none | rayleigh
-    alpha: float = 0.5  # the channel-blind threshold
     fit_frames: int = 1000  # held-out frames the TDs are fitted on (never scored)
-    penalty: float = 0.01  # fitting maximises accuracy − penalty · fraction transmitted
-    bits: int = 8
-    outage_snr_db: float = 0.0
-    retries: int = 1
-    symbol_rate: float = 1e6
     seed: int = 0
     batch_size: int = 250
+
+    @classmethod
+    def from_settings(
+        cls, s: Settings, checkpoint: Path | None = None, **given: Any
+    ) -> ChannelEvalConfig:
+        """The channel settings, overridden by ``given``; α is the checkpoint's own unless
+        policy.alpha or ``given`` sets it."""
+        from splitee import policy_setup
+
+        ch = s.channel
+        values: dict[str, Any] = {
+            "arm": ch.arm,
+            "mode": ch.mode,
+            "penalty": ch.td_penalty,
+            "bits": ch.bits,
+            "outage_snr_db": ch.outage_snr_db,
+            "retries": ch.retries,
+            "symbol_rate": ch.symbol_rate,
+            **given,
+        }
+        if "alpha" not in values:
+            values["alpha"] = policy_setup.alpha(s, checkpoint)
+        return cls(**values)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Multi-exit CIFAR ResNets and their split API."""
+"""Multi-exit models and their split API: the CIFAR ResNets (``MultiExitNet``) and any torch
+backbone cut at its exits (``SplitBackboneNet``), their registry, checkpoints and profiles."""
 
 from splitee.models.checkpoint import load_checkpoint, save_checkpoint
 from splitee.models.inputs import to_input

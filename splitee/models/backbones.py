@@ -47,9 +47,9 @@ CIFAR_RESNET = "cifar_resnet"  # MultiExitNet: builds its own CifarResNet and co
 SPLIT_BACKBONE = "split_backbone"  # SplitBackboneNet: pooled exit heads on an unmodified backbone
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackboneEntry:
-    """One registered backbone."""
+    """One registered backbone (built by keyword: ten fields, mean and std of one type)."""
 
     name: str
     #: num_classes -> backbone with random weights; None for a CIFAR ResNet, which
@@ -112,39 +112,39 @@ for _arch, _n in CIFAR_DEPTHS.items():
     _blocks = 3 * _n
     register(
         BackboneEntry(
-            _arch,
-            None,  # MultiExitNet builds its own CifarResNet
-            (),
-            (*range(3, _blocks, 3), _blocks),
-            32,
-            IMAGENET_MEAN,
-            IMAGENET_STD,
+            name=_arch,
+            build=None,  # MultiExitNet builds its own CifarResNet
+            exits=(),
+            depths=(*range(3, _blocks, 3), _blocks),
+            input_size=32,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
             kind=CIFAR_RESNET,
         )
     )
 register(
     BackboneEntry(
-        "efficientnet-lite0",
-        lambda c: efficientnet_lite.EfficientNetLite(c),
-        LITE0_EXITS,
-        LITE0_DEPTHS,
-        224,
-        (0.5, 0.5, 0.5),
-        (0.5, 0.5, 0.5),
-        _lite0_pretrained,
+        name="efficientnet-lite0",
+        build=lambda c: efficientnet_lite.EfficientNetLite(c),
+        exits=LITE0_EXITS,
+        depths=LITE0_DEPTHS,
+        input_size=224,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        pretrained=_lite0_pretrained,
         package_weights=True,
     )
 )
 register(
     BackboneEntry(
-        "mobilenet_v2",
-        lambda c: mobilenet_v2.MobileNetV2(c),
-        MOBILENET_EXITS,
-        MOBILENET_DEPTHS,
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        _mobilenet_pretrained,
+        name="mobilenet_v2",
+        build=lambda c: mobilenet_v2.MobileNetV2(c),
+        exits=MOBILENET_EXITS,
+        depths=MOBILENET_DEPTHS,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        pretrained=_mobilenet_pretrained,
     )
 )
 
@@ -170,13 +170,13 @@ def register_custom(
     if not exits:
         raise ValueError(f"backbone {name!r}: name at least one exit module path")
     entry = BackboneEntry(
-        name,
-        factory(factory_spec),
-        tuple(exits),
-        tuple(depths) if depths else tuple(range(1, len(exits) + 2)),
-        input_size,
-        (float(mean[0]), float(mean[1]), float(mean[2])),
-        (float(std[0]), float(std[1]), float(std[2])),
+        name=name,
+        build=factory(factory_spec),
+        exits=tuple(exits),
+        depths=tuple(depths) if depths else tuple(range(1, len(exits) + 2)),
+        input_size=input_size,
+        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+        std=(float(std[0]), float(std[1]), float(std[2])),
     )
     register(entry)
     return entry

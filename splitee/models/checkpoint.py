@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from splitee.files import CHECKPOINT_FORMAT, checkpoint_metadata
+from splitee.files import CHECKPOINT_FORMAT, checkpoint_metadata, reading_checkpoint
 from splitee.models.multi_exit import MultiExitNet
 from splitee.models.split_backbone import SplitBackboneNet
 
@@ -76,7 +76,8 @@ def load_checkpoint(
         model = MultiExitNet(
             meta["arch"], json.loads(meta["exit_depths"]), meta.get("exit_head", "conv1")
         )
-        model.load_state_dict(load_file(str(path)))
+        with reading_checkpoint(path):
+            model.load_state_dict(load_file(str(path)))
     if fuse:
         model.fuse_for_inference()
     return model.to(device).eval()
@@ -101,7 +102,8 @@ def _load_split_backbone(path: Path, meta: dict[str, str]) -> SplitBackboneNet:
     model, loaded = build_model(name, int(meta["num_classes"]), pretrained=base_sha is not None)
     if base_sha is not None and base_sha not in (loaded or ""):
         raise ValueError(f"{path}: built on weights {base_sha}, found {loaded}")
-    stored = load_file(str(path))
+    with reading_checkpoint(path):
+        stored = load_file(str(path))
     missing, unexpected = model.load_state_dict(stored, strict=False)
     if unexpected or (missing and base_sha is None):
         raise ValueError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,11 +32,18 @@ from splitee.models import (
     to_input,
 )
 
+if TYPE_CHECKING:
+    from splitee.settings import Settings
 
-@dataclass
+
+@dataclass(kw_only=True)
 class TrainConfig:
-    arch: str = "resnet56"
-    exit_every: int = 3
+    """``splitee train`` for a CIFAR ResNet. The fields without a default come from the
+    settings (:meth:`from_settings`); the others' defaults are here and nowhere else."""
+
+    arch: str
+    exit_every: int
+    noise_arm: int  # 1-based split arm whose features cross the channel (channel noise)
     epochs: int = 8
     batch_size: int = 256
     lr_backbone: float = 0.02
@@ -55,10 +63,19 @@ class TrainConfig:
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
     # Noise-aware training of the cloud part (splitee.training.noise_training; needs init):
     channel_noise: bool = False
-    noise_arm: int = 7  # 1-based split arm whose features cross the channel
     noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])  # uniform range
     noise_prob: float = 0.8  # fraction of frames sent through the noisy channel
     eval_distortions: list[str] = field(default_factory=lambda: list(EVAL_DISTORTIONS))
+
+    @classmethod
+    def from_settings(cls, s: Settings, **given: Any) -> TrainConfig:
+        """model.arch, model.exit_every and channel.arm, overridden by ``given``."""
+        values = {
+            "arch": s.model.arch,
+            "exit_every": s.model.exit_every,
+            "noise_arm": s.channel.arm,
+        }
+        return cls(**{**values, **given})
 
 
 def exit_loss(

@@ -39,7 +39,7 @@ from splitee.models.inputs import to_input
 from splitee.models.split_backbone import PooledHead, SplitBackboneNet
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BackboneTrainConfig:
     backbone: str = "efficientnet-lite0"
     epochs: int = 12

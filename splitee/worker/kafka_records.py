@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from splitee.worker import kafka_internals
+
 _BATCH_HEADER = 12  # base offset (int64) + batch length (int32)
 
 
@@ -43,18 +45,13 @@ class _FallbackBatch:
         return getattr(self._batch, name)
 
     def __iter__(self) -> Iterator[Any]:
-        from aiokafka.record.default_records import _DefaultRecordBatchPy
-
         last = -1
         try:
             for record in self._batch:
                 last = record.offset
                 yield record
         except UnicodeDecodeError:
-            slow = _DefaultRecordBatchPy(self._raw)
-            records = iter(slow)  # decompresses first, if need be
-            slow._buffer = _LenientBuffer(slow._buffer)
-            for record in records:
+            for record in kafka_internals.lenient_python_batch(self._raw, _LenientBuffer):
                 if record.offset > last:
                     yield record
 
@@ -88,6 +85,4 @@ class SafeMemoryRecords:
 
 def install() -> None:
     """Make aiokafka's fetcher unpack batches with :class:`SafeMemoryRecords` (idempotent)."""
-    from aiokafka.consumer import fetcher
-
-    fetcher.MemoryRecords = SafeMemoryRecords  # type: ignore[misc, assignment]
+    kafka_internals.use_fetch_decoder(SafeMemoryRecords)

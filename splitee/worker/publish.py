@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from splitee.worker import kafka_internals
 from splitee.worker.records import OutRecord
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class BatchPublisher:
         """The aiokafka producer under faust's (started on first use, as faust does)."""
         if self._producer is None:
             started = await self.app.maybe_start_producer()
-            self._producer = started._ensure_producer()
+            self._producer = kafka_internals.aiokafka_producer(started)
         return self._producer
 
     async def send(self, topic: str, records: Sequence[OutRecord]) -> list[asyncio.Future]:

@@ -23,6 +23,9 @@ class InRecord:
     topic: str
     partition: int
     offset: int
+    #: the record's Kafka timestamp in seconds (the producer's send time, or the broker's with
+    #: LogAppendTime); None where there is none, as in offline replays
+    timestamp: float | None = None
 
 
 @dataclass
@@ -53,28 +56,12 @@ class StepOutput:
     deltas: dict[str, Delta] = field(default_factory=dict)
 
     def extend(self, other: StepOutput) -> None:
-        """Append ``other``'s records; deltas of the same policy are kept as separate batches."""
+        """Append ``other``'s records; deltas of the same policy merge (:meth:`Delta.merge`)."""
         self.results += other.results
         self.offloads += other.offloads
         self.dead += other.dead
         for key, d in other.deltas.items():
             if key in self.deltas:
-                self.deltas[key] = _merged(self.deltas[key], d)
+                self.deltas[key] = self.deltas[key].merge(d)
             else:
                 self.deltas[key] = d
-
-
-def _merged(a: Delta, b: Delta) -> Delta:
-    """Two batches of one policy as one delta (frames of ``b`` after those of ``a``)."""
-    if a.discount != b.discount or a.window != b.window:
-        raise ValueError("cannot merge deltas of different policies")
-    return Delta(
-        a.n + b.n,
-        a.s + b.s,
-        a.pulls + b.pulls,
-        a.t + b.t,
-        a.discount,
-        a.window,
-        [*a.frames, *b.frames],
-        a.tag or b.tag,
-    )

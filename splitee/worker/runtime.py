@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,13 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from splitee import metrics
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
 from splitee.settings import Settings
-from splitee.worker import kafka_records
+from splitee.worker import kafka_internals, kafka_records
+from splitee.worker.fault_injection import with_faults
 from splitee.worker.publish import BatchPublisher
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.worker.stall import Progress, start_watchdog
@@ -143,7 +145,9 @@ def in_record(event: faust.EventT) -> InRecord:
     msg = event.message
     headers = msg.headers or []
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
-    return InRecord(msg.key, msg.value, items, msg.topic, msg.partition, msg.offset)
+    return InRecord(
+        msg.key, msg.value, items, msg.topic, msg.partition, msg.offset, msg.timestamp or None
+    )
 
 
 def process_isolated(step: BatchStep, role: str, records: list[InRecord]) -> StepOutput:
@@ -194,7 +198,7 @@ async def take_available(
     acks = stream.enable_acks
     stream.enable_acks = False  # acknowledged here, after the batch is processed
     stream.add_processor(add)
-    stream._enable_passive(stream.channel)  # faust's own take_events does the same
+    kafka_internals.start_passive(stream)
     try:
         while not stream.should_stop:
             if not events:
@@ -207,13 +211,25 @@ async def take_available(
             yield batch
     finally:
         stream.enable_acks = acks
-        stream._processors.remove(add)
+        kafka_internals.remove_processor(stream, add)
 
 
 async def ack_batch(stream: faust.StreamT, events: list[faust.EventT]) -> None:
     """Acknowledge a batch's events: their offsets may be committed from now on."""
     for event in events:
         await stream.ack(event)
+
+
+#: sysexits.h's EX_CONFIG: a configuration fault that a restart cannot fix; deploy/lib.sh's
+#: supervisor does not restart a process that exits with it.
+EX_CONFIG = 78
+
+
+def refuse_to_start(reason: str) -> NoReturn:
+    """Stop before consuming anything, with one line that says what to change."""
+    log.error(reason)
+    logging.shutdown()
+    sys.exit(EX_CONFIG)
 
 
 def fail_stop(what: str) -> None:
@@ -300,9 +316,18 @@ def attach_batch_agent(
 
 
 def run_batch_worker(
-    s: Settings, role: Role, step: BatchStep, worker_id: str, metrics_port: int = 0
+    s: Settings,
+    role: Role,
+    step: BatchStep,
+    worker_id: str,
+    metrics_port: int = 0,
+    fail_on_frame: str | None = None,
 ) -> None:
-    """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT."""
+    """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT.
+
+    ``fail_on_frame`` (tests only, :mod:`splitee.worker.fault_injection`): frames whose id
+    starts with it make the step raise, so a live worker's isolation of a raising record can be
+    tested."""
     import faust
 
     class Worker(faust.Worker):
@@ -318,7 +343,7 @@ def run_batch_worker(
     group = f"{s.kafka.group_prefix}-{role.name}"  # faust's consumer group is its app id
     app = build_app(group, s)
     progress = Progress()
-    attach_batch_agent(app, role, step, s, progress)
+    attach_batch_agent(app, role, with_faults(step, fail_on_frame), s, progress)
     start_watchdog(s.kafka, group, role.source, progress, s.kafka.stall_restart_s)
     serve_metrics(s.var_dir, role.name, worker_id, metrics_port, s.deploy.metrics_host)
     worker = Worker(app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)

@@ -74,7 +74,13 @@ def test_cameras_lose_no_frame_across_a_broker_outage(kafka):
     got: dict[str, dict] = {}
 
     def stream(name: str) -> None:
-        cam = Camera(name, frames, Schedule.parse(["pristine"]), fps=40, run_id="outage")
+        cam = Camera(
+            camera_id=name,
+            source=frames,
+            schedule=Schedule.parse(["pristine"]),
+            fps=40,
+            run_id="outage",
+        )
         got[name] = run_cameras([cam], producers[name], k.frames_topic, k.truth_topic, 400)
 
     threads = [threading.Thread(target=stream, args=(n,), daemon=True) for n in producers]

@@ -211,7 +211,14 @@ def test_poison_records_go_to_their_dlq_and_the_good_ones_behind_are_answered(de
         return FrameMeta(f"{cam}:{run}:{i:06d}", cam, time.time(), run_id=run)
 
     feats = rng.standard_normal((16, 32, 32)).astype(np.float32)
-    good_om = OffloadMeta(0, [0.2] + [None] * 8, "float16", "global", time.time(), "test")
+    good_om = OffloadMeta(
+        arm=0,
+        confidences=[0.2] + [None] * 8,
+        codec="float16",
+        policy="global",
+        edge_ts=time.time(),
+        edge_worker="test",
+    )
     poison_off = _poison_offloads(good_om, meta(0, "cam-o"), feats)
     big_png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 194_000
     poison_frames = [

@@ -83,7 +83,9 @@ def send_bad_records(p: Pipeline) -> None:
     prod = producer(k)
     meta = FrameMeta(f"bad:{uuid.uuid4().hex[:6]}", "cam-bad", time.time())
     prod.send(k.frames_topic, key=b"cam-bad", value=b"\xff\xd8 no jpeg", headers=meta.headers())
-    om = OffloadMeta(0, [0.1] + [None] * 8, "float16", "global", time.time()).headers()
+    om = OffloadMeta(
+        arm=0, confidences=[0.1] + [None] * 8, codec="float16", policy="global", edge_ts=time.time()
+    ).headers()
     feats = encode_tensor(np.zeros((16, 32, 32), np.float32), "float16")[:-6]
     prod.send(k.offload_topic, key=b"x", value=feats, headers=meta.headers() + om)
     prod.flush()

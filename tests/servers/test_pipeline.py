@@ -23,12 +23,16 @@ from splitee.testing import Pipeline
 from splitee.wire import FrameMeta, OffloadMeta, encode_tensor, header_map
 from tests.conftest import SAMPLE
 
+#: Frames whose id starts with this make the edge workers' step raise
+#: (splitee.worker.fault_injection).
+RAISES = "raises-in-step:"
+
 
 @pytest.fixture(scope="module")
 def pipeline(servers, tmp_path_factory):
     p = Pipeline.create(tmp_path_factory.mktemp("pipeline"), SPLITEE_EDGE__MAX_FRAME_BYTES="20000")
-    p.start("edge", "edge-1")
-    p.start("edge", "edge-2")
+    p.start("edge", "edge-1", 0, "--fail-on-frame", RAISES)
+    p.start("edge", "edge-2", 0, "--fail-on-frame", RAISES)
     p.start("cloud", "cloud-1")
     try:
         p.wait_ready(edge=2, cloud=1)
@@ -49,7 +53,7 @@ def stream(p: Pipeline, frames, per_camera: int, fps: float = 0.0, run_id: str =
 
 def store_of(p: Pipeline) -> RedisStore:
     s = p.settings
-    return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
+    return policy_setup.store(s, 9, cache_ms=0)  # the workers' keys (the model's)
 
 
 def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
@@ -85,15 +89,8 @@ def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
     labels = np.array([f.label for f in sent])
     outputs = compute_outputs(trained_model, images)
     s = pipeline.settings.policy
-    cfg = EvalConfig(
-        gamma=s.gamma,
-        mu=s.mu,
-        alpha=policy_setup.alpha(pipeline.settings),  # what the workers resolved
-        offload_cost=s.offload_cost,
-        beta=s.beta,
-        runs=20,
-        distortions=["pristine"],
-    )
+    # the policy settings and α the workers resolved
+    cfg = EvalConfig.from_settings(pipeline.settings, runs=20, distortions=["pristine"], seed=0)
     summary = run_evaluation(
         [SettingOutputs(Distortion(), outputs, labels)], trained_model.exit_depths, cfg
     )
@@ -127,8 +124,8 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
     prod = producer(k)
     run = f"dlq-{uuid.uuid4().hex[:6]}"
 
-    def meta(i: int, schema: int = 1):
-        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time(), run_id=run)
+    def meta(i: int, schema: int = 1, ahead_s: float = 0.0):
+        m = FrameMeta(f"bad:{run}:{i}", "cam-bad", time.time() + ahead_s, run_id=run)
         hs = m.headers()
         return [(h, v if h != "schema" else str(schema).encode()) for h, v in hs]
 
@@ -138,12 +135,15 @@ def test_bad_input_lands_in_dead_letter_topics_and_workers_go_on(pipeline, frame
         "wrong_shape": (encode_jpeg(np.zeros((48, 48, 3), np.uint8)), meta(1)),
         "unknown_version": (frames[0].jpeg, meta(2, schema=7)),
         "oversized": (encode_jpeg(noise, 95) * 30, meta(3)),
+        "future_capture_ts": (frames[0].jpeg, meta(4, ahead_s=10 * 365 * 86400.0)),
     }
     for value, headers in bad_frames.values():
         prod.send(k.frames_topic, key=b"cam-bad", value=value, headers=headers)
     # Offload records the cloud must refuse.
     good_feats = encode_tensor(np.zeros((16, 32, 32), np.float32), "float16")
-    om = OffloadMeta(0, [0.1] + [None] * 8, "float16", "global", time.time()).headers()
+    om = OffloadMeta(
+        arm=0, confidences=[0.1] + [None] * 8, codec="float16", policy="global", edge_ts=time.time()
+    ).headers()
     bad_offloads = {
         "size_mismatch": good_feats[:-6],
         "wrong_shape": encode_tensor(np.zeros((16, 8, 8), np.float32)),
@@ -188,3 +188,42 @@ def test_sigkill_of_an_edge_worker_mid_stream_loses_no_frame(pipeline, frames):
     assert not missing, f"{len(missing)} frames lost\n{pipeline.log_tail('edge-1')}"
     assert len(view.results) == len(ids) == 1200
     pipeline.wait_ready(edge=2, cloud=1)
+
+
+def test_a_record_that_raises_in_the_step_is_isolated_and_the_worker_goes_on(pipeline, frames):
+    """The batch is retried record by record: the raising record is dead-lettered
+    (``processing_error``), every other frame answered and counted once in the policy, and no
+    worker exits — before Delta.merge kept the frames' ids, the merged delta of the good frames
+    made the Redis store raise and each edge worker that took the batch fail-stopped."""
+    k = pipeline.settings.kafka
+    run = f"raise-{uuid.uuid4().hex[:6]}"
+    pids = {name: proc.pid for name, proc in pipeline.procs.items()}
+    before = store_of(pipeline).read_fresh("global")
+    metas = [FrameMeta(f"cam-r:{run}:{i:04d}", "cam-r", time.time(), run_id=run) for i in range(24)]
+    metas[8] = FrameMeta(f"{RAISES}{run}", "cam-r", time.time(), run_id=run)
+    prod = producer(k)
+    try:  # one key, one partition: the frames reach an edge worker as one batch or a few
+        for i, m in enumerate(metas):
+            prod.send(k.frames_topic, key=b"cam-r", value=frames[i].jpeg, headers=m.headers())
+        prod.flush()
+    finally:
+        prod.close()
+
+    good = {m.frame_id for m in metas} - {metas[8].frame_id}
+    view = collect_results(k, good, timeout_s=120, run_id=run)
+    assert set(view.results) == good, pipeline.log_tail("edge-1") + pipeline.log_tail("edge-2")
+    deadline = time.monotonic() + 30  # the policy update follows the results' delivery
+    while time.monotonic() < deadline:
+        counted = float(store_of(pipeline).read_fresh("global").t - before.t)
+        if counted >= len(good):
+            break
+        time.sleep(0.5)
+    alive = {name: proc.pid for name, proc in pipeline.procs.items() if proc.poll() is None}
+    assert alive == pids, "a worker exited\n" + pipeline.log_tail("edge-1")
+    assert counted == len(good)
+    c = consumer(k, dlq(k.frames_topic, k), consumer_timeout_ms=5000)
+    dead = [h for h in (header_map(r.headers) for r in c) if h.get("run_id") == run.encode()]
+    c.close()
+    assert [(h["frame_id"].decode(), h["dlq_reason"]) for h in dead] == [
+        (metas[8].frame_id, b"processing_error")
+    ]

@@ -19,6 +19,7 @@ from policy_store.redis_store import RedisStore
 from policy_store.stats import Delta
 from producers.camera import Camera, Frame, run_cameras
 from producers.schedule import Schedule
+from splitee import policy_setup
 from splitee.data import iter_zip_frames
 from splitee.kafka_io import create_topics, producer
 from splitee.recording import open_recording
@@ -29,11 +30,11 @@ from splitee.wire import header_map
 from tests.conftest import SAMPLE
 
 PER_CAMERA, FPS = 125, 25.0  # 5 s of frames from each of 2 cameras
-CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (README)
+CHANGED = {"frame_id", "run_id", "capture_ts"}  # what a replay rewrites (docs/recording.md)
 
 
 def store_of(s: Settings) -> RedisStore:
-    return RedisStore(s.redis.url, s.redis.namespace, 9, cache_ms=0)
+    return policy_setup.store(s, 9, cache_ms=0)  # the workers' keys (the model's)
 
 
 def frames_delta(pulls: dict[int, int], reward: float) -> Delta:
@@ -220,7 +221,9 @@ def test_stopped_and_killed_recorders_leave_readable_recordings(live, tmp_path):
             [*cmd, "--no-progress"], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
         )
     frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(SAMPLE))]
-    cam = Camera("cam-1", frames, Schedule.parse(["pristine"]), 100.0, "random", 3)
+    cam = Camera(
+        camera_id="cam-1", source=frames, schedule=Schedule.parse(["pristine"]), fps=100.0, seed=3
+    )
     prod = producer(s.kafka)
     topics = (s.kafka.frames_topic, s.kafka.truth_topic)
     t = threading.Thread(target=run_cameras, args=([cam], prod, *topics, 400))

@@ -10,6 +10,7 @@ import pytest
 
 from policy_store import Delta, MemoryStore
 from policy_store.redis_store import RedisStore
+from tests.isolated_batch import check_one_raising_record_among_good_ones
 
 
 @pytest.fixture
@@ -105,3 +106,16 @@ def _one(arms: int) -> Delta:
     d = Delta.zeros(arms)
     d.add(0, [(0, 1.0)])
     return d
+
+
+def test_one_raising_record_among_good_ones_is_isolated_and_the_rest_applied(
+    redis_server, tiny_model, sample_frames
+):
+    """Before Delta.merge kept the frame ids, the merged delta of the good frames made the
+    store raise, and the worker fail-stopped on every retry of the batch."""
+    arms = len(tiny_model.exit_depths)
+    store = RedisStore(redis_server, f"test-{uuid.uuid4().hex[:8]}", num_arms=arms, cache_ms=0)
+    try:
+        check_one_raising_record_among_good_ones(tiny_model, sample_frames.images, store)
+    finally:
+        store.reset("global")

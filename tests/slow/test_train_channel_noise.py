@@ -18,6 +18,7 @@ def test_train_with_channel_noise_changes_only_the_cloud_part(tmp_path, sample_f
     save_checkpoint(start, init)
     cfg = TrainConfig(
         arch="resnet20",
+        exit_every=3,
         epochs=1,
         batch_size=32,
         holdout=32,

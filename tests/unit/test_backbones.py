@@ -95,11 +95,17 @@ def test_every_model_says_what_it_is() -> None:
     framed = FrameArmNet(tiny)
     assert (framed.input_size, framed.real_size, framed.send_frame) == (48, True, True)
     assert FrameArmNet(cifar).real_size is False
+    _geometry = {"input_size": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
     with pytest.raises(ValueError, match="needs a build function"):
-        backbones.BackboneEntry("nothing", None, (), (1,), 32, (0, 0, 0), (1, 1, 1))
+        backbones.BackboneEntry(name="nothing", build=None, exits=(), depths=(1,), **_geometry)
     with pytest.raises(ValueError, match="builds a CIFAR ResNet itself"):
         backbones.BackboneEntry(
-            "both", TinyNet, (), (1,), 32, (0, 0, 0), (1, 1, 1), kind=backbones.CIFAR_RESNET
+            name="both",
+            build=TinyNet,
+            exits=(),
+            depths=(1,),
+            kind=backbones.CIFAR_RESNET,
+            **_geometry,
         )
 
 

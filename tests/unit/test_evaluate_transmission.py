@@ -15,7 +15,13 @@ from splitee.evaluate.transmission import (
     split_frames,
     write_channel_outputs,
 )
+from splitee.settings import Settings
 from tests.conftest import CHECKPOINT
+
+
+def channel_config(**given) -> ChannelEvalConfig:
+    """The default channel settings, with ``given`` as a user would give them."""
+    return ChannelEvalConfig.from_settings(Settings(), CHECKPOINT, **given)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +44,7 @@ def test_split_is_disjoint_and_seeded():
 
 
 def test_analog_evaluation(frames, tmp_path):
-    cfg = ChannelEvalConfig(arm=7, mode="analog", snrs=[-10.0, 20.0], fit_frames=80)
+    cfg = channel_config(arm=7, mode="analog", snrs=[-10.0, 20.0], fit_frames=80)
     summary = run_channel_evaluation(CHECKPOINT, frames, cfg)
     by = _by(summary)
     assert summary["data"] == {
@@ -68,7 +74,7 @@ def test_analog_evaluation(frames, tmp_path):
 
 
 def test_digital_outage_falls_back_to_the_edge(frames):
-    cfg = ChannelEvalConfig(
+    cfg = channel_config(
         arm=8, mode="digital", snrs=[-5.0, 10.0], fit_frames=80, outage_snr_db=0.0, retries=1
     )
     summary = run_channel_evaluation(CHECKPOINT, frames, cfg)

@@ -3,7 +3,9 @@ type may escape, whatever the bytes.
 
 Inputs are generated from scratch and mutated from valid ones (byte flips, truncations,
 insertions), since mutations reach the deeper checks that random bytes never pass. Example
-counts are kept modest so that this file stays a few seconds of the unit tier.
+counts come from the hypothesis profile (``tests/conftest.py``): in CI a fixed, derandomized
+100 per test, a few seconds of the unit tier; ``HYPOTHESIS_PROFILE=fuzz`` runs 50 times as many
+random ones. Every failure found that way is kept below as an ``@example``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+import safetensors.numpy
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
+from policy_store.redis_store import SNAPSHOT_FORMAT, load_snapshot
+from splitee.files import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    checkpoint_metadata,
+    exit_depths,
+    model_alpha,
+    reading_checkpoint,
+)
 from splitee.images import decode_fit
 from splitee.jpeg import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.kafka_io import dlq_record
@@ -34,6 +46,7 @@ from splitee.recording import (
     read_manifest,
     read_topic_file,
 )
+from splitee.td import Learned
 from splitee.wire import (
     FP16_MAX,
     REASONS,
@@ -47,31 +60,44 @@ from splitee.wire import (
     encode_tensor,
 )
 
-FUZZ = settings(
-    max_examples=100,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+# Counts, seed and database from the profile loaded in tests/conftest.py.
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 EXITS = 9
 
+#: Edits of valid bytes: (operation, position, payload); positions wrap around the data, so an
+#: edit list is a plain value that an ``@example`` can spell out.
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "cut", "insert", "dup"]),
+        st.integers(0, 1 << 20),
+        st.binary(min_size=1, max_size=16),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
-@st.composite
-def mutated(draw, valid: bytes) -> bytes:
-    """``valid`` with a few byte flips, a cut, an insertion or a splice."""
+
+def edited(valid: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+    """``valid`` with each edit applied: a byte flipped to ``payload[0]``, a cut keeping the
+    head or the tail (``payload[0]`` odd or even), ``payload`` inserted, or up to 64 bytes
+    duplicated in place."""
     data = bytearray(valid)
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "cut", "insert", "dup"]))
-        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+    for op, at, payload in edits:
+        pos = at % max(len(data), 1)
         if op == "flip" and data:
-            data[pos] = draw(st.integers(0, 255))
+            data[pos] = payload[0]
         elif op == "cut":
-            data = data[:pos] if draw(st.booleans()) else data[pos:]
+            data = data[:pos] if payload[0] % 2 else data[pos:]
         elif op == "insert":
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+            data[pos:pos] = payload
         else:
-            data[pos:pos] = data[pos : pos + draw(st.integers(1, 64))]
+            data[pos:pos] = data[pos : pos + payload[0] % 64 + 1]
     return bytes(data)
+
+
+def mutated(valid: bytes) -> st.SearchStrategy[bytes]:
+    """``valid`` with a few byte flips, a cut, an insertion or a splice."""
+    return EDITS.map(lambda edits: edited(valid, edits))
 
 
 def only_wire_errors(fn, *args, **kwargs):
@@ -126,7 +152,16 @@ KEYS = st.one_of(st.sampled_from(HEADER_NAMES), st.text(max_size=10), st.binary(
 
 def valid_headers() -> list[tuple[str, bytes]]:
     frame = FrameMeta("cam-1:t:00000001", "cam-1", 1.7e9, run_id="r", snr_db=4.0).headers()
-    om = OffloadMeta(2, [0.2, 0.3, 0.4] + [None] * 6, "float16", "global", 1.7e9, "e", 11, 0.6)
+    om = OffloadMeta(
+        arm=2,
+        confidences=[0.2, 0.3, 0.4] + [None] * 6,
+        codec="float16",
+        policy="global",
+        edge_ts=1.7e9,
+        edge_worker="e",
+        pair=11,
+        alpha=0.6,
+    )
     return frame + om.headers()
 
 
@@ -267,14 +302,27 @@ def recording(tmp_path_factory) -> Path:
     return out
 
 
-@settings(FUZZ, max_examples=40)
-@given(data=st.data())
-def test_mutated_recordings_raise_only_recording_errors(recording, tmp_path_factory, data):
+def flip(at: int, value: int) -> list[tuple[str, int, bytes]]:
+    return [("flip", at, bytes([value]))]
+
+
+# Found by the fuzz profile (pyarrow 26): each single flip of the fixture's frames.arrow once
+# escaped the reader as a pyarrow or Python error instead of a RecordingError.
+@settings(FUZZ, max_examples=FUZZ.max_examples * 2 // 5)  # each example writes two files
+@given(arrow_edits=EDITS, manifest_edits=st.one_of(st.just([]), EDITS))
+@example(arrow_edits=flip(571, 234), manifest_edits=[])  # ArrowNotImplementedError: < 8 bits
+@example(arrow_edits=flip(568, 222), manifest_edits=[])  # ArrowNotImplementedError: > 64 bits
+@example(arrow_edits=flip(449, 250), manifest_edits=[])  # field name not UTF-8: on .names
+@example(arrow_edits=flip(1462, 147), manifest_edits=[])  # timestamp past datetime's range
+@example(arrow_edits=flip(24215, 60), manifest_edits=[])  # timestamp past a C int of years
+def test_mutated_recordings_raise_only_recording_errors(
+    recording, tmp_path_factory, arrow_edits, manifest_edits
+):
     arrow = (recording / "frames.arrow").read_bytes()
     manifest = (recording / MANIFEST).read_bytes()
     folder = tmp_path_factory.mktemp("mut")
-    (folder / "frames.arrow").write_bytes(data.draw(mutated(arrow)))
-    (folder / MANIFEST).write_bytes(data.draw(st.one_of(st.just(manifest), mutated(manifest))))
+    (folder / "frames.arrow").write_bytes(edited(arrow, arrow_edits))
+    (folder / MANIFEST).write_bytes(edited(manifest, manifest_edits))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RecordingWarning)
         with contextlib.suppress(RecordingError):
@@ -286,3 +334,42 @@ def test_mutated_recordings_raise_only_recording_errors(recording, tmp_path_fact
     entry = TopicEntry(role="frames", topic="frames", file="frames.arrow")
     rows = list(TopicData(entry, table, batches, cut).records())
     assert len(rows) <= 20 and all(r.size >= 0 for r in rows)
+
+
+# --------------------------------------------------------------------------- user files
+CHECKPOINT = safetensors.numpy.save(
+    {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+    metadata={"format": CHECKPOINT_FORMAT, "exit_depths": "[2, 4, 9]", "alpha": "0.6"},
+)
+SNAPSHOT = json.dumps(
+    {"format": SNAPSHOT_FORMAT, "arms": 2, "policies": {"global": {"t": 3, "n": [1, 2]}}}
+).encode()
+TD_FILE = json.dumps(Learned(np.ones(5), 0.1, np.zeros(5), np.ones(5), 0.4).to_json()).encode()
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("files")
+
+
+@FUZZ
+@given(st.one_of(mutated(CHECKPOINT), st.binary(max_size=64)))
+def test_mutated_checkpoints_raise_only_value_errors(scratch, raw):
+    """safetensors' own SafetensorError is no ValueError: it must not reach the CLI bare."""
+    path = scratch / "model.safetensors"
+    path.write_bytes(raw)
+    for read in (checkpoint_metadata, exit_depths, model_alpha):
+        with contextlib.suppress(ValueError):
+            read(path)
+    with contextlib.suppress(CheckpointError), reading_checkpoint(path):
+        safetensors.numpy.load_file(str(path))
+
+
+@FUZZ
+@given(st.one_of(mutated(SNAPSHOT), mutated(TD_FILE), st.binary(max_size=64)))
+def test_mutated_policy_files_raise_only_value_errors(scratch, raw):
+    path = scratch / "policy.json"
+    path.write_bytes(raw)
+    for read in (load_snapshot, Learned.load):
+        with contextlib.suppress(ValueError):
+            read(path)

@@ -13,6 +13,7 @@ from policy_store.stats import ArmStats
 from splitee.jpeg import encode_jpeg
 from splitee.wire import FrameMeta, Result, decode_tensor, encode_tensor
 from splitee.worker.records import InRecord
+from tests.bandits import bandit
 
 
 def frame_record(i: int, img: np.ndarray, **meta_overrides) -> InRecord:
@@ -29,8 +30,9 @@ def frame_record(i: int, img: np.ndarray, **meta_overrides) -> InRecord:
 def setup(tiny_model, sample_frames):
     cm = CostModel(tiny_model.exit_depths, gamma=0.1, mu=1.0, alpha=0.3, offload_cost=0.5)
     store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(tiny_model, cm, ISplitEE(), store, codec="float16", max_frame_bytes=4096)
-    cloud = CloudProcessor(tiny_model, cm, store, side_observations=True)
+    b = bandit(cm, store, ISplitEE())  # one bandit for both steps, as in a deployment
+    edge = EdgeProcessor(tiny_model, b, codec="float16", max_frame_bytes=4096)
+    cloud = CloudProcessor(tiny_model, b)
     return edge, cloud, store, cm, sample_frames.images
 
 
@@ -137,23 +139,53 @@ def test_decode_rejects_oversized_and_non_finite():
 def test_policy_scopes_route_frames_to_their_own_policies(setup):
     from splitee.distortions import Distortion
 
-    edge, _, store, _, images = setup
+    edge, _, store, cm, images = setup
     dark = Distortion("brightness", 0.2).apply(images[:4])
     recs = [frame_record(i, img) for i, img in enumerate([*images[:4], *dark])]
-    edge.keys = PolicyKeys("global", "context")
+    by_context = bandit(cm, store, ISplitEE(), keys=PolicyKeys("global", "context"))
+    edge = EdgeProcessor(edge.model, by_context)
     out = edge.process(recs)
     edge.apply(out)
     assert "global:ctx:dark" in store.policies()
     assert store.read("global:ctx:dark").pulls.sum() >= 1
-    edge.keys = PolicyKeys("global", "camera")
+    by_camera = bandit(cm, store, ISplitEE(), keys=PolicyKeys("global", "camera"))
+    edge = EdgeProcessor(edge.model, by_camera)
     out = edge.process(recs[:2])
     assert set(out.deltas) <= {"global:cam-1"}
     # the cloud accepts only the policies this deployment can have
-    cloud = CloudProcessor(edge.model, edge.cm, store, policy_keys=PolicyKeys("global", "camera"))
+    cloud = CloudProcessor(edge.model, by_camera)
     for r in out.offloads:
         r.headers = [(k, b"global:cam-2" if k == "policy" else v) for k, v in r.headers]
     back = cloud.process(as_input(out.offloads))
     assert {d.reason for d in back.dead} <= {"bad_policy"} and not back.results
+
+
+def test_camera_scope_is_bounded_by_the_allow_listed_cameras(setup):
+    """A camera id nobody configured uses the global policy: no new Redis key per id, and the
+    cloud accepts exactly what the edge chose."""
+    from splitee import policy_setup
+    from splitee.context import CONTEXTS
+    from splitee.settings import Settings
+
+    keys = policy_setup.policy_keys(Settings(policy={"scope": "camera"}), CONTEXTS)
+    assert keys.cameras == {"cam-1", "cam-2"}  # by default, the cameras the settings declare
+    edge, _, store, cm, images = setup
+    b = bandit(
+        cm, store, ISplitEE(), keys=PolicyKeys("global", "camera", cameras=frozenset({"cam-1"}))
+    )
+    edge = EdgeProcessor(edge.model, b)
+    cams = ["cam-1", "stray-1", "stray-2"] * 2
+    recs = []
+    for i, (img, cam) in enumerate(zip(images[:6], cams, strict=True)):
+        meta = FrameMeta(f"{cam}:t:{i:08d}", cam, 1000.0 + i)
+        recs.append(InRecord(cam.encode(), encode_jpeg(img), meta.headers(), "frames", 0, i))
+    out = edge.process(recs)
+    assert set(out.deltas) <= {"global:cam-1", "global"}
+    edge.apply(out)
+    assert set(store.policies()) <= {"global:cam-1", "global"}
+    cloud = CloudProcessor(edge.model, b)
+    back = cloud.process(as_input(out.offloads))
+    assert not back.dead and len(back.results) == len(out.offloads)
 
 
 def test_context_from_image_statistics(sample_frames):
@@ -177,8 +209,8 @@ def test_threshold_adaptation_learns_arm_alpha_pairs_end_to_end(tiny_model, samp
     cm = CostModel(tiny_model.exit_depths, gamma=0.1, mu=1.0, alpha=0.5, offload_cost=0.5)
     grid = [0.2, 0.99]
     store = MemoryStore(cm.num_arms * len(grid))
-    edge = EdgeProcessor(tiny_model, cm, UCB1(), store, alpha_grid=grid)
-    cloud = CloudProcessor(tiny_model, cm, store, policy=UCB1(), alpha_grid=grid)
+    b = bandit(cm, store, UCB1(), alpha_grid=grid)
+    edge, cloud = EdgeProcessor(tiny_model, b), CloudProcessor(tiny_model, b)
     recs = [frame_record(i, sample_frames.images[i]) for i in range(24)]
     out = edge.process(recs)
     for r in out.offloads:  # the cloud learns which pair the frame played
@@ -195,18 +227,34 @@ def test_threshold_adaptation_learns_arm_alpha_pairs_end_to_end(tiny_model, samp
 def test_channel_aware_offload_cost_follows_the_link(tiny_model, sample_frames):
     """With channel.offload_cost = channel, a frame sent at low SNR costs more air time."""
     cm = CostModel(tiny_model.exit_depths, alpha=1.01)  # offload everything non-final
-    store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(tiny_model, cm, ISplitEE(), store)
-    cloud = CloudProcessor(tiny_model, cm, store, channel_cost=True)
+    cloud = CloudProcessor(
+        tiny_model, bandit(cm, MemoryStore(cm.num_arms), ISplitEE()), channel_cost=True
+    )
     costs = {}
     for snr in (20.0, 0.0):
         meta = FrameMeta(f"cam-1:snr:{snr}", "cam-1", 1.0, snr_db=snr)
         rec = InRecord(b"cam-1", encode_jpeg(sample_frames.images[0]), meta.headers(), "f", 0, 0)
-        edge.store = MemoryStore(cm.num_arms)  # fresh policy: arm 0 first, offloaded
-        out = edge.process([rec])
+        fresh = bandit(cm, MemoryStore(cm.num_arms), ISplitEE())  # arm 0 first, offloaded
+        out = EdgeProcessor(tiny_model, fresh).process([rec])
         back = cloud.process(as_input(out.offloads))
         costs[snr] = Result.decode(back.results[0].value).cost
     base = cm.compute_cost[0] + cm.offload_cost
     assert costs[20.0] == pytest.approx(base, rel=0.3)  # arm 1's float16 features, 20 dB
     ratio = np.log2(101) / np.log2(2)  # capacity at 20 dB over capacity at 0 dB
     assert costs[0.0] - cm.compute_cost[0] == pytest.approx(cm.offload_cost * ratio, rel=0.01)
+
+
+def test_edge_dead_letters_a_capture_time_ahead_of_the_record(setup):
+    """A camera clock years ahead would give negative latencies: beyond the tolerance (60 s by
+    default) of the record's Kafka timestamp the frame is a dead letter; behind is fine (a
+    buffering camera), and a record without a timestamp is not judged."""
+    edge, _, _, _, images = setup
+    kafka_ts = [1000.0 - 59.0, 1001.0 - 3e8, 1002.0 + 3600.0, None]  # capture_ts is 1000 + i
+    recs = []
+    for i, ts in enumerate(kafka_ts):
+        r = frame_record(i, images[i])
+        recs.append(InRecord(r.key, r.value, r.headers, r.topic, 0, r.offset, ts))
+    out = edge.process(recs)
+    assert [(d.record.offset, d.reason) for d in out.dead] == [(1, "future_capture_ts")]
+    assert "ahead of the record's timestamp" in out.dead[0].detail
+    assert len(out.results) + len(out.offloads) == 3

@@ -10,12 +10,13 @@ import io
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from PIL import Image
 
 from cloud_workers.processor import CloudProcessor
 from edge_workers.processor import EdgeProcessor
-from policy_store import CostModel, ISplitEE, MemoryStore
+from policy_store import CostModel, MemoryStore
 from policy_store.policies import make_policy
 from policy_store.rewards import bytes_scale
 from splitee import policy_setup
@@ -24,6 +25,7 @@ from splitee.models.split_backbone import SplitBackboneNet
 from splitee.settings import load_settings
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, decode_tensor
 from splitee.worker.records import InRecord
+from tests.bandits import bandit
 from tests.unit.test_backbones import TinyNet, _randomise_bn
 
 
@@ -56,9 +58,9 @@ def test_real_size_frames_and_the_send_frame_arm_end_to_end(tiny_real) -> None:
     scale = bytes_scale([jpeg_ref, 8 * 24 * 24 * 2, 16 * 12 * 12 * 2, 0], jpeg_ref)
     cm = CostModel(model.exit_depths, alpha=0.99, offload_scale=scale)  # offload all but final
     store = MemoryStore(cm.num_arms)
-    policy = make_policy("fixed:1")  # 1-based: arm 0, send the frame
-    edge = EdgeProcessor(model, cm, policy, store, codec="float16", max_frame_bytes=1 << 20)
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:1"))  # 1-based: arm 0, send the frame
+    edge = EdgeProcessor(model, b, codec="float16", max_frame_bytes=1 << 20)
+    cloud = CloudProcessor(model, b)
     sizes = [(217, 333), (480, 640), (50, 61), (300, 200)]
     recs = [_record(i, _jpeg(h, w, i)) for i, (h, w) in enumerate(sizes)]
     out = edge.process(recs)
@@ -91,8 +93,8 @@ def test_feature_arms_offload_tensors_of_the_shifted_arm(tiny_real) -> None:
     model = FrameArmNet(tiny_real)
     cm = CostModel(model.exit_depths, alpha=0.99)
     store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(model, cm, make_policy("fixed:2"), store, codec="float16")
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:2"))
+    edge, cloud = EdgeProcessor(model, b, codec="float16"), CloudProcessor(model, b)
     out = edge.process([_record(i, _jpeg(100 + i, 90, i)) for i in range(3)])
     assert len(out.offloads) == 3
     for r in out.offloads:
@@ -108,12 +110,14 @@ def test_a_jpeg_offload_for_a_feature_arm_is_dead_lettered(tiny_real) -> None:
     model = FrameArmNet(tiny_real)
     cm = CostModel(model.exit_depths, alpha=0.99)
     store = MemoryStore(cm.num_arms)
-    edge = EdgeProcessor(model, cm, make_policy("fixed:1"), store)
-    cloud = CloudProcessor(model, cm, store, policy=ISplitEE())
+    b = bandit(cm, store, make_policy("fixed:1"))
+    edge, cloud = EdgeProcessor(model, b), CloudProcessor(model, b)
     out = edge.process([_record(0, _jpeg(60, 80, 0))])
     (rec,) = out.offloads
     meta = FrameMeta.from_headers(rec.headers)
-    om = OffloadMeta(1, [0.0, 0.2, None, None], FRAME_CODEC, "global", 1000.0)
+    om = OffloadMeta(
+        arm=1, confidences=[0.0, 0.2, None, None], codec=FRAME_CODEC, policy="global", edge_ts=1e3
+    )
     forged = meta.headers() + om.headers()
     back = cloud.process([InRecord(rec.key, rec.value, forged, "offload", 0, 0)])
     assert [d.reason for d in back.dead] == ["bad_codec"]
@@ -147,3 +151,14 @@ def test_split_arms_from_checkpoint_metadata(tiny_real, tmp_path) -> None:
     assert policy_setup.split_arms(on) == 4
     assert policy_setup.split_arms(off) == 3
     assert policy_setup.split_arms(cifar) == 9  # the ResNet-56: no send-frame arm
+
+
+def test_frames_beyond_the_aspect_bound_are_dead_lettered_from_their_header(tiny_real) -> None:
+    cm = CostModel(tiny_real.exit_depths, alpha=0.5)
+    edge = EdgeProcessor(tiny_real, bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1")))
+    thin = simplejpeg.encode_jpeg(np.zeros((4, 60000, 3), np.uint8))
+    wide_ok = _jpeg(10, 200, 1)  # 20:1, the default bound
+    out = edge.process([_record(0, thin), _record(1, wide_ok), _record(2, _jpeg(11, 200, 2))])
+    assert [(d.record.offset, d.reason) for d in out.dead] == [(0, "bad_aspect")]
+    assert "60000x4 px is more elongated than 20:1" in out.dead[0].detail
+    assert len(out.results) + len(out.offloads) == 2

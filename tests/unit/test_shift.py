@@ -6,6 +6,7 @@ import numpy as np
 
 from splitee.evaluate.outputs import ExitOutputs
 from splitee.evaluate.shift import ShiftConfig, make_streams, shift_experiment, write_shift
+from splitee.settings import Settings
 
 DEPTHS = [3, 6, 9, 12]
 CM = {"gamma": 0.1, "mu": 1.0, "alpha": 0.6, "offload_cost": 0.5}
@@ -17,7 +18,7 @@ def fake_outputs(n: int, means, rng) -> ExitOutputs:
 
 
 def test_streams_rotate_phases_per_camera():
-    cfg = ShiftConfig(phases=("a", "b", "c"), phase_frames=4, cameras=2, runs=1)
+    cfg = ShiftConfig.from_settings(Settings(), phases=("a", "b", "c"), phase_frames=4, runs=1)
     st = make_streams(100, cfg)
     assert st.phase[0, 0].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert st.phase[0, 1].tolist() == [1] * 4 + [2] * 4 + [0] * 4
@@ -30,8 +31,13 @@ def test_shift_experiment_scores_every_method_per_phase(tmp_path):
         "day": fake_outputs(500, [0.9, 0.7, 0.8, 0.9], rng),  # arm 1 exits: best
         "night": fake_outputs(500, [0.2, 0.95, 0.9, 0.5], rng),  # arm 2 best
     }
-    cfg = ShiftConfig(
-        phases=("day", "night"), phase_frames=600, runs=2, policies=("ucb1", "swucb"), window=200
+    cfg = ShiftConfig.from_settings(
+        Settings(),
+        phases=("day", "night"),
+        phase_frames=600,
+        runs=2,
+        policies=("ucb1", "swucb"),
+        window=200,
     )
     summary = shift_experiment(outputs, labels, DEPTHS, CM, cfg)
     methods = {r["method"] for r in summary["results"]}

@@ -80,6 +80,16 @@ def test_restarts_older_than_the_window_do_not_count(tmp_path):
     assert (tmp_path / "run" / "slow.restarts").read_text().count(" restart: exit 3") == 4
 
 
+def test_a_configuration_refusal_is_not_restarted(tmp_path):
+    """Exit 78 (EX_CONFIG: a worker refusing another model's policy) would fail the same way on
+    every restart: given up at once, not after a crash loop."""
+    out = lib("supervise refused -- bash -c 'exit 78'", tmp_path, SPLITEE_RESTART_BACKOFF="0.05")
+    assert out.returncode == 1
+    lines = (tmp_path / "run" / "refused.restarts").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["gave up: exit 78 (configuration)"]
+    assert "refused to start" in out.stderr
+
+
 def test_a_clean_exit_is_not_restarted(tmp_path):
     out = lib("supervise once -- true", tmp_path, SPLITEE_RESTART_BACKOFF="0.05")
     assert out.returncode == 0

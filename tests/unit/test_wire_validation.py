@@ -40,7 +40,16 @@ def offload_headers(**replace: bytes) -> dict[str, bytes]:
     some values replaced."""
     frame = FrameMeta("cam-1:t:00000001", "cam-1", 1.7e9).headers()
     conf = [0.2, 0.3, 0.4] + [None] * 6
-    om = OffloadMeta(2, conf, "float16", "global", 1.7e9, "edge-1", pair=11, alpha=0.6)
+    om = OffloadMeta(
+        arm=2,
+        confidences=conf,
+        codec="float16",
+        policy="global",
+        edge_ts=1.7e9,
+        edge_worker="edge-1",
+        pair=11,
+        alpha=0.6,
+    )
     return {**dict(frame + om.headers()), **replace}
 
 

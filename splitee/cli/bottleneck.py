@@ -1,0 +1,85 @@
+"""``splitee train-bottleneck``: learned codecs for every split arm of a real-size model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from splitee.cli.options import settings_of
+
+
+@click.command("train-bottleneck")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The multi-exit checkpoint whose split tensors the codecs compress (kept frozen).",
+)
+@click.option("--data", default=None, help="'caltech101' (data.images) or a folder/zip.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--arms", default=None, help="1-based split arms to train, e.g. 1,2 (default all).")
+@click.option("--stage1-epochs", type=int, default=None)
+@click.option("--stage2-seconds", type=float, default=None, help="Distillation budget per arm.")
+@click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
+@click.option("--test-limit", type=int, default=None)
+@click.pass_context
+def train_bottleneck(
+    ctx: click.Context,
+    model_path: Path,
+    data: str | None,
+    out: Path | None,
+    arms: str | None,
+    stage1_epochs: int | None,
+    stage2_seconds: float | None,
+    limit: int | None,
+    test_limit: int | None,
+) -> None:
+    """Train (or resume) the bottleneck codecs; write safetensors + model card.
+
+    Resumable: features are cached per view and each arm's state is saved after every epoch
+    (and every block of distillation steps) under data.cache_dir/bottleneck; run the same
+    command again to continue where it stopped.
+    """
+    from splitee.cli.backbone_train import jpeg_sizes, resolve_images
+    from splitee.files import checkpoint_metadata
+    from splitee.images import load_images, open_source
+    from splitee.models.backbones import register_from_settings
+    from splitee.training.bottleneck import BottleneckTrainConfig, train_bottlenecks
+
+    s = settings_of(ctx)
+    register_from_settings(s)
+    meta = checkpoint_metadata(model_path)
+    if "input_size" not in meta:
+        raise click.UsageError(f"{model_path} is not a real-size backbone checkpoint")
+    size = int(meta["input_size"])
+    path = resolve_images(s, data)
+    cache = s.data.cache_dir / "images"
+    train_src, test_src = open_source(path, "train"), open_source(path, "test")
+    given = {
+        k: v
+        for k, v in {
+            "stage1_epochs": stage1_epochs,
+            "stage2_seconds": stage2_seconds,
+            "limit": limit,
+            "test_limit": test_limit,
+            "arms": None if arms is None else [int(a) - 1 for a in arms.split(",")],
+        }.items()
+        if v is not None
+    }
+    cfg = BottleneckTrainConfig(**given)
+    out = out or model_path.with_name(model_path.stem + "-bottleneck.safetensors")
+    card = train_bottlenecks(
+        model_path,
+        cfg,
+        load_images(train_src, size, cache),
+        load_images(test_src, size, cache),
+        out,
+        s.data.cache_dir / "bottleneck",
+        jpeg_sizes(test_src),
+    )
+    for arm in card["arms"]:
+        best = [f"{r['bytes_median']} B → {r['top1']:.4f}" for r in arm["rates"]]
+        click.echo(f"arm {arm['arm']}: " + ", ".join(best))
+    click.echo(f"took {card['training']['total_seconds']:.0f} s; wrote {out}")

@@ -1,0 +1,169 @@
+"""``splitee evaluate`` with a learned bottleneck: offloads scored as the cloud answers them.
+
+An offloaded frame at split arm k is scored with the cloud's prediction and confidence after
+encode → entropy code → decode → suffix at that arm's rate point (not the uncompressed final
+exit), and it costs the bytes its coded latent really takes. The third evaluation
+(``<out>/bottleneck/``) offers the send-the-JPEG arm 0 too and prices every offload by its
+bytes (o · bytes_k / median JPEG), λ_k including the encoder's FLOPs — the same row format as
+``send-frame/``, plus the mean bytes offloaded per frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from splitee.distortions import Distortion
+from splitee.entropy import LatentCoder
+from splitee.evaluate.outputs import ExitOutputs
+from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation, write_outputs
+from splitee.models.bottleneck_checkpoint import BottleneckBundle
+from splitee.models.inputs import to_input
+
+#: Bytes of the latent message's header (splitee.wire.encode_latent) on top of the ANS words.
+LATENT_HEADER = 16
+
+
+@torch.inference_mode()
+def compute_cloud_outputs(
+    model, bundle: BottleneckBundle, rates: dict[int, int], images: np.ndarray, bs: int = 32
+) -> tuple[ExitOutputs, np.ndarray]:
+    """Per frame and split arm k: the cloud's (confidence, prediction) after the codec, and the
+    offload's bytes (coded latent + header; float16 tensor bytes for an arm without codec).
+    The final column is the final exit itself (never offloaded: 0 bytes)."""
+    L = model.num_exits
+    coders = {k: LatentCoder(bundle.tables[k][r]) for k, r in rates.items()}
+    conf = np.zeros((len(images), L), np.float32)
+    pred = np.zeros((len(images), L), np.int16)
+    size = np.zeros((len(images), L), np.float64)
+    for s in tqdm(range(0, len(images), bs), desc="codec outputs", mininterval=30):
+        x = to_input(images[s : s + bs])
+        h = x
+        for k in range(L):
+            h = model.segment(h, k)
+            if k == L - 1:
+                logits = model.exit_logits(h, k)
+            elif k in coders:
+                codec = bundle.bottlenecks.codecs[k]
+                q = codec.quantize(h, rates[k]).numpy()
+                sent = []
+                for j, qi in enumerate(q):
+                    payload = coders[k].encode(qi)
+                    size[s + j, k] = len(payload) + LATENT_HEADER
+                    sent.append(coders[k].decode(payload, qi.shape))
+                rec = codec.dequantize(torch.from_numpy(np.stack(sent)), rates[k])
+                logits = model.suffix(rec, k)
+            else:
+                size[s : s + len(x), k] = 2 * h[0].numel()
+                continue
+            c, p = logits.float().softmax(dim=1).max(dim=1)
+            conf[s : s + len(x), k] = c.numpy()
+            pred[s : s + len(x), k] = p.numpy()
+    for k in range(L - 1):  # arms without a codec: the final exit answers
+        if k not in coders:
+            conf[:, k], pred[:, k] = conf[:, -1], pred[:, -1]
+    return ExitOutputs(conf, pred), size
+
+
+def cloud_outputs(
+    model,
+    bundle: BottleneckBundle,
+    rates: dict[int, int],
+    images: np.ndarray,
+    distortion: Distortion,
+    seed: int,
+    cache_dir: Path | None,
+    key: str,
+) -> tuple[ExitOutputs, np.ndarray]:
+    """:func:`compute_cloud_outputs` under ``distortion``, through an .npz cache keyed by the
+    model and bottleneck digests (``key``), the rates, the frames and the distortion."""
+    path = None
+    if cache_dir is not None:
+        h = hashlib.sha256(f"{key}|{sorted(rates.items())}|{distortion}|{seed}".encode())
+        h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())
+        path = Path(cache_dir) / "outputs" / f"codec-{h.hexdigest()[:24]}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                return ExitOutputs(z["confidence"], z["prediction"]), z["bytes"]
+    out, size = compute_cloud_outputs(model, bundle, rates, distortion.apply(images, seed=seed))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, confidence=out.confidence, prediction=out.prediction, bytes=size)
+        tmp.replace(path)
+    return out, size
+
+
+def evaluate_bottleneck(
+    outputs: list[SettingOutputs],
+    info: dict,
+    model,
+    bundle: BottleneckBundle,
+    rates: dict[int, int],
+    images: np.ndarray,
+    jpeg_bytes: np.ndarray,
+    cfg: EvalConfig,
+    out_dir: Path,
+    cache_dir: Path | None,
+    bottleneck_sha: str,
+) -> dict:
+    """The third evaluation: send-frame arm 0 + split arms through the bottleneck, priced
+    by bytes; written to ``out_dir`` (summary.json, table.md, plots)."""
+    from splitee.models.latent_codec import encoder_flops
+    from splitee.models.profile import prefix_flops, relative_costs
+
+    rel = relative_costs(model)
+    total = prefix_flops(model, model.num_exits - 1)
+    for k, f in encoder_flops(bundle, list(rates)).items():
+        rel[k] += f / total
+    median = float(np.median(jpeg_bytes))
+    key = f"{info['sha256']}|{bottleneck_sha}"
+    settings = []
+    arm_bytes = None
+    for so in tqdm(outputs, desc="codec outputs", unit="setting"):
+        cloud, size = cloud_outputs(
+            model, bundle, rates, images, so.distortion, cfg.seed, cache_dir, key
+        )
+        if so.distortion.kind == "pristine" or arm_bytes is None:
+            arm_bytes = np.median(size[:, :-1], axis=0)
+        o = so.outputs
+        n = len(o.confidence)
+        # arm 0 sends the frame: nothing at the edge (C_0 = 0), the final exit answers in
+        # the cloud, and the offload is the camera's JPEG
+        edge = ExitOutputs(
+            np.concatenate([np.zeros((n, 1), o.confidence.dtype), o.confidence], axis=1),
+            np.concatenate([np.full((n, 1), -1, o.prediction.dtype), o.prediction], axis=1),
+        )
+        cl = ExitOutputs(
+            np.concatenate([o.confidence[:, -1:], cloud.confidence], axis=1),
+            np.concatenate([o.prediction[:, -1:], cloud.prediction], axis=1),
+        )
+        sent = np.concatenate([jpeg_bytes[:, None].astype(np.float64), size], axis=1)
+        settings.append(
+            SettingOutputs(so.distortion, edge, so.labels, cloud=cl, offload_bytes=sent)
+        )
+    scale = [1.0, *(float(b) / median for b in arm_bytes), 0.0]
+    depths = [0, *info["exit_depths"]]
+    summary = run_evaluation(
+        settings,
+        depths,
+        replace(cfg, sweep_o=[]),
+        cost_args={"relative_cost": [0.0, *rel], "offload_scale": scale},
+    )
+    summary["model"] = {
+        **info,
+        "send_frame_arm": True,
+        "offload_cost_mode": "bytes",
+        "bottleneck_sha256": bottleneck_sha,
+        "rates": {str(k + 1): r for k, r in sorted(rates.items())},
+        "arm_bytes_median": [int(median), *(int(b) for b in arm_bytes)],
+        "jpeg_bytes_median": int(median),
+    }
+    summary["offload_scale"] = [round(x, 4) for x in scale]
+    write_outputs(summary, out_dir)
+    return summary

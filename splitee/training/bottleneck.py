@@ -1,0 +1,488 @@
+"""Train a learned bottleneck for every split arm of a frozen multi-exit backbone.
+
+The backbone never changes: its prefix tensors and final logits are computed once per view and
+cached; the codecs train on the cache. Per arm, two stages, each resumable at an epoch (stage
+1) or a checkpointed step block (stage 2) — an interrupted run continues where it stopped:
+
+1. **rate–distortion** on cached prefix tensors: distortion = MSE of the standardised
+   reconstruction, rate = bits under the factorized density; one rate point Δ per batch, its
+   weight λ₀·Δ² (the slope of D(R) at step Δ), so every rate point is trained for its own
+   trade-off;
+2. **distillation through the suffix** (the encoder frozen, so latents and bytes stay those of
+   stage 1): the decoder learns what the rest of the network needs — KL to the unsplit model's
+   final logits, plus the feature MSE — within a time budget per arm.
+
+Then the integer tables (histograms of the training latents per rate point and channel) and
+the test split's figures: bytes per frame of real coded payloads, top-1 after encode → code →
+decode → suffix, FLOPs of encoder and decoder, decoder CPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from splitee.data import Dataset
+from splitee.entropy import MAX_ALPHABET, ChannelTables, LatentCoder
+from splitee.models.bottleneck import ArmCodec, Bottlenecks, default_spec, module_flops
+from splitee.models.inputs import to_input
+
+
+@dataclass(kw_only=True)
+class BottleneckTrainConfig:
+    steps: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    lambda0: float = 0.1  # rate weight at Δ = 1, in MSE units per bit per input value
+    batch_size: int = 32
+    lr: float = 1e-3
+    stage1_epochs: int = 4
+    stage1_frames: int = 2000  # frames per stage-1 epoch (a random subset of the cache)
+    stage2_seconds: float = 150.0  # distillation budget per arm
+    stage2_batch: int = 16
+    kd_temperature: float = 2.0
+    views: int = 2  # cached views: every training frame clean, then distorted subsets
+    distorted_frames: int = 2000  # frames in each distorted view (a seeded random subset)
+    extract_batch: int = 32
+    threads: int = 2
+    seed: int = 0
+    limit: int | None = None  # a seeded random N of the training frames (smoke runs)
+    # the model card's per-rate figures on a seeded random subset of the test split (the
+    # whole split is `splitee evaluate`'s, through the codec, at every distortion)
+    test_limit: int | None = 1000
+    arms: list[int] | None = None  # 0-based split arms to train (default: all)
+
+
+def _progress(msg: str) -> None:
+    print(f"[bottleneck {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- feature cache
+@torch.inference_mode()
+def _extract(model, images: np.ndarray, bs: int, desc: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """float16 prefix tensors of every split arm and float32 final logits, per frame."""
+    L = model.num_exits
+    feats: list[list[np.ndarray]] = [[] for _ in range(L - 1)]
+    logits = []
+    for s in tqdm(range(0, len(images), bs), desc=desc, mininterval=30):
+        x = to_input(images[s : s + bs]).contiguous(memory_format=torch.channels_last)
+        h = x
+        for k in range(L):
+            h = model.segment(h, k)
+            if k < L - 1:
+                feats[k].append(h.half().numpy())
+        logits.append(model.exit_logits(h, L - 1).float().numpy())
+    return [np.concatenate(f) for f in feats], np.concatenate(logits)
+
+
+def build_cache(
+    model, images: np.ndarray, cache: Path, views: int, seed: int, bs: int, subset: int
+) -> None:
+    """``cache/view{v}-arm{k}.npy`` and ``cache/view{v}-logits.npy``: view 0 every frame clean,
+    later views a seeded random ``subset`` of them with random noise or blur and flips (the
+    backbone's forward pass is the run's largest cost on a CPU); a complete view is kept."""
+    from splitee.training.train_backbone import _random_distort
+
+    cache.mkdir(parents=True, exist_ok=True)
+    for v in range(views):
+        done = cache / f"view{v}-logits.npy"
+        if done.exists():
+            continue
+        if v == 0:
+            imgs = images
+        else:
+            rng = np.random.default_rng(seed + v)
+            pick = np.sort(rng.permutation(len(images))[:subset])
+            chunks = [
+                _random_distort(images[pick[s : s + 64]], rng) for s in range(0, len(pick), 64)
+            ]
+            imgs = np.concatenate(chunks)
+        feats, logits = _extract(model, imgs, bs, f"cache view {v + 1}/{views}")
+        for k, f in enumerate(feats):
+            tmp = cache / f"view{v}-arm{k}.tmp.npy"
+            np.save(tmp, f)
+            tmp.rename(cache / f"view{v}-arm{k}.npy")
+        tmp = cache / f"view{v}-logits.tmp.npy"
+        np.save(tmp, logits)
+        tmp.rename(done)
+        _progress(f"cached view {v + 1}/{views}")
+
+
+def _load_view_arm(cache: Path, views: int, k: int) -> np.ndarray:
+    return np.concatenate(
+        [np.load(cache / f"view{v}-arm{k}.npy", mmap_mode="r") for v in range(views)]
+    )
+
+
+def _load_logits(cache: Path, views: int) -> np.ndarray:
+    return np.concatenate([np.load(cache / f"view{v}-logits.npy") for v in range(views)])
+
+
+# ----------------------------------------------------------------------------- resumable state
+def _save_state(path: Path, codec: ArmCodec, opt: torch.optim.Optimizer, info: dict) -> None:
+    tensors = {f"model.{n}": t.detach().contiguous() for n, t in codec.state_dict().items()}
+    names = {id(p): n for n, p in codec.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st:
+                n = names[id(p)]
+                tensors[f"opt.{n}.exp_avg"] = st["exp_avg"].contiguous()
+                tensors[f"opt.{n}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
+                tensors[f"opt.{n}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(
+                    1
+                )
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"info": json.dumps(info)})
+    tmp.rename(path)
+
+
+def _load_state(path: Path, codec: ArmCodec, opt: torch.optim.Optimizer) -> dict:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    codec.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for n, p in codec.named_parameters():
+        if f"opt.{n}.exp_avg" in tensors:
+            opt.state[p] = {
+                "exp_avg": tensors[f"opt.{n}.exp_avg"],
+                "exp_avg_sq": tensors[f"opt.{n}.exp_avg_sq"],
+                "step": torch.tensor(float(tensors[f"opt.{n}.step"][0])),
+            }
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["info"])
+
+
+# ----------------------------------------------------------------------------- training
+def _stats(feats: np.ndarray, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.asarray(feats[:n], np.float32))
+    return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+
+
+def train_stage1(
+    codec: ArmCodec, feats: np.ndarray, cfg: BottleneckTrainConfig, state: Path
+) -> dict:
+    """Rate–distortion on cached tensors; resumes at the last finished epoch."""
+    opt = torch.optim.Adam(codec.parameters(), lr=cfg.lr)
+    info = {"stage1_epoch": 0, "history": []}
+    if state.exists():
+        info = _load_state(state, codec, opt)
+    else:
+        codec.set_statistics(*_stats(feats))
+    numel = float(np.prod(codec.spec.in_shape))
+    rng = np.random.default_rng(cfg.seed)
+    for _ in range(info["stage1_epoch"]):
+        rng.permutation(len(feats))  # the same subsets as an uninterrupted run
+    for epoch in range(info["stage1_epoch"], cfg.stage1_epochs):
+        codec.train()
+        order = np.sort(rng.permutation(len(feats))[: cfg.stage1_frames])
+        order = order[rng.permutation(len(order))]
+        lr = cfg.lr * (0.3 if epoch == cfg.stage1_epochs - 1 else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0, tot_d, tot_b, n = (
+            time.perf_counter(),
+            0.0,
+            np.zeros(len(cfg.steps)),
+            np.zeros(len(cfg.steps)),
+        )
+        bar = tqdm(
+            range(0, len(order), cfg.batch_size), desc=f"stage 1 epoch {epoch + 1}", mininterval=30
+        )
+        for s in bar:
+            idx = np.sort(order[s : s + cfg.batch_size])
+            h = torch.from_numpy(np.asarray(feats[idx], np.float32))
+            r = int(rng.integers(len(cfg.steps)))
+            step = cfg.steps[r]
+            h_std = (h - codec.encoder.mean) / codec.encoder.std
+            z = codec.encoder.net(h_std)
+            bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
+            z_hat = z + (torch.round(z / step) * step - z).detach()
+            d = F.mse_loss(codec.decoder.forward_std(z_hat), h_std)
+            loss = d + cfg.lambda0 * step**2 * bits.mean() / numel
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_d += float(d.detach()) * len(idx)
+            tot_b[r] += float(bits.detach().sum())
+            n[r] += len(idx)
+        row = {
+            "epoch": epoch + 1,
+            "mse": round(tot_d / len(order), 4),
+            "bytes_est": [round(b / max(c, 1) / 8) for b, c in zip(tot_b, n, strict=True)],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        info["history"].append(row)
+        info["stage1_epoch"] = epoch + 1
+        _save_state(state, codec, opt, info)
+        _progress(f"stage 1 {row}")
+    return info
+
+
+def train_stage2(
+    model,
+    k: int,
+    codec: ArmCodec,
+    feats: np.ndarray,
+    teacher: np.ndarray,
+    cfg: BottleneckTrainConfig,
+    state: Path,
+) -> dict:
+    """Decoder distillation through the frozen suffix, within ``stage2_seconds`` per arm;
+    saved every block of steps, so a restart continues with the time left."""
+    params = list(codec.decoder.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr * 0.3)
+    info = _load_state(state, codec, opt)
+    info.setdefault("stage2_seconds", 0.0)
+    info.setdefault("stage2_steps", 0)
+    rng = np.random.default_rng(cfg.seed + 1000 + info["stage2_steps"])
+    T = cfg.kd_temperature
+    codec.eval()
+    codec.decoder.train()
+    for p in codec.encoder.parameters():
+        p.requires_grad_(False)
+    t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
+    while info["stage2_seconds"] < cfg.stage2_seconds:
+        idx = np.sort(rng.choice(len(feats), cfg.stage2_batch, replace=False))
+        h = torch.from_numpy(np.asarray(feats[idx], np.float32))
+        r = int(rng.integers(len(cfg.steps)))
+        with torch.no_grad():
+            q = torch.round(codec.encoder(h) / cfg.steps[r])
+        rec_std = codec.decoder.forward_std(q * cfg.steps[r])
+        rec = rec_std * codec.decoder.std + codec.decoder.mean
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model.suffix(rec.contiguous(memory_format=torch.channels_last), k).float()
+        t = torch.from_numpy(teacher[idx])
+        kd = (
+            F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t / T, 1), reduction="batchmean")
+            * T
+            * T
+        )
+        h_std = (h - codec.decoder.mean) / codec.decoder.std
+        loss = kd + F.mse_loss(rec_std, h_std)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        kd_sum += float(kd)
+        steps += 1
+        if steps % 10 == 0 or time.perf_counter() - t_block > 60:
+            info["stage2_seconds"] += time.perf_counter() - t_block
+            info["stage2_steps"] += steps
+            info.setdefault("stage2_kd", []).append(round(kd_sum / steps, 4))
+            _save_state(state, codec, opt, info)
+            _progress(
+                f"arm {k + 1} stage 2: {info['stage2_steps']} steps, kd {kd_sum / steps:.4f}, "
+                f"{info['stage2_seconds']:.0f}/{cfg.stage2_seconds:.0f} s"
+            )
+            t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
+    for p in codec.encoder.parameters():
+        p.requires_grad_(True)
+    codec.eval()
+    return info
+
+
+# ----------------------------------------------------------------------------- tables
+@torch.inference_mode()
+def latent_symbols(codec: ArmCodec, feats: np.ndarray, rate: int, bs: int = 64) -> np.ndarray:
+    out = []
+    for s in range(0, len(feats), bs):
+        h = torch.from_numpy(np.asarray(feats[s : s + bs], np.float32))
+        out.append(codec.quantize(h, rate).numpy())
+    return np.concatenate(out)
+
+
+def fit_tables(codec: ArmCodec, feats: np.ndarray, rate: int, n: int = 4000) -> ChannelTables:
+    """Histogram tables of the training latents (a random ``n`` of them), with a margin of
+    one symbol each side and at most MAX_ALPHABET symbols per channel."""
+    idx = np.sort(np.random.default_rng(rate).permutation(len(feats))[:n])
+    q = latent_symbols(codec, feats[idx] if isinstance(feats, np.ndarray) else feats, rate)
+    C = q.shape[1]
+    half = MAX_ALPHABET // 2
+    q = np.clip(q, -half + 1, half - 2)
+    counts = np.zeros((C, MAX_ALPHABET), np.int64)
+    for c in range(C):
+        v, cnt = np.unique(q[:, c], return_counts=True)
+        counts[c, v + half] = cnt
+        lo, hi = int(v.min()) + half, int(v.max()) + half
+        counts[c, lo - 1] = max(counts[c, lo - 1], 1)  # margin: one unseen symbol each side
+        counts[c, hi + 1] = max(counts[c, hi + 1], 1)
+    return ChannelTables.from_histograms(counts, np.full(C, -half, np.int32))
+
+
+def tables_tensors(tables: ChannelTables, prefix: str) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.offsets": torch.from_numpy(tables.offsets.astype(np.int32)),
+        f"{prefix}.freqs": torch.from_numpy(tables.freqs.astype(np.int32)),
+        f"{prefix}.lengths": torch.from_numpy(tables.lengths.astype(np.int32)),
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.inference_mode()
+def evaluate_arm(
+    model,
+    k: int,
+    codec: ArmCodec,
+    tables: list[ChannelTables],
+    feats: np.ndarray,
+    labels: np.ndarray,
+    bs: int = 32,
+) -> list[dict]:
+    """Per rate point on cached test tensors: real coded bytes per frame (median, p95, mean),
+    top-1 after encode → code → decode → suffix, and the top-1 agreement with the unsplit
+    model's prediction is left to the caller."""
+    rows = []
+    for r, tab in enumerate(tables):
+        coder = LatentCoder(tab)
+        sizes, preds = [], []
+        for s in range(0, len(feats), bs):
+            h = torch.from_numpy(np.asarray(feats[s : s + bs], np.float32))
+            q = codec.quantize(h, r).numpy()
+            dec = []
+            for qi in q:
+                payload = coder.encode(qi)
+                sizes.append(len(payload))
+                dec.append(coder.decode(payload, qi.shape))
+            z = torch.from_numpy(np.stack(dec))
+            logits = model.suffix(codec.dequantize(z, r), k)
+            preds.append(logits.argmax(1).numpy())
+        pred = np.concatenate(preds)
+        sizes_a = np.array(sizes)
+        rows.append(
+            {
+                "rate": r,
+                "step": codec.steps[r],
+                "bytes_median": int(np.median(sizes_a)),
+                "bytes_p95": int(np.percentile(sizes_a, 95)),
+                "bytes_mean": round(float(sizes_a.mean()), 1),
+                "top1": round(float((pred == labels).mean()), 4),
+            }
+        )
+    return rows
+
+
+@torch.inference_mode()
+def decoder_cpu_ms(codec: ArmCodec, repeats: int = 5) -> float:
+    z = torch.zeros(1, *codec.spec.latent_shape)
+    codec.decoder(z)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        codec.decoder(z)
+    return round((time.perf_counter() - t) / repeats * 1000, 2)
+
+
+# ----------------------------------------------------------------------------- the whole run
+def _subset(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random ``n`` frames, in order (the splits are sorted by class)."""
+    if n >= len(y):
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+    return x[idx], y[idx]
+
+
+def train_bottlenecks(
+    model_path: Path,
+    cfg: BottleneckTrainConfig,
+    train_set: Dataset,
+    test_set: Dataset,
+    out: Path,
+    work_dir: Path,
+    jpeg_bytes: np.ndarray | None = None,
+) -> dict:
+    """Train (or resume) every arm's codec, fit tables, measure, write checkpoint + card."""
+    import copy
+
+    from splitee.files import sha256_file
+    from splitee.machine import machine_description
+    from splitee.models import load_checkpoint
+    from splitee.models.bottleneck_checkpoint import save_bottlenecks
+
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    model = load_checkpoint(model_path)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    digest = sha256_file(model_path)
+    # keyed by what the cache holds: another model, frame count or view recipe never reuses it
+    n_train = min(cfg.limit or len(train_set), len(train_set))
+    n_test = min(cfg.test_limit or len(test_set), len(test_set))
+    run = f"{digest[:16]}-n{n_train}-v{cfg.views}-d{cfg.distorted_frames}-s{cfg.seed}"
+    work = Path(work_dir) / run  # codec states and cards: per model, frames and views
+    test_dir = Path(work_dir) / f"{digest[:16]}-test-t{n_test}-s{cfg.seed}"
+    fused = copy.deepcopy(model).fuse_for_inference()
+    fused.backbone.to(memory_format=torch.channels_last)
+
+    images, labels = train_set.images, train_set.labels
+    if cfg.limit:
+        images, labels = _subset(images, labels, cfg.limit, cfg.seed)
+    test_images, test_labels = test_set.images, test_set.labels
+    if cfg.test_limit:
+        test_images, test_labels = _subset(test_images, test_labels, cfg.test_limit, cfg.seed)
+    t0 = time.perf_counter()
+    build_cache(
+        fused, images, work / "train", cfg.views, cfg.seed, cfg.extract_batch, cfg.distorted_frames
+    )
+    build_cache(fused, test_images, test_dir, 1, cfg.seed, cfg.extract_batch, 0)
+    extract_s = time.perf_counter() - t0
+    teacher = _load_logits(work / "train", cfg.views)
+    test_teacher = _load_logits(test_dir, 1)
+
+    L = model.num_exits
+    arms = cfg.arms if cfg.arms is not None else list(range(L - 1))
+    specs = [default_spec(model.feature_shape(k)) for k in range(L - 1)]
+    bn = Bottlenecks(specs, cfg.steps)
+    per_arm = []
+    tables: dict[int, list[ChannelTables]] = {}
+    for k in arms:
+        codec = bn.codecs[k]
+        feats = _load_view_arm(work / "train", cfg.views, k)
+        state = work / f"arm{k}.safetensors"
+        t_arm = time.perf_counter()
+        info = train_stage1(codec, feats, cfg, state)
+        info = train_stage2(fused, k, codec, feats, teacher, cfg, state)
+        tables[k] = [fit_tables(codec, feats, r) for r in range(len(cfg.steps))]
+        test_feats = np.load(test_dir / f"view0-arm{k}.npy", mmap_mode="r")
+        rows = evaluate_arm(fused, k, codec, tables[k], test_feats, test_labels)
+        teacher_top1 = float((test_teacher.argmax(1) == test_labels).mean())
+        enc_flops = module_flops(codec.encoder, codec.spec.in_shape)
+        dec_flops = module_flops(codec.decoder, codec.spec.latent_shape)
+        arm_row = {
+            "arm": k + 1,
+            "in_shape": list(codec.spec.in_shape),
+            "latent_shape": list(codec.spec.latent_shape),
+            "encoder_flops": enc_flops,
+            "decoder_flops": dec_flops,
+            "decoder_cpu_ms": decoder_cpu_ms(codec),
+            "unsplit_top1": round(teacher_top1, 4),
+            "rates": rows,
+            "training": info,
+            "train_seconds": round(time.perf_counter() - t_arm, 1),
+        }
+        per_arm.append(arm_row)
+        _progress(f"arm {k + 1}: {json.dumps(rows)}")
+        (work / f"arm{k}.card.json").write_text(json.dumps(arm_row, indent=2))
+    card = {
+        "base_checkpoint": Path(model_path).name,
+        "base_sha256": digest,
+        "coder": "constriction ANS (rANS, 32-bit words), integer tables of 16-bit frequencies",
+        "steps": cfg.steps,
+        "arms": per_arm,
+        "jpeg_bytes_median": int(np.median(jpeg_bytes)) if jpeg_bytes is not None else None,
+        "training": {
+            "config": asdict(cfg),
+            "train_frames": len(labels),
+            "test_frames": len(test_labels),
+            "extract_seconds": round(extract_s, 1),
+            "total_seconds": round(time.perf_counter() - t_start, 1),
+            "machine": machine_description(),
+        },
+    }
+    save_bottlenecks(bn, tables, out, model_path, digest, card)
+    return card
