@@ -179,7 +179,7 @@ def test_sigkill_of_an_edge_worker_mid_stream_loses_no_frame(pipeline, frames):
     t.start()
     time.sleep(3.0)  # mid-stream
     pipeline.kill("edge-1")
-    pipeline.start("edge", "edge-1")
+    pipeline.start("edge", "edge-1", 0, "--fail-on-frame", RAISES)  # as the fixture started it
     t.join()
     sent = box["sent"]
     ids = {f.meta.frame_id for f in sent}
