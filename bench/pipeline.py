@@ -43,8 +43,9 @@ import torch
 from kafka import TopicPartition
 
 from producers.camera import Frame
-from splitee.data import decode_jpeg, iter_zip_frames
+from splitee.data import iter_zip_frames
 from splitee.images import decode_fit, open_source
+from splitee.jpeg import decode_jpeg
 from splitee.kafka_io import consumer
 from splitee.machine import machine_description
 from splitee.models import load_checkpoint
@@ -129,8 +130,7 @@ def wait_until(cond, timeout: float = 600, every: float = 1.0) -> None:
 
 def decode_like_the_edge(model, jpeg: bytes) -> np.ndarray:
     """The frame as the edge worker feeds it to the model (fitted to a real-size input)."""
-    size = getattr(model, "input_size", None)
-    return decode_jpeg(jpeg) if size is None else decode_fit(jpeg, size)
+    return decode_fit(jpeg, model.input_size) if model.real_size else decode_jpeg(jpeg)
 
 
 def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int) -> dict:
@@ -259,7 +259,7 @@ def main() -> None:
     subprocess.run(["bash", str(REPO / "deploy" / "servers-up.sh")], check=True)
     # the workers' model: BatchNorm folded into the convolutions
     model = load_checkpoint(args.model, fuse=True)
-    real_size = getattr(model, "input_size", None) is not None
+    real_size = model.real_size
     sample = "caltech101-sample.zip" if real_size else "cifar10-sample.zip"
     images = args.images or REPO / "assets" / sample
     if args.rates is None:  # a real-size frame costs ~20× the compute of a 32×32 one

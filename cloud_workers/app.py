@@ -7,8 +7,8 @@ import torch
 from cloud_workers.processor import CloudProcessor
 from splitee import policy_setup
 from splitee.models.checkpoint import resolve_device
-from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
+from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 
 
 def build_processor(s: Settings) -> CloudProcessor:

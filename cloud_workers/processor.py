@@ -16,14 +16,14 @@ import torch
 from cloud_workers.suffix_runner import SuffixRunner
 from policy_store.bandit import Bandit
 from policy_store.feedback import observations
-from policy_store.rewards import air_time_cost
+from policy_store.rewards import CostModel, air_time_cost
 from splitee import metrics as m
-from splitee.data import CorruptFrameError
 from splitee.images import decode_fit
+from splitee.jpeg import CorruptFrameError
 from splitee.link import analog, quantise
-from splitee.models import MultiExitNet, to_input
+from splitee.models import to_input
 from splitee.models.latent_codec import LatentCodec
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
+from splitee.models.split_api import SplitModel
 from splitee.wire import (
     FRAME_CODEC,
     LATENT_CODEC,
@@ -33,6 +33,11 @@ from splitee.wire import (
     WireError,
     decode_tensor,
 )
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
+
+#: One valid offload: its frame header, offload header, features (or a latent's symbols) and
+#: bytes on the wire.
+_Offload = tuple[FrameMeta, OffloadMeta, np.ndarray, int]
 
 
 class CloudProcessor:
@@ -40,7 +45,7 @@ class CloudProcessor:
 
     def __init__(
         self,
-        model: MultiExitNet,
+        model: SplitModel,
         bandit: Bandit,
         *,
         device: torch.device | str = "cpu",
@@ -71,7 +76,7 @@ class CloudProcessor:
         self.channel_cost = channel_cost
         # the air-time reference: the first split tensor in float16 (arm 1 of the model; with
         # the send-frame arm in front, that is arm 1 here, not the frame)
-        first_split = 1 if getattr(model, "send_frame", False) else 0
+        first_split = 1 if model.send_frame else 0
         self.ref_bytes = 2 * int(np.prod(model.feature_shape(first_split)))
         self.side = bandit.policy.side_observations
         self.max_bytes = max_bytes
@@ -85,7 +90,27 @@ class CloudProcessor:
         tally = m.BatchTally()  # per-frame counts, added to Prometheus once per batch
         tally.inc(m.FRAMES_IN, ("cloud",), len(records))
         m.BATCH.labels("cloud").observe(len(records))
-        groups: dict[int, list[tuple[FrameMeta, OffloadMeta, np.ndarray, int]]] = {}
+        groups = self._decode(records, out)
+        t1 = time.perf_counter()
+        m.STAGE.labels("cloud_decode").observe(t1 - t0)
+
+        for arm, items in groups.items():
+            tc = time.perf_counter()
+            c, y = self._finish(arm, items)
+            now = time.time()
+            m.STAGE.labels("cloud_compute").observe(time.perf_counter() - tc)
+            for (meta, om, _, nbytes), c_final, pred in zip(items, c, y, strict=True):
+                cm = self._cost_model(meta, nbytes)
+                self._answer(out, meta, om, arm, nbytes, float(c_final), int(pred), cm, now, tally)
+                tally.observe(m.LATENCY_STAGE, ("offload_hop",), max(0.0, consumed - om.edge_ts))
+                tally.observe(m.LATENCY_STAGE, ("cloud",), max(0.0, now - consumed))
+                self._reward(out, meta, om, arm, float(c_final), cm, tally)
+        tally.flush()
+        return out
+
+    def _decode(self, records: list[InRecord], out: StepOutput) -> dict[int, list[_Offload]]:
+        """Valid offloads grouped by arm (one suffix batch each); the rest dead-lettered."""
+        groups: dict[int, list[_Offload]] = {}
         for rec in records:
             try:
                 if rec.value is None:
@@ -108,65 +133,89 @@ class CloudProcessor:
                 m.DEAD_LETTERS.labels("cloud", exc.reason).inc()
                 continue
             groups.setdefault(om.arm, []).append((meta, om, feats, len(rec.value)))
-        t1 = time.perf_counter()
-        m.STAGE.labels("cloud_decode").observe(t1 - t0)
+        return groups
 
-        for arm, items in groups.items():
-            tc = time.perf_counter()
-            x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
-            if self.latent is not None and self.latent.handles(arm):
-                x = self.latent.reconstruct(x, arm)
-            if self.channel is not None:
-                x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
-            with torch.inference_mode():
-                p = self.suffix(x, arm).softmax(dim=1)
-            c, y = (t.cpu().numpy() for t in p.max(dim=1))
-            now = time.time()
-            m.STAGE.labels("cloud_compute").observe(time.perf_counter() - tc)
-            for (meta, om, _, nbytes), c_final, pred in zip(items, c, y, strict=True):
-                cm = self.cm
-                if self.channel_cost:
-                    o = air_time_cost(cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
-                    cm = cm.with_offload_cost(o)
-                cost = float(cm.compute_cost[arm] + cm.offload_costs[arm])
-                r = Result(
-                    frame_id=meta.frame_id,
-                    camera_id=meta.camera_id,
-                    prediction=int(pred),
-                    confidence=float(c_final),
-                    arm=arm,
-                    where="cloud",
-                    capture_ts=meta.capture_ts,
-                    done_ts=now,
-                    policy=om.policy,
-                    run_id=meta.run_id,
-                    offload_bytes=nbytes,
-                    cost=cost,
-                    timings={"edge_to_cloud_s": max(0.0, now - om.edge_ts)},
-                )
-                out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
-                tally.inc(m.FRAMES_OUT, ("cloud", "cloud"))
-                tally.inc(m.COST, ("cloud",), cost)
-                tally.observe(m.END_TO_END, ("cloud",), max(0.0, now - meta.capture_ts))
-                tally.observe(m.LATENCY_STAGE, ("offload_hop",), max(0.0, consumed - om.edge_ts))
-                tally.observe(m.LATENCY_STAGE, ("cloud",), max(0.0, now - consumed))
-                pick = om.pair if om.pair is not None else arm
-                obs = observations(
-                    self.bandit.policy,
-                    cm,
-                    self.space,
-                    pick,
-                    om.confidences,
-                    float(c_final),
-                    True if om.by_td else None,  # sent by a TD: an offload, whatever C_k
-                    self.side,
-                )
-                delta = out.deltas.setdefault(om.policy, self.bandit.new_delta())
-                delta.add(pick, obs, meta.frame_id)
-                for arm_j, rew in obs:
-                    tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
-        tally.flush()
-        return out
+    def _finish(self, arm: int, items: list[_Offload]) -> tuple[np.ndarray, np.ndarray]:
+        """One arm's frames through the suffix in one batch: (final confidence, prediction).
+        A learned bottleneck's latents are reconstructed first, then go through the channel."""
+        x = torch.from_numpy(np.stack([f for _, _, f, _ in items])).to(self.device)
+        if self.latent is not None and self.latent.handles(arm):
+            x = self.latent.reconstruct(x, arm)
+        if self.channel is not None:
+            x = self._through_channel(x, [meta.snr_db for meta, _, _, _ in items])
+        with torch.inference_mode():
+            p = self.suffix(x, arm).softmax(dim=1)
+        c, y = (t.cpu().numpy() for t in p.max(dim=1))
+        return c, y
+
+    def _cost_model(self, meta: FrameMeta, nbytes: int) -> CostModel:
+        """The cost model for this frame: with channel cost, ``o`` scales with its air time."""
+        if not self.channel_cost:
+            return self.cm
+        o = air_time_cost(self.cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
+        return self.cm.with_offload_cost(o)
+
+    def _answer(
+        self,
+        out: StepOutput,
+        meta: FrameMeta,
+        om: OffloadMeta,
+        arm: int,
+        nbytes: int,
+        confidence: float,
+        prediction: int,
+        cm: CostModel,
+        now: float,
+        tally: m.BatchTally,
+    ) -> None:
+        """The frame's result, with its cost and the edge-to-cloud time."""
+        cost = float(cm.compute_cost[arm] + cm.offload_costs[arm])
+        r = Result(
+            frame_id=meta.frame_id,
+            camera_id=meta.camera_id,
+            prediction=prediction,
+            confidence=confidence,
+            arm=arm,
+            where="cloud",
+            capture_ts=meta.capture_ts,
+            done_ts=now,
+            policy=om.policy,
+            run_id=meta.run_id,
+            offload_bytes=nbytes,
+            cost=cost,
+            timings={"edge_to_cloud_s": max(0.0, now - om.edge_ts)},
+        )
+        out.results.append(OutRecord(meta.frame_id.encode(), r.encode(), meta.headers()))
+        tally.inc(m.FRAMES_OUT, ("cloud", "cloud"))
+        tally.inc(m.COST, ("cloud",), cost)
+        tally.observe(m.END_TO_END, ("cloud",), max(0.0, now - meta.capture_ts))
+
+    def _reward(
+        self,
+        out: StepOutput,
+        meta: FrameMeta,
+        om: OffloadMeta,
+        arm: int,
+        c_final: float,
+        cm: CostModel,
+        tally: m.BatchTally,
+    ) -> None:
+        """The offloaded frame's rewards (now that ``C_L`` is known) into its policy's delta."""
+        pick = om.pair if om.pair is not None else arm
+        obs = observations(
+            self.bandit.policy,
+            cm,
+            self.space,
+            pick,
+            om.confidences,
+            c_final,
+            True if om.by_td else None,  # sent by a TD: an offload, whatever C_k
+            self.side,
+        )
+        delta = out.deltas.setdefault(om.policy, self.bandit.new_delta())
+        delta.add(pick, obs, meta.frame_id)
+        for arm_j, rew in obs:
+            tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
 
     def _features(self, value: bytes, om: OffloadMeta) -> np.ndarray:
         """The offload's tensor; for the send-frame arm the JPEG itself, decoded and fitted
@@ -179,7 +228,7 @@ class CloudProcessor:
             raise WireError("bad_codec", f"a latent for arm {om.arm}, which has no codec here")
         if om.codec != FRAME_CODEC:
             return decode_tensor(value, self.max_bytes)
-        if not (om.arm == 0 and getattr(self.model, "send_frame", False)):
+        if not (om.arm == 0 and self.model.send_frame):
             raise WireError("bad_codec", f"a JPEG frame for arm {om.arm}, not the send-frame arm")
         try:
             img = decode_fit(value, self.model.input_size)

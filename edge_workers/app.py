@@ -6,8 +6,8 @@ import torch
 
 from edge_workers.processor import EdgeProcessor
 from splitee import policy_setup
-from splitee.runtime import Role, refuse_to_start, run_batch_worker
 from splitee.settings import Settings
+from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:

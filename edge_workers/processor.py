@@ -18,11 +18,11 @@ from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
 from splitee import metrics as m
 from splitee.context import frame_context
-from splitee.data import decode_jpeg
 from splitee.images import decode_fit
-from splitee.models import MultiExitNet, to_input
+from splitee.jpeg import decode_jpeg
+from splitee.models import to_input
 from splitee.models.latent_codec import LatentCodec
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
+from splitee.models.split_api import SplitModel
 from splitee.wire import (
     FRAME_CODEC,
     LATENT_CODEC,
@@ -32,6 +32,7 @@ from splitee.wire import (
     WireError,
     encode_tensor,
 )
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 
 
 def snr_band(snr_db: float) -> str:
@@ -46,7 +47,7 @@ class EdgeProcessor:
 
     def __init__(
         self,
-        model: MultiExitNet,
+        model: SplitModel,
         bandit: Bandit,
         *,
         codec: str = "float16",
@@ -63,7 +64,7 @@ class EdgeProcessor:
         bottleneck) codes what its arms offload."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
-        self.input_size: int | None = getattr(model, "input_size", None)
+        self.input_size: int | None = model.input_size if model.real_size else None
         self.bandit = bandit
         self.cm = bandit.costs
         self.space = bandit.space
@@ -103,7 +104,7 @@ class EdgeProcessor:
         """What an offload carries: the split tensor in the edge's codec, a learned
         bottleneck's coded latent (already a message), or — arm 0 of a model with the
         send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
-        if arm == 0 and getattr(self.model, "send_frame", False):
+        if arm == 0 and self.model.send_frame:
             return frame, FRAME_CODEC
         if isinstance(feats, bytes):
             return feats, LATENT_CODEC

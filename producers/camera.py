@@ -28,8 +28,8 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from producers.schedule import Schedule
 from splitee import kafka_io, metrics
-from splitee.data import encode_jpeg
 from splitee.images import decode_any
+from splitee.jpeg import encode_jpeg
 from splitee.settings import KafkaSettings
 from splitee.wire import FrameMeta
 

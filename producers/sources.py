@@ -4,8 +4,9 @@ images (data.images: Caltech-101's test split or a folder of class sub-folders),
 from __future__ import annotations
 
 from producers.camera import Frame
-from splitee.data import encode_jpeg, find_source, iter_zip_frames, load_source
+from splitee.data import find_source, iter_zip_frames, load_source
 from splitee.images import open_source
+from splitee.jpeg import encode_jpeg
 from splitee.settings import Settings
 
 

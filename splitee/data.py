@@ -15,7 +15,6 @@ Decoding 60,000 JPEGs takes a while, so decoded uint8 arrays are cached as ``.np
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 import urllib.request
 import zipfile
@@ -24,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
-from PIL import Image
 
-from splitee.wire import WireError
+from splitee.jpeg import CIFAR_SHAPE, CorruptFrameError, decode_jpeg
 
 CLASSES = (
     "airplane",
@@ -41,35 +38,15 @@ CLASSES = (
     "ship",
     "truck",
 )
-IMAGE_SHAPE = (32, 32, 3)
+IMAGE_SHAPE = CIFAR_SHAPE  # one CIFAR-10 image, uint8 HWC RGB
 BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 BINARY_NAME = "cifar-10-binary.tar.gz"
 _RECORD = 1 + 32 * 32 * 3
-JPEG_SOI = b"\xff\xd8\xff"
-#: Largest frame decode_jpeg decodes (width x height), far above any camera's.
-MAX_FRAME_PIXELS = 40_000_000
 
 
 class DataNotFoundError(FileNotFoundError):
     """No CIFAR-10 source where the settings say to look."""
-
-
-class CorruptFrameError(WireError):
-    """A frame that is not a decodable 32x32 RGB JPEG (or a corrupt dataset file).
-
-    A :class:`splitee.wire.WireError`, so a worker dead-letters it by ``reason`` like any other
-    bad record: ``corrupt_jpeg`` (not a JPEG, or undecodable), ``wrong_shape`` (decodes, but
-    not to ``expect_shape``), ``frame_too_large`` (its header announces more pixels than the
-    cap) or ``bad_aspect`` (more elongated than the edge accepts); dataset files use the
-    default.
-    """
-
-    def __init__(self, detail: str, reason: str = "corrupt_jpeg") -> None:
-        super().__init__(reason, detail)
-
-    def __str__(self) -> str:
-        return self.detail
 
 
 @dataclass(frozen=True)
@@ -91,56 +68,6 @@ class Dataset:
         return Dataset(
             self.images[idx], self.labels[idx], f"{self.source}[random {n}, seed {seed}]"
         )
-
-
-# --------------------------------------------------------------------------- JPEG frames
-def jpeg_size(data: bytes, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[int, int]:
-    """(height, width) from a JPEG's header, checked before anything is decoded: only JPEG is
-    accepted, and at most ``max_pixels`` (a small file may announce a huge image)."""
-    if not data.startswith(JPEG_SOI):
-        raise CorruptFrameError(f"not a decodable image: no JPEG SOI marker ({data[:4]!r})")
-    try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
-    except ValueError as exc:
-        raise CorruptFrameError(f"not a decodable image: {exc}") from None
-    if height * width > max_pixels:
-        raise CorruptFrameError(
-            f"JPEG of {width}x{height} px is above the {max_pixels} px cap", "frame_too_large"
-        )
-    return height, width
-
-
-def decode_jpeg(
-    data: bytes,
-    expect_shape: tuple[int, int, int] = IMAGE_SHAPE,
-    max_pixels: int = MAX_FRAME_PIXELS,
-) -> np.ndarray:
-    """Decode one JPEG frame to uint8 HWC RGB; raise CorruptFrameError with the reason.
-
-    Frames come from the network, so only baseline/progressive JPEG is accepted (the SOI
-    marker ``FF D8 FF`` first; no fallback to Pillow's many formats, whose decoders are a much
-    larger attack surface), and the width and height in the JPEG header are checked against
-    ``max_pixels`` *before* decoding: a 200 kB file may announce 20000x10000 pixels, and
-    decoding it would allocate 600 MB. libjpeg-turbo through simplejpeg decodes a 32x32 frame
-    about 7x faster than Pillow, with identical pixels.
-    """
-    jpeg_size(data, max_pixels)
-    try:
-        arr = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
-    except ValueError as exc:
-        raise CorruptFrameError(f"not a decodable image: {exc}") from None
-    if arr.shape != expect_shape:
-        raise CorruptFrameError(
-            f"frame shape {arr.shape} != expected {expect_shape}", "wrong_shape"
-        )
-    return arr
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 75) -> bytes:
-    """Encode uint8 HWC RGB as JPEG (4:2:0, like the shipped frames)."""
-    buf = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality, subsampling=2)
-    return buf.getvalue()
 
 
 def iter_zip_frames(path: Path) -> Iterator[tuple[str, bytes, int]]:

@@ -93,8 +93,12 @@ class LatentCoder:
         self.tables = tables
         scale = float(1 << PRECISION)
         model = constriction.stream.model
+        # a one-symbol channel carries no information: no model, nothing coded (constriction
+        # refuses a one-entry categorical)
         self._models = [
             model.Categorical((row[:n] / scale).astype(np.float32), perfect=False)
+            if n > 1
+            else None
             for row, n in zip(tables.freqs, tables.lengths, strict=True)
         ]
 
@@ -115,6 +119,8 @@ class LatentCoder:
         q = self.clamp(q.astype(np.int64))
         coder = self._stack.AnsCoder()
         for c in reversed(range(self.channels)):
+            if self._models[c] is None:
+                continue
             sym = (q[c].ravel() - self.tables.offsets[c]).astype(np.int32)
             coder.encode_reverse(sym, self._models[c])
         return coder.get_compressed().tobytes()
@@ -131,7 +137,8 @@ class LatentCoder:
             n = shape[1] * shape[2]
             out = np.empty(shape, np.int32)
             for c in range(self.channels):
-                out[c] = coder.decode(self._models[c], n).reshape(shape[1:])
+                m = self._models[c]
+                out[c] = 0 if m is None else coder.decode(m, n).reshape(shape[1:])
                 out[c] += self.tables.offsets[c]
         except LatentCodingError:
             raise

@@ -32,7 +32,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from splitee.data import MAX_FRAME_PIXELS, CorruptFrameError, Dataset, jpeg_size
+from splitee.data import Dataset
+from splitee.jpeg import MAX_FRAME_PIXELS, CorruptFrameError, jpeg_size
 
 CALTECH_ROOT = "101_ObjectCategories"
 CALTECH_BACKGROUND = "BACKGROUND_Google"

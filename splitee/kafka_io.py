@@ -4,7 +4,7 @@ Every size limit is set from ``kafka.max_message_bytes``, which must equal the b
 ``message.max.bytes`` (deploy/kafka/server.properties.tmpl): the producer's
 ``max_request_size``, the consumers' ``fetch_max_bytes`` and ``max_partition_fetch_bytes``,
 each topic's ``max.message.bytes``, and faust's ``producer_max_request_size`` and
-``consumer_max_fetch_size`` (see :mod:`splitee.runtime`).
+``consumer_max_fetch_size`` (see :mod:`splitee.worker.runtime`).
 
 Every client also gets the connection security of the settings (:func:`security`:
 ``kafka.security_protocol``, SASL/SCRAM credentials, the CA of the broker's certificate); faust's

@@ -26,8 +26,9 @@ from splitee.context import CONTEXTS
 from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
 
-if TYPE_CHECKING:  # torch is imported by the workers only (see worker_model_and_bandit)
-    from torch import nn
+if TYPE_CHECKING:  # the models import torch, imported by the workers only
+    from splitee.models.latent_codec import LatentCodec
+    from splitee.models.split_api import SplitModel
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
@@ -61,10 +62,10 @@ def _send_frame_on(s: Settings) -> bool:
     return s.policy.offload_cost_mode == "bytes" if on is None else bool(on)
 
 
-def send_frame(s: Settings, model: object) -> bool:
+def send_frame(s: Settings, model: SplitModel) -> bool:
     """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
     default with the bytes-based offload cost)."""
-    return _send_frame_on(s) and hasattr(model, "exit_paths")
+    return _send_frame_on(s) and model.real_size
 
 
 def split_arms(s: Settings) -> int:
@@ -78,7 +79,7 @@ def split_arms(s: Settings) -> int:
     return n + 1 if real and _send_frame_on(s) else n
 
 
-def latent_codec(s: Settings, model):
+def latent_codec(s: Settings, model: SplitModel) -> LatentCodec | None:
     """The learned bottleneck's live codec for the worker's ``model`` (arms shifted by the
     send-frame arm when it is on), or None without ``model.bottleneck``."""
     if s.model.bottleneck is None:
@@ -87,11 +88,11 @@ def latent_codec(s: Settings, model):
     from splitee.models.latent_codec import LatentCodec, choose_rates
 
     bundle = load_bottlenecks(s.model.bottleneck, base_path=s.model.checkpoint)
-    offset = 1 if getattr(model, "send_frame", False) else 0
+    offset = 1 if model.send_frame else 0
     return LatentCodec(bundle, choose_rates(bundle, s.model.bottleneck_max_drop), offset)
 
 
-def model_and_costs(s: Settings, model):
+def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostModel]:
     """The model the workers run and its cost model, from the settings.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
@@ -100,7 +101,7 @@ def model_and_costs(s: Settings, model):
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
     """
-    if not hasattr(model, "exit_paths"):
+    if not model.real_size:
         return model, cost_model(s, model.exit_depths)
     from policy_store.rewards import bytes_scale
     from splitee.models.frame_arm import FrameArmNet
@@ -226,13 +227,16 @@ def bandit(s: Settings, costs: CostModel, policy_store: RedisStore | None = None
     )
 
 
-def worker_model_and_bandit(s: Settings) -> tuple[nn.Module, Bandit]:
-    """The model a worker runs (checkpoint loaded with fused batch norms) and its bandit, whose
-    store is checked (:func:`worker_store`; :class:`PolicyConflict` when another model's policy
-    holds the key) and watched by the worker's metrics (reachability, age, pending updates)."""
+def worker_model_and_bandit(s: Settings) -> tuple[SplitModel, Bandit]:
+    """The model a worker runs (checkpoint loaded with fused batch norms, the settings' own
+    backbones registered first) and its bandit, whose store is checked (:func:`worker_store`;
+    :class:`PolicyConflict` when another model's policy holds the key) and watched by the
+    worker's metrics (reachability, age, pending updates)."""
     from splitee import metrics
     from splitee.models import load_checkpoint  # torch: only worker processes pay for it
+    from splitee.models.backbones import register_from_settings
 
+    register_from_settings(s)  # a user's backbone comes from these settings, not the models'
     model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
     b = bandit(s, costs, worker_store(s, costs.num_arms))
     metrics.watch_store(b.store)

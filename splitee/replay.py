@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splitee.recording import ROLES, Record, Recording, RecordingError, policy_store
+from splitee.recorder import snapshot_store
+from splitee.recording import ROLES, Record, Recording, RecordingError
 from splitee.settings import KafkaSettings, Settings
 from splitee.wire import WireError, decode_frame_id, decode_truth
 
@@ -198,7 +199,7 @@ def restore_start_policy(s: Settings, rec: Recording) -> list[str]:
     if not snap:
         why = rec.manifest.policy.get("error") or "none was taken"
         raise RecordingError(f"{rec.path} has no policy snapshot at its start ({why})")
-    store = policy_store(s)
+    store = snapshot_store(s)
     snap = {**snap, "namespace": store.namespace}
     try:
         return store.restore(snap)
@@ -276,8 +277,8 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
     record (:func:`splitee.wire.decode_truth`), or not decodable (the live edge would
     dead-letter them), are dropped and counted.
     """
-    from splitee.data import CorruptFrameError, decode_jpeg
     from splitee.distortions import Distortion
+    from splitee.jpeg import CorruptFrameError, decode_jpeg
 
     truth: dict[str, dict] = {}
     for r in rec.topic("truth").records():

@@ -45,9 +45,11 @@ class Section(BaseModel):
 
     Errors name the field but never echo its value: a misspelt ``sasl_pasword`` must not print
     the password it holds (``splitee`` shows settings errors on the terminal and in logs).
+    Frozen, as the whole :class:`Settings` is: what was loaded is what every part reads (a
+    changed copy is ``model_copy(update=...)``).
     """
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
 
 
 def _secure() -> bool:
@@ -279,7 +281,7 @@ class KafkaSettings(Section):
         ge=0,
         description="A worker whose group has lag that made no progress this long, while the "
         "worker took no batch, exits so its supervisor restarts it (a consumer faust left "
-        "idle after a rebalance; splitee/stall.py). 0: off.",
+        "idle after a rebalance; splitee/worker/stall.py). 0: off.",
     )
     metadata_max_age_s: float = Field(
         default=5.0,
@@ -578,6 +580,7 @@ class Settings(BaseSettings):
         extra="forbid",
         hide_input_in_errors=True,  # as in every Section: an error never echoes a secret
         toml_file=None,
+        frozen=True,  # loaded once; a changed copy is model_copy(update=...)
     )
 
     log_level: str = Field(default="WARNING", description="Structured log level.")

@@ -104,7 +104,7 @@ REASONS = frozenset(
         "bad_result",
         "bad_truth",
         "corrupt_record",
-        "processing_error",  # a record whose step raised unexpectedly (splitee.runtime)
+        "processing_error",  # a record whose step raised unexpectedly (splitee.worker.runtime)
         # a reason not in this set (a programming error), kept bounded
         "invalid",
     }

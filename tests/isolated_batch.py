@@ -1,7 +1,7 @@
 """One raising record among good ones, through the runtime's isolation, against any store.
 
 Shared by the unit tier (in-memory store) and the servers tier (Redis store): a batch that
-raises is retried record by record (:func:`splitee.runtime.process_isolated`), so the good
+raises is retried record by record (:func:`splitee.worker.runtime.process_isolated`), so the good
 frames of one policy come back as one merged delta, which must still carry every frame's id —
 or the Redis store refuses it (the worker crash-looped) and the in-memory store counts a
 re-consumed batch twice.
@@ -13,11 +13,11 @@ import numpy as np
 
 from edge_workers.processor import EdgeProcessor
 from policy_store import CostModel, PolicyStore, make_policy
-from splitee.data import encode_jpeg
-from splitee.fault_injection import FailOnFrames
-from splitee.records import InRecord
-from splitee.runtime import process_isolated
+from splitee.jpeg import encode_jpeg
 from splitee.wire import FrameMeta, Result
+from splitee.worker.fault_injection import FailOnFrames
+from splitee.worker.records import InRecord
+from splitee.worker.runtime import process_isolated
 from tests.bandits import bandit
 
 POISON = "poison:"

@@ -31,6 +31,10 @@ def main(ctx: click.Context, config: Path | None) -> None:
     except Exception as exc:  # pydantic's errors already name the field
         raise click.ClickException(f"invalid settings: {exc}") from exc
     configure_logging(settings.log_level)
+    if settings.model.backbones:  # a user's backbones: registered once, from these settings
+        from splitee.models.backbones import register_from_settings
+
+        register_from_settings(settings)
     ctx.obj = settings
 
 

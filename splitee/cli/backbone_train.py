@@ -34,7 +34,7 @@ def train_backbone_command(
     """Train ``backbone``'s exits; ``given``: the BackboneTrainConfig fields the user gave."""
     from splitee.images import load_images, open_source
     from splitee.models.backbones import get, register_from_settings
-    from splitee.train_backbone import BackboneTrainConfig, train_backbone
+    from splitee.training.train_backbone import BackboneTrainConfig, train_backbone
 
     register_from_settings(settings)
     entry = get(backbone)

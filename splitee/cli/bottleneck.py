@@ -51,7 +51,7 @@ def train_bottleneck(
     from splitee.files import checkpoint_metadata
     from splitee.images import load_images, open_source
     from splitee.models.backbones import register_from_settings
-    from splitee.train_bottleneck import BottleneckTrainConfig, train_bottlenecks
+    from splitee.training.bottleneck import BottleneckTrainConfig, train_bottlenecks
 
     s = settings_of(ctx)
     register_from_settings(s)

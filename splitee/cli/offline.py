@@ -9,8 +9,9 @@ import click
 from splitee import policy_setup
 from splitee.cli.options import comma_list, given, model_option, out_dir_option, settings_of
 
-# Options of `splitee train` by mode: the CIFAR ResNets (splitee/train.py) and a registered
-# backbone (splitee/train_backbone.py). An option of the other mode is an error, never ignored.
+# Options of `splitee train` by mode: the CIFAR ResNets (splitee/training/train.py) and a
+# registered backbone (splitee/training/train_backbone.py). An option of the other mode is an
+# error, never ignored.
 BOTH = {"backbone", "epochs", "batch_size", "limit", "test_limit", "seed", "out"}
 BACKBONE_ONLY = {"images", "finetune_tail"}
 
@@ -96,8 +97,8 @@ def _train_resnet(s, opts: dict, out: Path | None) -> None:
     """``splitee train`` for a CIFAR ResNet, from the options given."""
     from splitee.data import load_from_settings
     from splitee.models.checkpoint import resolve_device
-    from splitee.train import TrainConfig, summarise
-    from splitee.train import train as run_train
+    from splitee.training.train import TrainConfig, summarise
+    from splitee.training.train import train as run_train
 
     if "backbone" in opts:  # --backbone resnet20 names the architecture
         opts.setdefault("arch", opts.pop("backbone"))

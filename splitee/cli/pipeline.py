@@ -69,7 +69,7 @@ def produce(
     from producers.camera import camera_producer, run_cameras
     from producers.fleet import build_cameras
     from producers.sources import load_frames
-    from splitee import runtime
+    from splitee.worker import runtime
 
     s = settings_of(ctx)
     ps = s.producer
@@ -91,7 +91,8 @@ def produce(
         ctx.exit(1)  # frames were lost: say so in the exit status too
 
 
-#: Tests only (splitee.fault_injection): frames whose id starts with PREFIX make the step raise.
+#: Tests only (splitee.worker.fault_injection): frames whose id starts with PREFIX make the step
+#: raise.
 FAIL_ON_FRAME = click.option("--fail-on-frame", metavar="PREFIX", default=None, hidden=True)
 
 

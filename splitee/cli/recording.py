@@ -58,9 +58,9 @@ def record(
     """Record Kafka topics into an Arrow IPC recording (until --count, --duration or Ctrl-C)."""
     import signal
 
-    from splitee import runtime
+    from splitee.recorder import record as run_record
     from splitee.recording import RecordingError
-    from splitee.recording import record as run_record
+    from splitee.worker import runtime
 
     def ready() -> None:
         stop = f"{count} records" if count else f"{duration} s" if duration else "Ctrl-C"

@@ -42,12 +42,19 @@ MOBILENET_EXITS = tuple(f"features.{i}" for i in (3, 6, 9, 12, 15, 18))
 MOBILENET_DEPTHS = (3, 6, 9, 12, 15, 18, 19)
 
 
+#: The two kinds of multi-exit model a registered backbone becomes (:func:`build_model`).
+CIFAR_RESNET = "cifar_resnet"  # MultiExitNet: builds its own CifarResNet and conv exit heads
+SPLIT_BACKBONE = "split_backbone"  # SplitBackboneNet: pooled exit heads on an unmodified backbone
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackboneEntry:
     """One registered backbone (built by keyword: ten fields, mean and std of one type)."""
 
     name: str
-    build: Callable[[int], nn.Module]  # num_classes -> backbone with random weights
+    #: num_classes -> backbone with random weights; None for a CIFAR ResNet, which
+    #: :class:`~splitee.models.multi_exit.MultiExitNet` builds itself
+    build: Callable[[int], nn.Module] | None
     exits: tuple[str, ...]  # module paths, in the order forward runs them
     depths: tuple[int, ...]  # ℓ_k of every arm, the final one last
     input_size: int
@@ -56,9 +63,17 @@ class BackboneEntry:
     #: loads pretrained weights into a built backbone (keeping its classifier), returns a
     #: description of what was loaded; None when the entry has no weights of its own
     pretrained: Callable[[nn.Module, Path | None], str] | None = None
-    cifar: bool = False  # a CIFAR ResNet: MultiExitNet, not SplitBackboneNet
     #: its pretrained weights come from an installed package (checkpoints may leave them out)
     package_weights: bool = False
+    kind: str = SPLIT_BACKBONE  # CIFAR_RESNET or SPLIT_BACKBONE
+
+    def __post_init__(self) -> None:
+        if self.kind not in (CIFAR_RESNET, SPLIT_BACKBONE):
+            raise ValueError(f"backbone {self.name!r}: kind {self.kind!r} is not a known kind")
+        if self.kind == CIFAR_RESNET and self.build is not None:
+            raise ValueError(f"backbone {self.name!r}: MultiExitNet builds a CIFAR ResNet itself")
+        if self.kind == SPLIT_BACKBONE and self.build is None:
+            raise ValueError(f"backbone {self.name!r}: a split backbone needs a build function")
 
 
 def _lite0_pretrained(model: nn.Module, path: Path | None) -> str:
@@ -98,13 +113,13 @@ for _arch, _n in CIFAR_DEPTHS.items():
     register(
         BackboneEntry(
             name=_arch,
-            build=lambda c: nn.Identity(),  # MultiExitNet builds its own CifarResNet
+            build=None,  # MultiExitNet builds its own CifarResNet
             exits=(),
             depths=(*range(3, _blocks, 3), _blocks),
             input_size=32,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
-            cifar=True,
+            kind=CIFAR_RESNET,
         )
     )
 register(
@@ -182,8 +197,9 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, weights: 
     from splitee.models.split_backbone import SplitBackboneNet
 
     e = get(name)
-    if e.cifar:
+    if e.kind == CIFAR_RESNET:
         return MultiExitNet(name), None
+    assert e.build is not None  # checked when the entry was made
     backbone = e.build(num_classes)
     loaded = None
     if pretrained:

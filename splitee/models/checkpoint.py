@@ -91,12 +91,11 @@ def _load_split_backbone(path: Path, meta: dict[str, str]) -> SplitBackboneNet:
     name = meta["backbone"]
     try:
         entry = get(name)
-    except ValueError:  # a user's backbone: declared in the settings file ([model.backbones])
-        from splitee.models.backbones import register_from_settings
-        from splitee.settings import load_settings
-
-        register_from_settings(load_settings())
-        entry = get(name)
+    except ValueError as exc:  # a user's backbone, not registered by whoever loads the model
+        raise ValueError(
+            f"{path} needs backbone {name!r}: {exc}. Declare it under [model.backbones.{name}] "
+            "in the settings file the command or worker reads (they register it from there)"
+        ) from None
     if json.loads(meta["exit_paths"]) != list(entry.exits):
         raise ValueError(f"{path}: exits {meta['exit_paths']} are not backbone {name}'s")
     base_sha = meta.get("base_sha256")

@@ -18,17 +18,21 @@ import torch
 from torch import nn
 
 from splitee.models.multi_exit import EarlyExitResult
+from splitee.models.split_api import SplitModel
 
 
 class FrameArmNet(nn.Module):
+    """A :class:`~splitee.models.split_api.SplitModel` whose arm 0 sends the frame."""
+
     send_frame = True
 
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, inner: SplitModel) -> None:
         super().__init__()
         self.inner = inner
         self.arch = inner.arch
         self.exit_depths = [0, *inner.exit_depths]
-        self.input_size = getattr(inner, "input_size", 32)
+        self.input_size = inner.input_size
+        self.real_size = inner.real_size
 
     @property
     def num_exits(self) -> int:

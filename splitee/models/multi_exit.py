@@ -102,7 +102,14 @@ class ExitDepths:
 
 
 class MultiExitNet(ExitDepths, nn.Module):
-    """Backbone + exit heads, with the split API and batched early exit."""
+    """Backbone + exit heads, with the split API and batched early exit.
+
+    A :class:`~splitee.models.split_api.SplitModel` that takes 32×32 CIFAR frames as they are.
+    """
+
+    input_size = 32
+    real_size = False
+    send_frame = False
 
     def __init__(
         self, arch: str = "resnet56", exit_depths: list[int] | None = None, head: str = "conv1"

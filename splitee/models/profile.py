@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from splitee.models.split_api import SplitModel
 from splitee.wire import encode_tensor
 
 
 @torch.inference_mode()
-def prefix_flops(model: torch.nn.Module, k: int) -> int:
+def prefix_flops(model: SplitModel, k: int) -> int:
     """FLOPs (multiply-adds count 2) of one frame through prefix k and exit head k."""
-    size = getattr(model, "input_size", 32)
+    size = model.input_size
     x = torch.zeros(1, 3, size, size)
     with FlopCounterMode(display=False) as fc:
         model.exit_logits(model.prefix(x, k), k)
@@ -28,9 +29,9 @@ def prefix_flops(model: torch.nn.Module, k: int) -> int:
 
 
 @torch.inference_mode()
-def prefix_cpu_ms(model: torch.nn.Module, k: int, repeats: int = 5) -> float:
+def prefix_cpu_ms(model: SplitModel, k: int, repeats: int = 5) -> float:
     """Median wall time (ms) of one frame through prefix k and exit head k, one thread."""
-    size = getattr(model, "input_size", 32)
+    size = model.input_size
     x = torch.rand(1, 3, size, size)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

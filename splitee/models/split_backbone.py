@@ -149,7 +149,14 @@ def _segment(
 
 
 class SplitBackboneNet(ExitDepths, nn.Module):
-    """A backbone with exit heads after named modules, and the split API of MultiExitNet."""
+    """A backbone with exit heads after named modules, and the split API of MultiExitNet.
+
+    A :class:`~splitee.models.split_api.SplitModel` that takes frames of any size, fitted to
+    ``input_size``.
+    """
+
+    real_size = True
+    send_frame = False
 
     def __init__(
         self,

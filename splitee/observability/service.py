@@ -1,7 +1,7 @@
 """What every long-running observability service shares: metrics endpoint, target, stop signal.
 
 The evaluator and the exporter are plain processes (no faust): through the same
-:mod:`splitee.runtime` calls as the workers they serve ``/metrics``, register a Prometheus
+:mod:`splitee.worker.runtime` calls as the workers they serve ``/metrics``, register a Prometheus
 file_sd target (removed at exit), and run until SIGTERM or SIGINT, which only set an event, so
 the current step finishes and every client is closed before the process leaves.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
-from splitee import runtime
+from splitee.worker import runtime
 
 log = logging.getLogger("splitee.observability")
 

@@ -175,7 +175,7 @@ def test_every_frame_sent_gets_exactly_one_result_and_none_is_dead(run):
 
 def test_arm0_offloads_carry_the_cameras_jpeg_and_other_arms_the_split_tensor(run, model):
     net, cm = model
-    assert getattr(net, "send_frame", False) and cm.num_arms == 7  # arm 0 + 6 exits
+    assert net.send_frame and cm.num_arms == 7  # arm 0 + 6 exits
     assert cm.alpha == 0.7  # the model's own α, policy.alpha being unset
     sent, results = run["sent"], run["view"].results
     arms = Counter((r.arm, r.where) for r in results.values())

@@ -20,7 +20,7 @@ import pytest
 
 from producers.camera import Camera, Frame, camera_producer, run_cameras
 from producers.schedule import Schedule
-from splitee.data import encode_jpeg
+from splitee.jpeg import encode_jpeg
 from splitee.kafka_io import create_topics, producer
 from splitee.results import collect_results, collect_truth, read_topic
 from splitee.settings import KafkaSettings

@@ -15,14 +15,16 @@ import pytest
 from policy_store.redis_store import RedisStore
 from producers.camera import Frame
 from splitee import policy_setup
-from splitee.data import encode_jpeg, iter_zip_frames
+from splitee.data import iter_zip_frames
+from splitee.jpeg import encode_jpeg
 from splitee.kafka_io import consumer, dlq, producer
 from splitee.results import collect_results
 from splitee.testing import Pipeline
 from splitee.wire import FrameMeta, OffloadMeta, encode_tensor, header_map
 from tests.conftest import SAMPLE
 
-#: Frames whose id starts with this make the edge workers' step raise (splitee.fault_injection).
+#: Frames whose id starts with this make the edge workers' step raise
+#: (splitee.worker.fault_injection).
 RAISES = "raises-in-step:"
 
 
@@ -81,7 +83,7 @@ def test_every_frame_one_result_pulls_add_up_and_accuracy_matches_offline(
     live_acc = np.mean([r.prediction == truth[f] for f, r in view.results.items()])
 
     # The offline evaluator on exactly these frames, same policy and settings.
-    from splitee.data import decode_jpeg
+    from splitee.jpeg import decode_jpeg
 
     images = np.stack([decode_jpeg(f.jpeg) for f in sent])
     labels = np.array([f.label for f in sent])
@@ -177,7 +179,7 @@ def test_sigkill_of_an_edge_worker_mid_stream_loses_no_frame(pipeline, frames):
     t.start()
     time.sleep(3.0)  # mid-stream
     pipeline.kill("edge-1")
-    pipeline.start("edge", "edge-1")
+    pipeline.start("edge", "edge-1", 0, "--fail-on-frame", RAISES)  # as the fixture started it
     t.join()
     sent = box["sent"]
     ids = {f.meta.frame_id for f in sent}

@@ -26,7 +26,7 @@ from kafka.errors import KafkaConnectionError
 
 from policy_store.stats import Delta
 from splitee import kafka_io, policy_setup, redis_io
-from splitee.recording import record
+from splitee.recorder import record
 from splitee.settings import KafkaSettings, RedisSettings, Settings
 from splitee.testing import free_port
 from tests.conftest import REPO
@@ -141,8 +141,9 @@ def test_kafka_round_trip_over_sasl_ssl(secure, caplog, tmp_path):
 
 
 def test_faust_worker_over_sasl_ssl(secure, tmp_path):
-    """A faust worker built by splitee.runtime.build_app joins its consumer group and produces
-    over SASL_SSL, with the settings from the environment as a deployed worker has them."""
+    """A faust worker built by splitee.worker.runtime.build_app joins its consumer group and
+    produces over SASL_SSL, with the settings from the environment as a deployed worker has
+    them."""
     k = settings(secure).kafka
     src, dst = f"sec-src-{uuid.uuid4().hex[:8]}", f"sec-dst-{uuid.uuid4().hex[:8]}"
     kafka_io.create_topics(k, {src: 1, dst: 1})
@@ -177,11 +178,12 @@ def test_faust_worker_over_sasl_ssl(secure, tmp_path):
     assert KAFKA_PASSWORD not in text
 
 
-# A faust worker of splitee.runtime.build_app that copies SRC to DST (argv), settings from env.
+# A faust worker of splitee.worker.runtime.build_app that copies SRC to DST (argv), settings from
+# env.
 FAUST_ECHO = """
 import sys
 import faust
-from splitee.runtime import build_app, raw_topic
+from splitee.worker.runtime import build_app, raw_topic
 from splitee.settings import Settings
 
 s = Settings()

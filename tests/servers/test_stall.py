@@ -13,7 +13,7 @@ from kafka.structs import OffsetAndMetadata
 
 from splitee.kafka_io import consumer, create_topics, producer
 from splitee.settings import Settings
-from splitee.stall import STALL_EXIT, GroupOffsets, Progress, start_watchdog
+from splitee.worker.stall import STALL_EXIT, GroupOffsets, Progress, start_watchdog
 
 
 def topic_with_lag(k, group: str, topic: str) -> None:

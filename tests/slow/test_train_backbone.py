@@ -13,7 +13,7 @@ from PIL import Image
 
 from splitee.images import image_folder, load_images
 from splitee.models import backbones, load_checkpoint
-from splitee.train_backbone import BackboneTrainConfig, train_backbone
+from splitee.training.train_backbone import BackboneTrainConfig, train_backbone
 
 
 def _folder(root, n: int, seed: int) -> None:

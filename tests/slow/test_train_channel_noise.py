@@ -9,7 +9,7 @@ import torch
 
 def test_train_with_channel_noise_changes_only_the_cloud_part(tmp_path, sample_frames):
     from splitee.models import MultiExitNet, load_checkpoint, save_checkpoint
-    from splitee.train import TrainConfig, train
+    from splitee.training.train import TrainConfig, train
 
     torch.manual_seed(0)
     init = tmp_path / "init.safetensors"

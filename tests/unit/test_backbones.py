@@ -81,6 +81,34 @@ def test_the_built_in_backbones_are_registered() -> None:
     assert backbones.get("mobilenet_v2").exits == tuple(f"features.{i}" for i in range(3, 19, 3))
 
 
+def test_every_model_says_what_it_is() -> None:
+    """Input size, real-size frames and the send-the-frame arm are declared, never guessed;
+    a CIFAR ResNet entry says it is one instead of building a placeholder backbone."""
+    from splitee.models.frame_arm import FrameArmNet
+    from splitee.models.multi_exit import MultiExitNet
+
+    cifar, _ = build_model("resnet20", 10)
+    assert isinstance(cifar, MultiExitNet) and backbones.get("resnet20").build is None
+    assert (cifar.input_size, cifar.real_size, cifar.send_frame) == (32, False, False)
+    tiny = SplitBackboneNet("tiny", TinyNet(3), ["stage1"], [1, 2], 48, (0, 0, 0), (1, 1, 1), 3)
+    assert (tiny.input_size, tiny.real_size, tiny.send_frame) == (48, True, False)
+    framed = FrameArmNet(tiny)
+    assert (framed.input_size, framed.real_size, framed.send_frame) == (48, True, True)
+    assert FrameArmNet(cifar).real_size is False
+    _geometry = {"input_size": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    with pytest.raises(ValueError, match="needs a build function"):
+        backbones.BackboneEntry(name="nothing", build=None, exits=(), depths=(1,), **_geometry)
+    with pytest.raises(ValueError, match="builds a CIFAR ResNet itself"):
+        backbones.BackboneEntry(
+            name="both",
+            build=TinyNet,
+            exits=(),
+            depths=(1,),
+            kind=backbones.CIFAR_RESNET,
+            **_geometry,
+        )
+
+
 def test_early_exit_matches_multi_exit_contract() -> None:
     torch.manual_seed(1)
     model, _ = build_model("mobilenet_v2", 5)
@@ -164,6 +192,32 @@ def test_custom_backbone_declared_in_a_settings_file(tmp_path) -> None:
     back = load_checkpoint(path)
     with torch.no_grad():
         torch.testing.assert_close(back.forward_all(x)[0], model.forward_all(x)[0])
+
+
+def test_models_never_read_settings_the_loader_registers_the_backbone(tmp_path, monkeypatch):
+    """A checkpoint of a backbone nobody registered is refused with the fix named; the CLI
+    registers the backbones of the file given with --config (models never read settings)."""
+    from click.testing import CliRunner
+
+    from splitee.cli import main
+    from splitee.models.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    backbones.register_custom("tiny-cli", "tests.unit.test_backbones:tiny_backbone", ["stage1"], 48)
+    model, _ = build_model("tiny-cli", 4)
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, path)
+    del backbones._REGISTRY["tiny-cli"]
+    with pytest.raises(ValueError, match=r"\[model\.backbones\.tiny-cli\]"):
+        load_checkpoint(path)
+    cfg = tmp_path / "custom.toml"
+    cfg.write_text(
+        '[model.backbones.tiny-cli]\nfactory = "tests.unit.test_backbones:tiny_backbone"\n'
+        'exits = ["stage1"]\ninput_size = 48\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(cfg), "settings"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(path).exit_paths == ["stage1"]
 
 
 def test_checkpoint_leaves_pretrained_tensors_out_and_checks_their_hash(tmp_path) -> None:

@@ -9,10 +9,10 @@ from edge_workers.processor import EdgeProcessor
 from policy_store import CostModel, ISplitEE, MemoryStore
 from producers.camera import Camera, Frame
 from producers.schedule import Schedule
-from splitee.data import encode_jpeg
+from splitee.jpeg import encode_jpeg
 from splitee.link import ConstantSNR, camera_process
-from splitee.records import InRecord
 from splitee.wire import FrameMeta, Result
+from splitee.worker.records import InRecord
 from tests.bandits import bandit
 
 

@@ -13,7 +13,7 @@ from splitee.evaluate.runner import EvalConfig
 from splitee.evaluate.shift import ShiftConfig
 from splitee.evaluate.transmission import ChannelEvalConfig
 from splitee.settings import Settings
-from splitee.train import TrainConfig
+from splitee.training.train import TrainConfig
 from tests.conftest import CHECKPOINT
 
 

@@ -10,16 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from splitee.data import (
-    CorruptFrameError,
-    DataNotFoundError,
-    decode_jpeg,
-    encode_jpeg,
-    load_cifar10,
-    load_source,
-    parse_binary_batch,
-)
+from splitee.data import DataNotFoundError, load_cifar10, load_source, parse_binary_batch
 from splitee.distortions import Distortion
+from splitee.jpeg import CorruptFrameError, decode_jpeg, encode_jpeg
 from tests.conftest import SAMPLE
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from producers.camera import Frame
 from producers.fleet import build_cameras
-from splitee.data import encode_jpeg
+from splitee.jpeg import encode_jpeg
 from splitee.settings import CameraSettings, load_settings
 
 TOML = """

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from policy_store.redis_store import SNAPSHOT_FORMAT, load_snapshot
-from splitee.data import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.files import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -34,6 +33,7 @@ from splitee.files import (
     reading_checkpoint,
 )
 from splitee.images import decode_fit
+from splitee.jpeg import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.kafka_io import dlq_record
 from splitee.recording import (
     MANIFEST,

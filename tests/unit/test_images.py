@@ -16,9 +16,9 @@ import simplejpeg
 from PIL import Image
 
 from policy_store.rewards import CostModel, bytes_scale
-from splitee.data import CorruptFrameError
 from splitee.distortions import CHUNK, Distortion
 from splitee.images import decode_fit, fit, image_folder, load_images, open_source
+from splitee.jpeg import CorruptFrameError
 from tests.conftest import REPO
 
 

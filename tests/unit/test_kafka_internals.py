@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from splitee import kafka_internals
-from splitee.kafka_internals import REQUIRED
+from splitee.worker import kafka_internals
+from splitee.worker.kafka_internals import REQUIRED
 
 
 def _owner(path: str) -> object:
@@ -39,7 +39,8 @@ def test_private_attribute_exists(owner, attr, what):
     obj = _owner(owner)
     if what.startswith("instance:"):
         obj = _instance(obj)
-    assert hasattr(obj, attr), f"{owner} has no {attr} ({what}): see splitee/kafka_internals.py"
+    where = "splitee/worker/kafka_internals.py"
+    assert hasattr(obj, attr), f"{owner} has no {attr} ({what}): see {where}"
 
 
 def test_every_private_use_is_listed():

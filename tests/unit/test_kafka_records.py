@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy as Builder
 
-from splitee.kafka_records import SafeMemoryRecords
 from splitee.wire import WireError, header_map
+from splitee.worker.kafka_records import SafeMemoryRecords
 
 
 class RawKey(str):

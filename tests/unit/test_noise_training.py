@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from splitee import noise_training as nt
+from splitee.training import noise_training as nt
 
 
 def test_prepare_freezes_the_edge_part(tiny_model):

@@ -10,9 +10,9 @@ from edge_workers.processor import EdgeProcessor
 from policy_store import UCB1, CostModel, ISplitEE, MemoryStore
 from policy_store.keys import PolicyKeys
 from policy_store.stats import ArmStats
-from splitee.data import encode_jpeg
-from splitee.records import InRecord
+from splitee.jpeg import encode_jpeg
 from splitee.wire import FrameMeta, Result, decode_tensor, encode_tensor
+from splitee.worker.records import InRecord
 from tests.bandits import bandit
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kafka.partitioner.default import DefaultPartitioner as KafkaPythonPartitioner
 
-from splitee.publish import _partitioner
+from splitee.worker.publish import _partitioner
 
 
 def test_keys_land_where_kafka_python_puts_them():

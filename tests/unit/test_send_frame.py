@@ -22,9 +22,9 @@ from policy_store.rewards import bytes_scale
 from splitee import policy_setup
 from splitee.models.frame_arm import FrameArmNet
 from splitee.models.split_backbone import SplitBackboneNet
-from splitee.records import InRecord
 from splitee.settings import load_settings
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, decode_tensor
+from splitee.worker.records import InRecord
 from tests.bandits import bandit
 from tests.unit.test_backbones import TinyNet, _randomise_bn
 

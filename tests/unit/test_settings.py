@@ -155,3 +155,19 @@ def test_alpha_is_the_settings_else_the_checkpoints_else_one_half():
     assert policy_setup.alpha(load_settings(policy={"alpha": 0.9}), caltech) == 0.9
     unset = load_settings(model={"checkpoint": caltech})
     assert policy_setup.cost_model(unset, [1, 2, 3]).alpha == 0.7
+
+
+def test_settings_are_frozen_after_load() -> None:
+    """What was loaded is what every part reads: no section or field changes afterwards; a
+    changed copy is model_copy(update=...), which leaves the original as it was."""
+    s = load_settings()
+    assert Settings.model_config.get("frozen")
+    assert all(section.model_config.get("frozen") for section in every_section())
+    with pytest.raises(ValidationError, match="frozen"):
+        s.log_level = "DEBUG"
+    with pytest.raises(ValidationError, match="frozen"):
+        s.kafka = s.kafka
+    with pytest.raises(ValidationError, match="frozen"):
+        s.kafka.frames_topic = "other"
+    changed = s.model_copy(update={"kafka": s.kafka.model_copy(update={"frames_topic": "other"})})
+    assert changed.kafka.frames_topic == "other" and s.kafka.frames_topic != "other"

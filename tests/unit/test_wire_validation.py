@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from splitee.data import CorruptFrameError, decode_jpeg, encode_jpeg
+from splitee.jpeg import CorruptFrameError, decode_jpeg, encode_jpeg
 from splitee.kafka_io import dlq_headers, dlq_record
 from splitee.metrics import OTHER_LABEL, bounded_label
 from splitee.observability.evaluator import EvalState

@@ -2,7 +2,7 @@
 
 Every role's step is ``process(list[InRecord]) -> StepOutput``: what to publish (results,
 offloads, dead letters) and the policy deltas the batch earned. The worker runtime
-(:mod:`splitee.runtime`) turns faust events into :class:`InRecord` and publishes the output;
+(:mod:`splitee.worker.runtime`) turns faust events into :class:`InRecord` and publishes the output;
 the steps themselves never see Kafka, so they are tested without a broker.
 """
 

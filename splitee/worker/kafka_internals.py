@@ -3,8 +3,8 @@
 Three things the libraries offer no public way to do: take a stream's events without faust's
 ``take`` (which waits for a full batch or a timeout, where the worker wants what is available
 now), reach the aiokafka producer under faust's to send whole record batches
-(:mod:`splitee.publish`), and decode a fetched record batch leniently when one header key is not
-UTF-8 (:mod:`splitee.kafka_records`). Each use goes through a function here, and
+(:mod:`splitee.worker.publish`), and decode a fetched record batch leniently when one header
+key is not UTF-8 (:mod:`splitee.worker.kafka_records`). Each use goes through a function here, and
 :data:`REQUIRED` names every private attribute they touch, so that an upgrade of either library
 that renames one fails ``tests/unit/test_kafka_internals.py`` instead of a live worker.
 """

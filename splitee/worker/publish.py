@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from splitee import kafka_internals
-from splitee.records import OutRecord
+from splitee.worker import kafka_internals
+from splitee.worker.records import OutRecord
 
 if TYPE_CHECKING:
     import faust

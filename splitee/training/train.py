@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ class TrainConfig:
     holdout: int = 2000  # training frames kept aside to fit the exit temperatures
     seed: int = 0
     limit: int | None = None  # use only the first N training frames (tests, smoke runs)
-    # Noise-aware training of the cloud part (splitee.noise_training; needs init):
+    # Noise-aware training of the cloud part (splitee.training.noise_training; needs init):
     channel_noise: bool = False
     noise_snr_db: list[float] = field(default_factory=lambda: [-5.0, 20.0])  # uniform range
     noise_prob: float = 0.8  # fraction of frames sent through the noisy channel
@@ -172,13 +173,141 @@ def train(
     out: Path,
     device: torch.device | None = None,
 ) -> dict:
-    """Train, calibrate, evaluate and write ``out`` (safetensors) plus its JSON model card."""
-    device = device or torch.device("cpu")
+    """Train, calibrate, evaluate and write ``out`` (safetensors) plus its JSON model card.
+
+    ``cfg`` picks one of three trainings: :func:`train_channel_noise`, :func:`train_heads` or
+    :func:`train_full`; they freeze different parts, so asking for two is an error.
+    """
+    if cfg.channel_noise and cfg.heads_only:
+        raise ValueError("channel-noise training and heads-only training exclude each other")
+    mode = (
+        train_channel_noise if cfg.channel_noise else train_heads if cfg.heads_only else train_full
+    )
+    return mode(cfg, train_set, test_set, pretrained_dir, out, device or torch.device("cpu"))
+
+
+@dataclass
+class _Mode:
+    """What differs between the trainings: the trained parameters and a batch's forward pass."""
+
+    groups: list[dict]
+    set_train: Callable[[], None]  # train/eval mode per module, at every epoch
+    forward: Callable[[torch.Tensor, np.random.Generator], list[torch.Tensor]]
+    final_loss_trains: bool = True  # False: the final exit's loss is shown, not trained on
+
+
+@dataclass
+class _Fitted:
+    """What the training loop reports: time, steps and the frames held out for calibration."""
+
+    seconds: float
+    steps: int
+    hold: np.ndarray
+
+
+def train_full(
+    cfg: TrainConfig,
+    train_set: Dataset,
+    test_set: Dataset,
+    pretrained_dir: Path | None,
+    out: Path,
+    device: torch.device,
+) -> dict:
+    """Backbone and exits together: the final exit recovers what JPEG costs, the exits learn."""
+    rng, model, _ = _start(cfg, pretrained_dir, device)
+    groups = [
+        {"params": model.backbone.parameters(), "lr": cfg.lr_backbone},
+        {"params": model.exits.parameters(), "lr": cfg.lr_heads},
+    ]
+    mode = _Mode(groups, model.train, lambda xb, _rng: model.forward_all(xb))
+    fitted = _fit(cfg, model, mode, rng, train_set, device)
+    model.temperature.copy_(_calibrate(model, train_set, fitted.hold))
+    return _evaluate_and_save(cfg, model, fitted, train_set, test_set, pretrained_dir, out)
+
+
+def train_heads(
+    cfg: TrainConfig,
+    train_set: Dataset,
+    test_set: Dataset,
+    pretrained_dir: Path | None,
+    out: Path,
+    device: torch.device,
+) -> dict:
+    """The exits only: backbone and final head frozen (weights and BatchNorm statistics)."""
+    rng, model, _ = _start(cfg, pretrained_dir, device)
+    model.backbone.requires_grad_(False)
+
+    def set_train() -> None:
+        model.train()
+        model.backbone.eval()  # frozen: keep its BatchNorm statistics
+
+    def forward(xb: torch.Tensor, _rng: np.random.Generator) -> list[torch.Tensor]:
+        with torch.no_grad():
+            feats, final = model.exit_features(xb)
+        return [*(model.exits[k](f) for k, f in enumerate(feats)), final]
+
+    groups = [{"params": model.exits.parameters(), "lr": cfg.lr_heads}]
+    mode = _Mode(groups, set_train, forward, final_loss_trains=False)
+    fitted = _fit(cfg, model, mode, rng, train_set, device)
+    model.temperature.copy_(_calibrate(model, train_set, fitted.hold))
+    return _evaluate_and_save(cfg, model, fitted, train_set, test_set, pretrained_dir, out)
+
+
+def train_channel_noise(
+    cfg: TrainConfig,
+    train_set: Dataset,
+    test_set: Dataset,
+    pretrained_dir: Path | None,
+    out: Path,
+    device: torch.device,
+) -> dict:
+    """The cloud part after ``cfg.noise_arm`` on analog-channel features
+    (:mod:`splitee.training.noise_training`); the edge part and its exits stay as they were."""
+    from splitee.training import noise_training as nt
+
+    rng, model, start = _start(cfg, pretrained_dir, device)
+    if start is None:
+        raise ValueError("channel-noise training starts from a multi-exit checkpoint (init)")
+    k = cfg.noise_arm - 1
+    cloud_params = nt.prepare(model, k)
+    noise_gen = torch.Generator().manual_seed(cfg.seed)
+
+    def forward(xb: torch.Tensor, rng: np.random.Generator) -> list[torch.Tensor]:
+        lo, hi = cfg.noise_snr_db
+        snr = nt.sample_snr(len(xb), lo, hi, cfg.noise_prob, rng)
+        return nt.noisy_outputs(model, xb, k, snr, noise_gen)
+
+    groups = [{"params": cloud_params, "lr": cfg.lr_backbone}]
+    fitted = _fit(
+        cfg, model, _Mode(groups, lambda: nt.train_mode(model, k), forward), rng, train_set, device
+    )
+    temps = _calibrate(model, train_set, fitted.hold)
+    temps[: cfg.noise_arm] = start.temperature[: cfg.noise_arm]  # frozen exits keep theirs
+    model.temperature.copy_(temps)
+    snrs = [-5.0, 0.0, 5.0, 10.0, 20.0]
+    return _evaluate_and_save(
+        cfg,
+        model,
+        fitted,
+        train_set,
+        test_set,
+        pretrained_dir,
+        out,
+        extra=lambda: {"channel_accuracy": nt.channel_accuracy(model, test_set, k, snrs, cfg.seed)},
+    )
+
+
+def _start(
+    cfg: TrainConfig, pretrained_dir: Path | None, device: torch.device
+) -> tuple[np.random.Generator, MultiExitNet, MultiExitNet | None]:
+    """Seeded generator and the initial model (on ``device``), plus the ``init`` checkpoint
+    it started from, if any (channel-noise training keeps its edge temperatures)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     from splitee.models.multi_exit import default_exit_depths
 
     model = MultiExitNet(cfg.arch, default_exit_depths(cfg.arch, cfg.exit_every), cfg.head)
+    start = None
     if cfg.init:
         from splitee.models import load_checkpoint
 
@@ -190,16 +319,20 @@ def train(
             model.exits.load_state_dict(start.exits.state_dict())
     elif pretrained_dir is not None:
         load_pretrained(model.backbone, pretrained_file(pretrained_dir, cfg.arch))
-    if cfg.heads_only:
-        model.backbone.requires_grad_(False)
-    if cfg.channel_noise:
-        from splitee import noise_training as nt
-
-        if not cfg.init:
-            raise ValueError("channel-noise training starts from a multi-exit checkpoint (init)")
-        cloud_params = nt.prepare(model, cfg.noise_arm - 1)
-        noise_gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
+    return rng, model, start
+
+
+def _fit(
+    cfg: TrainConfig,
+    model: MultiExitNet,
+    mode: _Mode,
+    rng: np.random.Generator,
+    train_set: Dataset,
+    device: torch.device,
+) -> _Fitted:
+    """The training loop every mode shares: SGD with warm-up and cosine decay on a weighted sum
+    of exit losses; leaves the model on the CPU in eval mode."""
     L = model.num_exits
     weights = cfg.exit_weights or [1.0] * L
     if len(weights) != L:
@@ -212,13 +345,8 @@ def train(
     fit = order[cfg.holdout :]
     x_all, y_all = train_set.images, train_set.labels
 
-    groups = [{"params": model.exits.parameters(), "lr": cfg.lr_heads}]
-    if cfg.channel_noise:
-        groups = [{"params": cloud_params, "lr": cfg.lr_backbone}]
-    elif not cfg.heads_only:
-        groups.insert(0, {"params": model.backbone.parameters(), "lr": cfg.lr_backbone})
     opt = torch.optim.SGD(
-        groups,
+        mode.groups,
         momentum=0.9,
         nesterov=True,
         weight_decay=cfg.weight_decay,
@@ -233,11 +361,7 @@ def train(
     step = 0
     bar = tqdm(total=total, desc="train", unit="step")
     for epoch in range(cfg.epochs):
-        model.train()
-        if cfg.heads_only:
-            model.backbone.eval()  # frozen: keep its BatchNorm statistics
-        if cfg.channel_noise:
-            nt.train_mode(model, cfg.noise_arm - 1)
+        mode.set_train()
         perm = rng.permutation(fit)
         for s in range(0, len(perm), cfg.batch_size):
             idx = np.sort(perm[s : s + cfg.batch_size])
@@ -249,18 +373,9 @@ def train(
             for g, b in zip(opt.param_groups, base, strict=True):
                 g["lr"] = b * scale
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                if cfg.channel_noise:
-                    lo, hi = cfg.noise_snr_db
-                    snr = nt.sample_snr(len(idx), lo, hi, cfg.noise_prob, rng)
-                    outs = nt.noisy_outputs(model, xb, cfg.noise_arm - 1, snr, noise_gen)
-                elif cfg.heads_only:
-                    with torch.no_grad():
-                        feats, final = model.exit_features(xb)
-                    outs = [*(model.exits[k](f) for k, f in enumerate(feats)), final]
-                else:
-                    outs = model.forward_all(xb)
+                outs = mode.forward(xb, rng)
             losses = [exit_loss(o.float(), yb, outs[-1].float().detach(), cfg) for o in outs]
-            if cfg.heads_only:
+            if not mode.final_loss_trains:
                 losses[-1] = losses[-1].detach()
             ws = weights[L - len(outs) :]  # channel noise: only the exits after the split
             loss = sum(w * lo for w, lo in zip(ws, losses, strict=True)) / sum(ws)
@@ -273,18 +388,60 @@ def train(
                 epoch=epoch, loss=f"{loss.item():.3f}", final=f"{losses[-1].item():.3f}"
             )
     bar.close()
-    train_seconds = time.time() - t0
-
+    seconds = time.time() - t0
     model.cpu().eval()
-    temps = torch.ones(L)
-    if len(hold):
-        hold_logits = exit_logits_all(model, x_all[np.sort(hold)])
-        temps = fit_temperatures(hold_logits, torch.from_numpy(y_all[np.sort(hold)]))
-    if cfg.channel_noise:  # the frozen edge exits keep their calibration
-        temps[: cfg.noise_arm] = start.temperature[: cfg.noise_arm]
-    model.temperature.copy_(temps)
+    return _Fitted(seconds, step, hold)
+
+
+def _calibrate(model: MultiExitNet, train_set: Dataset, hold: np.ndarray) -> torch.Tensor:
+    """One temperature per exit fitted on the held-out training frames (1 where none)."""
+    if not len(hold):
+        return torch.ones(model.num_exits)
+    idx = np.sort(hold)
+    logits = exit_logits_all(model, train_set.images[idx])
+    return fit_temperatures(logits, torch.from_numpy(train_set.labels[idx]))
+
+
+def _evaluate_and_save(
+    cfg: TrainConfig,
+    model: MultiExitNet,
+    fitted: _Fitted,
+    train_set: Dataset,
+    test_set: Dataset,
+    pretrained_dir: Path | None,
+    out: Path,
+    extra: Callable[[], dict] | None = None,
+) -> dict:
+    """Per-exit accuracy on the test set, the model card, and the checkpoint written."""
     accuracy = per_exit_accuracy(model, test_set, cfg.eval_distortions, cfg.seed)
-    card = {
+    initialised_from = cfg.init or (f"akamaster {cfg.arch}" if pretrained_dir else "random")
+    card = model_card(
+        cfg,
+        model,
+        fitted,
+        accuracy,
+        initialised_from,
+        train_set,
+        test_set,
+        extra() if extra else {},
+    )
+    save_checkpoint(model, out, card)
+    return card
+
+
+def model_card(
+    cfg: TrainConfig,
+    model: MultiExitNet,
+    fitted: _Fitted,
+    accuracy: dict[str, list[float]],
+    initialised_from: str,
+    train_set: Dataset,
+    test_set: Dataset,
+    extra: dict | None = None,
+) -> dict:
+    """The JSON model card saved beside the weights: architecture, training, calibration and
+    accuracy, so a checkpoint says how it was made and what it is worth."""
+    return {
         "format": "splitee-model-card/1",
         "architecture": {
             "arch": cfg.arch,
@@ -298,26 +455,16 @@ def train(
             "final_head": "GAP-Linear (pretrained, fine-tuned)",
             "parameters": sum(p.numel() for p in model.parameters()),
         },
-        "initialised_from": cfg.init or (f"akamaster {cfg.arch}" if pretrained_dir else "random"),
-        "training": {**asdict(cfg), "seconds": round(train_seconds, 1), "steps": step},
-        "temperatures": [round(float(t), 4) for t in temps],
+        "initialised_from": initialised_from,
+        "training": {**asdict(cfg), "seconds": round(fitted.seconds, 1), "steps": fitted.steps},
+        "temperatures": [round(float(t), 4) for t in model.temperature],
         "data": {"train": train_set.source, "test": test_set.source, "test_frames": len(test_set)},
         "accuracy": accuracy,
         "final_exit_accuracy": accuracy["pristine"][-1] if "pristine" in accuracy else None,
-        **(
-            {
-                "channel_accuracy": nt.channel_accuracy(
-                    model, test_set, cfg.noise_arm - 1, [-5.0, 0.0, 5.0, 10.0, 20.0], cfg.seed
-                )
-            }
-            if cfg.channel_noise
-            else {}
-        ),
+        **(extra or {}),
         "machine": machine_description(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    save_checkpoint(model, out, card)
-    return card
 
 
 def summarise(card: dict) -> str:
@@ -329,4 +476,13 @@ def summarise(card: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TrainConfig", "exit_logits_all", "summarise", "train"]
+__all__ = [
+    "TrainConfig",
+    "exit_logits_all",
+    "model_card",
+    "summarise",
+    "train",
+    "train_channel_noise",
+    "train_full",
+    "train_heads",
+]

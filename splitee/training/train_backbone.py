@@ -252,7 +252,7 @@ def train_backbone(
     from splitee.models.backbones import build_model, get
     from splitee.models.checkpoint import save_checkpoint
     from splitee.models.profile import profile_model
-    from splitee.train import fit_temperatures
+    from splitee.training.train import fit_temperatures
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)

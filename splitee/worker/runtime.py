@@ -36,14 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from splitee import kafka_internals, kafka_records, metrics
-from splitee.fault_injection import with_faults
+from splitee import metrics
 from splitee.kafka_io import dlq, dlq_record, faust_credentials
 from splitee.logs import configure_logging
-from splitee.publish import BatchPublisher
-from splitee.records import DeadLetter, InRecord, OutRecord, StepOutput
 from splitee.settings import Settings
-from splitee.stall import Progress, start_watchdog
+from splitee.worker import kafka_internals, kafka_records
+from splitee.worker.fault_injection import with_faults
+from splitee.worker.publish import BatchPublisher
+from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
+from splitee.worker.stall import Progress, start_watchdog
 
 if TYPE_CHECKING:  # faust is imported where a worker is built: plain services stay light
     import faust
@@ -324,8 +325,9 @@ def run_batch_worker(
 ) -> None:
     """Run ``step`` as a ``role`` worker in the foreground until SIGTERM/SIGINT.
 
-    ``fail_on_frame`` (tests only, :mod:`splitee.fault_injection`): frames whose id starts with
-    it make the step raise, so a live worker's isolation of a raising record can be tested."""
+    ``fail_on_frame`` (tests only, :mod:`splitee.worker.fault_injection`): frames whose id
+    starts with it make the step raise, so a live worker's isolation of a raising record can be
+    tested."""
     import faust
 
     class Worker(faust.Worker):

@@ -1,23 +1,23 @@
 """A test-only fault: the records of chosen frames make a worker's batch step raise.
 
-A batch step that raises is isolated by the runtime (:func:`splitee.runtime.process_isolated`):
-the batch is retried record by record, the culprit becomes a dead letter with reason
-``processing_error`` and the rest are processed. No valid input makes a step raise — a record
-that did would be a bug, to be fixed where it is found — so tests reach that path through this
-wrapper instead of monkeypatching a worker process. A worker wraps its step only when started
-with the hidden option ``--fail-on-frame PREFIX`` (``splitee edge``, ``splitee cloud``); even
-then only frames whose id starts with the prefix are affected, and they end as dead letters,
-like any poison record.
+A batch step that raises is isolated by the runtime
+(:func:`splitee.worker.runtime.process_isolated`): the batch is retried record by record, the
+culprit becomes a dead letter with reason ``processing_error`` and the rest are processed. No
+valid input makes a step raise — a record that did would be a bug, to be fixed where it is
+found — so tests reach that path through this wrapper instead of monkeypatching a worker
+process. A worker wraps its step only when started with the hidden option
+``--fail-on-frame PREFIX`` (``splitee edge``, ``splitee cloud``); even then only frames whose id
+starts with the prefix are affected, and they end as dead letters, like any poison record.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from splitee.records import InRecord, StepOutput
+from splitee.worker.records import InRecord, StepOutput
 
 if TYPE_CHECKING:
-    from splitee.runtime import BatchStep
+    from splitee.worker.runtime import BatchStep
 
 
 class InjectedFault(RuntimeError):

@@ -89,7 +89,7 @@ def build_cache(
     """``cache/view{v}-arm{k}.npy`` and ``cache/view{v}-logits.npy``: view 0 every frame clean,
     later views a seeded random ``subset`` of them with random noise or blur and flips (the
     backbone's forward pass is the run's largest cost on a CPU); a complete view is kept."""
-    from splitee.train_backbone import _random_distort
+    from splitee.training.train_backbone import _random_distort
 
     cache.mkdir(parents=True, exist_ok=True)
     for v in range(views):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from splitee.settings import KafkaSettings
 
-log = logging.getLogger("splitee.stall")
+log = logging.getLogger("splitee.worker.stall")
 
 #: the exit status of a worker the watchdog stops (the supervisor restarts it)
 STALL_EXIT = 75

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from splitee import kafka_internals
+from splitee.worker import kafka_internals
 
 _BATCH_HEADER = 12  # base offset (int64) + batch length (int32)
 
