@@ -164,7 +164,12 @@ def namespace(s: Settings, num_arms: int) -> str:
     ckpt = Path(s.model.checkpoint)
     if not s.policy.per_model or not ckpt.is_file():
         return s.redis.namespace
-    return f"{s.redis.namespace}:{model_identity(ckpt, num_arms)}"
+    ident = model_identity(ckpt, num_arms)
+    bn = s.model.bottleneck
+    if bn is not None and Path(bn).is_file():  # its bytes price the arms: another cost model
+        st = Path(bn).stat()
+        ident += f"-b{_digest(Path(bn).resolve(), st.st_size, st.st_mtime_ns)[:8]}"
+    return f"{s.redis.namespace}:{ident}"
 
 
 def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:

@@ -33,19 +33,24 @@ def table_md(summary: dict) -> str:
         groups.setdefault((r.get("offload_cost", s["offload_cost"]), r["distortion"]), []).append(r)
     for (o, dist), rows in groups.items():
         final = next(r for r in rows if r["method"] == "final-exit")
+        sent = any("offload_bytes" in r for r in rows)  # a bytes-priced evaluation
+        head = (
+            "| method | accuracy % | drop (pts) | cost | cost reduction % | offloaded % | regret |"
+        )
         lines += [
             f"## {dist} (o = {o})",
             "",
-            "| method | accuracy % | drop (pts) | cost | cost reduction % | offloaded % | regret |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            head + (" bytes sent / frame |" if sent else ""),
+            "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if sent else ""),
         ]
         for r in rows:
             drop = 100 * (final["accuracy"] - r["accuracy"])
             regret = r["regret"]
             reg = "–" if regret is None or math.isnan(regret) else f"{regret:.1f}"
+            tail = f" {r.get('offload_bytes', '–')} |" if sent else ""
             lines.append(
                 f"| {r['method']} | {_pct(r['accuracy'])} | {drop:.2f} | {r['cost']:.3f} | "
-                f"{_pct(r['cost_reduction'])} | {_pct(r['offload_fraction'])} | {reg} |"
+                f"{_pct(r['cost_reduction'])} | {_pct(r['offload_fraction'])} | {reg} |" + tail
             )
         lines.append("")
     if "replay" in summary:
