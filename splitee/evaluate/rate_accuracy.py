@@ -382,11 +382,13 @@ def plot(result: dict, path: Path) -> None:
         ax.annotate(
             f"q{p['quality']}",
             (x, y),
-            xytext=(0, 7),
+            xytext=(6, -12),
             textcoords="offset points",
-            ha="center",
+            ha="left",
             fontsize=8,
             fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+            zorder=7,
         )
 
     for p in result["raw"]:
@@ -433,7 +435,7 @@ def plot(result: dict, path: Path) -> None:
     ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _kb(v).replace(".0 ", " ")))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    ax.set_xlabel("bytes per frame on the wire (median; log scale)")
+    ax.set_xlabel("bytes per frame on the wire (median; policies: mean offloaded; log scale)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(
         f"Rate and accuracy: {result.get('source', 'test')} ({result['frames']:,} frames), "
