@@ -106,6 +106,7 @@ def rate_accuracy(
     if card is not None:
         result["bottleneck"] = bottleneck_points(card)
         result["bottleneck_card"] = str(bottleneck)
+        result["bottleneck_frames"] = card.get("training", {}).get("test_frames")
     if summary is not None:
         result["policies"] = policy_points(summary)
         result["eval_dir"] = str(eval_dir)

@@ -334,6 +334,8 @@ def table_md(result: dict) -> str:
         lines += [
             "## Learned bottlenecks (model card; coded latent + 16-byte header)",
             "",
+            f"As measured for the card, on {result.get('bottleneck_frames') or 'its'} test frames.",
+            "",
             *head,
             *(
                 row(f"arm {p['arm']} rate {p['rate']}", p["bytes_median"], p["top1"])
