@@ -10,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from splitee.cli import bottleneck, link, observability, offline, pipeline, policy, recording
+from splitee.cli import (
+    bottleneck,
+    link,
+    observability,
+    offline,
+    pipeline,
+    policy,
+    rate_accuracy,
+    recording,
+)
 from splitee.cli.options import settings_of
 from splitee.logs import configure_logging
 from splitee.settings import load_settings, settings_markdown
@@ -62,6 +71,7 @@ main.add_command(offline.train)
 main.add_command(bottleneck.train_bottleneck)
 main.add_command(offline.evaluate)
 main.add_command(offline.evaluate_shift)
+main.add_command(rate_accuracy.rate_accuracy)
 
 main.add_command(pipeline.topics)
 main.add_command(pipeline.produce)
