@@ -189,3 +189,76 @@ def test_a_latent_encoded_in_one_process_decodes_identically_in_another(tmp_path
     coder = LatentCoder(codec.bundle.tables[0][0])
     for m, qi in zip(msgs, q, strict=True):
         assert (codec.symbols(m, 0) == coder.clamp(qi)).all()
+
+
+@pytest.fixture
+def tiny_real():
+    """The tiny real-size backbone of tests/unit/test_send_frame.py."""
+    from splitee.models.split_backbone import SplitBackboneNet
+    from tests.unit.test_backbones import TinyNet, _randomise_bn
+
+    torch.manual_seed(0)
+    model = SplitBackboneNet(
+        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
+    )
+    _randomise_bn(model)
+    return model.eval()
+
+
+def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp_path):
+    """The send-frame model with a bottleneck on its first split arm: the edge offloads a
+    latent message, the cloud answers with suffix(decode(q)) — the same numbers as running
+    the codec by hand — and a message of another shape is a dead letter."""
+    from cloud_workers.processor import CloudProcessor
+    from edge_workers.processor import EdgeProcessor
+    from policy_store import CostModel, MemoryStore
+    from policy_store.policies import make_policy
+    from splitee.files import sha256_file
+    from splitee.images import decode_fit
+    from splitee.models import to_input
+    from splitee.models.frame_arm import FrameArmNet
+    from splitee.wire import LATENT_CODEC, Result
+    from splitee.worker.records import InRecord
+    from tests.bandits import bandit
+    from tests.unit.test_send_frame import _jpeg, _record
+
+    torch.manual_seed(0)
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"stand-in")
+    shapes = [tiny_real.feature_shape(k) for k in range(tiny_real.num_exits - 1)]
+    bn = Bottlenecks([default_spec(s) for s in shapes], [0.5, 1.0])
+    h = torch.randn(64, *shapes[0])
+    tables = {0: [tables_for(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
+    save_bottlenecks(bn, tables, tmp_path / "bn.safetensors", base, sha256_file(base))
+    bundle = load_bottlenecks(tmp_path / "bn.safetensors")
+    model = FrameArmNet(tiny_real)
+    latent = LatentCodec(bundle, {0: 1}, arm_offset=1)
+    cm = CostModel(model.exit_depths, alpha=0.99)  # offload everything but the final exit
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:2"))  # 1-based: split arm 1
+    edge = EdgeProcessor(model, b, codec="float16", latent=latent)
+    cloud = CloudProcessor(model, b, latent=latent)
+    recs = [_record(i, _jpeg(120 + 7 * i, 90, i)) for i in range(3)]
+    out = edge.process(recs)
+    assert not out.dead and len(out.offloads) == 3
+    assert {dict(r.headers)["codec"] for r in out.offloads} == {LATENT_CODEC.encode()}
+    back = cloud.process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(out.offloads)]
+    )
+    assert not back.dead
+    results = [Result.decode(r.value) for r in back.results]
+    assert [r.arm for r in results] == [1] * 3
+    assert [r.offload_bytes for r in results] == [len(r.value) for r in out.offloads]
+    with torch.inference_mode():
+        x = to_input(np.stack([decode_fit(r.value, tiny_real.input_size) for r in recs]))
+        q = torch.from_numpy(
+            np.stack([latent.symbols(m, 1) for m in latent.encode(tiny_real.prefix(x, 0), 1)])
+        )
+        want = tiny_real.suffix(latent.reconstruct(q, 1), 0).argmax(1).tolist()
+    assert [r.prediction for r in results] == want
+    other = LatentCodec(bundle, {0: 1}, arm_offset=1)
+    bad = encode_latent(b"\0" * 8, (1, 2, 3), 1)  # not the model's latent shape
+    rec = out.offloads[0]
+    dead = CloudProcessor(model, b, latent=other).process(
+        [InRecord(rec.key, bad, rec.headers, "offload", 0, 9)]
+    )
+    assert [d.reason for d in dead.dead] == ["bad_shape"]
