@@ -170,6 +170,24 @@ def _stats(feats: np.ndarray, n: int = 1024) -> tuple[torch.Tensor, torch.Tensor
     return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
 
 
+def _code(
+    codec: ArmCodec, feats: np.ndarray, idx: np.ndarray, step: float, noisy: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training pass of cached tensors ``feats[idx]`` at quantization step ``step``:
+    (standardised input, standardised reconstruction, bits per frame under the density).
+    The rate always sees noisy latents; the decoder sees noisy ones (``noisy``) or rounded
+    ones with a straight-through gradient."""
+    h = torch.from_numpy(np.asarray(feats[idx], np.float32))
+    h_std = (h - codec.encoder.mean) / codec.encoder.std
+    z = codec.encoder.net(h_std)
+    bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
+    if noisy:
+        z_hat = z + (torch.rand_like(z) - 0.5) * step
+    else:
+        z_hat = z + (torch.round(z / step) * step - z).detach()
+    return h_std, codec.decoder.forward_std(z_hat), bits
+
+
 def _optimizer(codec: ArmCodec, lr: float) -> torch.optim.Adam:
     """Adam; the density at 10× the rate: its only gradient is the rate term's, and it has
     to follow the latents' distribution as they move (CompressAI trains it alike, faster)."""
@@ -210,16 +228,12 @@ def train_stage1(
         )
         for s in bar:
             idx = np.sort(order[s : s + cfg.batch_size])
-            h = torch.from_numpy(np.asarray(feats[idx], np.float32))
             r = int(rng.integers(len(cfg.steps)))
             step = cfg.steps[r]
-            h_std = (h - codec.encoder.mean) / codec.encoder.std
-            z = codec.encoder.net(h_std)
-            bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
             # additive uniform noise stands in for rounding (Ballé et al.): unlike a
             # straight-through round, it lets information through while latents are small
-            z_hat = z + (torch.rand_like(z) - 0.5) * step
-            d = F.mse_loss(codec.decoder.forward_std(z_hat), h_std)
+            h_std, rec_std, bits = _code(codec, feats, idx, step, noisy=True)
+            d = F.mse_loss(rec_std, h_std)
             loss = d + cfg.lambda0 * step**2 * bits.mean() / numel
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -265,14 +279,9 @@ def train_stage2(
     t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
     while info["stage2_seconds"] < budget:
         idx = np.sort(rng.choice(len(feats), cfg.stage2_batch, replace=False))
-        h = torch.from_numpy(np.asarray(feats[idx], np.float32))
         r = int(rng.integers(len(cfg.steps)))
         step = cfg.steps[r]
-        h_std = (h - codec.encoder.mean) / codec.encoder.std
-        z = codec.encoder.net(h_std)
-        bits = codec.density.bits(z + (torch.rand_like(z) - 0.5) * step, step)
-        z_hat = z + (torch.round(z / step) * step - z).detach()
-        rec_std = codec.decoder.forward_std(z_hat)
+        h_std, rec_std, bits = _code(codec, feats, idx, step, noisy=False)
         rec = rec_std * codec.decoder.std + codec.decoder.mean
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model.suffix(rec.contiguous(memory_format=torch.channels_last), k).float()
