@@ -461,14 +461,25 @@ def train_bottlenecks(
     bn = Bottlenecks(specs, cfg.steps)
     per_arm = []
     tables: dict[int, list[ChannelTables]] = {}
-    for k in arms:
+    # arms finished by an earlier run (their card is written) go into the checkpoint too, so
+    # `--arms` can give one arm more time without dropping the others
+    done = [k for k in range(L - 1) if (work / f"arm{k}.card.json").exists()]
+    for k in sorted(set(arms) | set(done)):
         codec = bn.codecs[k]
         feats = _load_view_arm(work / "train", cfg.views, k)
         state = work / f"arm{k}.safetensors"
+        card_file = work / f"arm{k}.card.json"
         t_arm = time.perf_counter()
-        info = train_stage1(codec, feats, cfg, state)
-        info = train_stage2(fused, k, codec, feats, teacher, cfg, state)
+        if k in arms:
+            info = train_stage1(codec, feats, cfg, state)
+            info = train_stage2(fused, k, codec, feats, teacher, cfg, state)
+        else:
+            info = _load_state(state, codec, _optimizer(codec, cfg.lr))
+            codec.eval()
         tables[k] = [fit_tables(codec, feats, r) for r in range(len(cfg.steps))]
+        if card_file.exists() and card_file.stat().st_mtime >= state.stat().st_mtime:
+            per_arm.append(json.loads(card_file.read_text()))  # measured after its last step
+            continue
         test_feats = np.load(test_dir / f"view0-arm{k}.npy", mmap_mode="r")
         rows = evaluate_arm(fused, k, codec, tables[k], test_feats, test_labels)
         teacher_top1 = float((test_teacher.argmax(1) == test_labels).mean())
@@ -488,7 +499,7 @@ def train_bottlenecks(
         }
         per_arm.append(arm_row)
         _progress(f"arm {k + 1}: {json.dumps(rows)}")
-        (work / f"arm{k}.card.json").write_text(json.dumps(arm_row, indent=2))
+        card_file.write_text(json.dumps(arm_row, indent=2))
     card = {
         "base_checkpoint": Path(model_path).name,
         "base_sha256": digest,
