@@ -56,7 +56,10 @@ def save_bottlenecks(
                 tensors[f"arm{k}.{part}.{n}"] = t.detach().cpu().contiguous()
         for r, tab in enumerate(tables[k]):
             tensors[f"arm{k}.rate{r}.offsets"] = torch.from_numpy(tab.offsets.astype(np.int32))
-            tensors[f"arm{k}.rate{r}.freqs"] = torch.from_numpy(tab.freqs.astype(np.int32))
+            width = int(tab.lengths.max())  # the rest of every row is zeros
+            tensors[f"arm{k}.rate{r}.freqs"] = torch.from_numpy(
+                np.ascontiguousarray(tab.freqs[:, :width], np.int32)
+            )
             tensors[f"arm{k}.rate{r}.lengths"] = torch.from_numpy(tab.lengths.astype(np.int32))
     meta = {
         "format": BOTTLENECK_FORMAT,
