@@ -222,6 +222,8 @@ def decode_tensor(
 #:     payload           ANS words (a multiple of 4 bytes), at most 2 bytes per symbol + 8
 LATENT_MAGIC = b"SPLZ"
 _LATENT_HEAD = struct.Struct("<4sBBH3I")
+#: Bytes of a latent message before its ANS words (what the wire adds to a coded latent).
+LATENT_HEADER_BYTES = _LATENT_HEAD.size
 
 
 def encode_latent(payload: bytes, shape: Sequence[int], rate: int) -> bytes:

@@ -24,9 +24,7 @@ from splitee.evaluate.outputs import ExitOutputs
 from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation, write_outputs
 from splitee.models.bottleneck_checkpoint import BottleneckBundle
 from splitee.models.inputs import to_input
-
-#: Bytes of the latent message's header (splitee.wire.encode_latent) on top of the ANS words.
-LATENT_HEADER = 16
+from splitee.wire import LATENT_HEADER_BYTES
 
 
 @torch.inference_mode()
@@ -54,7 +52,7 @@ def compute_cloud_outputs(
                 sent = []
                 for j, qi in enumerate(q):
                     payload = coders[k].encode(qi)
-                    size[s + j, k] = len(payload) + LATENT_HEADER
+                    size[s + j, k] = len(payload) + LATENT_HEADER_BYTES
                     sent.append(coders[k].decode(payload, qi.shape))
                 rec = codec.dequantize(torch.from_numpy(np.stack(sent)), rates[k])
                 logits = model.suffix(rec, k)
@@ -84,7 +82,8 @@ def cloud_outputs(
     model and bottleneck digests (``key``), the rates, the frames and the distortion."""
     path = None
     if cache_dir is not None:
-        h = hashlib.sha256(f"{key}|{sorted(rates.items())}|{distortion}|{seed}".encode())
+        spec = f"{key}|{sorted(rates.items())}|{distortion}|{seed}|h{LATENT_HEADER_BYTES}"
+        h = hashlib.sha256(spec.encode())
         h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())
         path = Path(cache_dir) / "outputs" / f"codec-{h.hexdigest()[:24]}.npz"
         if path.exists():

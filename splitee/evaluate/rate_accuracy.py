@@ -31,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+# the card's coded payload sizes get the latent message's header added, so the learned codecs
+# are priced on the wire like the raw tensors (whose sizes include the tensor header)
+from splitee.wire import LATENT_HEADER_BYTES
+
 #: JPEG qualities of the 224-px curve (the issue's list), best first.
 QUALITIES: tuple[int, ...] = (95, 75, 50, 30, 15, 5)
 #: Raw tensor encodings, in the order the table lists them.
 RAW_CODECS: tuple[str, ...] = ("float16", "int8", "int8+zstd")
 #: zstd level for the raw int8 tensors: a high level, so the raw split is not understated.
 ZSTD_LEVEL = 19
-#: Bytes of the latent message's header (splitee.wire.encode_latent) added to the card's coded
-#: payload sizes, so the learned codecs are priced on the wire like the raw tensors (whose
-#: sizes include the tensor header).
-LATENT_HEADER = 16
 #: Policies whose operating points the figure shows (from bottleneck/summary.json).
 POLICIES: tuple[str, ...] = ("isplitee-online", "splitee-ucb1", "cloud-only")
 #: Cached measurements are named by this, so a change of what they hold never reuses one.
@@ -260,8 +260,8 @@ def bottleneck_points(card: dict) -> list[dict]:
                 {
                     "arm": int(arm["arm"]),
                     "rate": int(r["rate"]),
-                    "bytes_median": int(r["bytes_median"]) + LATENT_HEADER,
-                    "bytes_mean": round(float(r["bytes_mean"]) + LATENT_HEADER, 1),
+                    "bytes_median": int(r["bytes_median"]) + LATENT_HEADER_BYTES,
+                    "bytes_mean": round(float(r["bytes_mean"]) + LATENT_HEADER_BYTES, 1),
                     "top1": float(r["top1"]),
                 }
             )
@@ -332,7 +332,7 @@ def table_md(result: dict) -> str:
     ]
     if result.get("bottleneck"):
         lines += [
-            "## Learned bottlenecks (model card; coded latent + 16-byte header)",
+            "## Learned bottlenecks (model card; coded latent + its message header)",
             "",
             f"As measured for the card, on {result.get('bottleneck_frames') or 'its'} test frames.",
             "",

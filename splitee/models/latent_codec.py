@@ -20,7 +20,7 @@ import torch
 
 from splitee.entropy import LatentCoder, LatentCodingError
 from splitee.models.bottleneck_checkpoint import BottleneckBundle
-from splitee.wire import WireError, decode_latent_header, encode_latent
+from splitee.wire import LATENT_HEADER_BYTES, WireError, decode_latent_header, encode_latent
 
 
 def choose_rates(bundle: BottleneckBundle, max_drop: float) -> dict[int, int]:
@@ -69,7 +69,7 @@ class LatentCodec:
         k = arm - self.offset
         for a in self.bundle.card.get("arms", []):
             if a["arm"] - 1 == k:
-                return int(a["rates"][self.rates[k]]["bytes_median"]) + 16  # + the header
+                return int(a["rates"][self.rates[k]]["bytes_median"]) + LATENT_HEADER_BYTES
         return None
 
     @torch.inference_mode()

@@ -17,7 +17,13 @@ from splitee.entropy import MAX_ALPHABET, PRECISION, ChannelTables, LatentCoder
 from splitee.models.bottleneck import Bottlenecks, default_spec
 from splitee.models.bottleneck_checkpoint import load_bottlenecks, save_bottlenecks
 from splitee.models.latent_codec import LatentCodec
-from splitee.wire import REASONS, WireError, decode_latent_header, encode_latent
+from splitee.wire import (
+    LATENT_HEADER_BYTES,
+    REASONS,
+    WireError,
+    decode_latent_header,
+    encode_latent,
+)
 
 FUZZ = settings(
     max_examples=100,
@@ -68,6 +74,10 @@ def test_symbols_outside_the_tables_are_clamped(coder):
     back = coder.decode(coder.encode(q), SHAPE)
     hi = coder.tables.offsets + coder.tables.lengths - 1
     assert (back == hi.reshape(-1, 1, 1)).all()
+
+
+def test_header_size_is_what_costs_and_evaluation_add():
+    assert len(encode_latent(b"", SHAPE, 0)) == LATENT_HEADER_BYTES == 20
 
 
 def test_header_bounds():
