@@ -15,7 +15,7 @@ def build_processor(s: Settings) -> CloudProcessor:
     device = resolve_device(s.model.device)
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
-    model, bandit = policy_setup.worker_model_and_bandit(s)
+    model, bandit, latent = policy_setup.worker_model_and_bandit(s)
     return CloudProcessor(
         model,
         bandit,
@@ -24,7 +24,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel=s.channel.mode if s.channel.enabled else None,
         channel_bits=s.channel.bits,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
-        latent=policy_setup.latent_codec(s, model),
+        latent=latent,
     )
 
 

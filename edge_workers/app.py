@@ -12,7 +12,7 @@ from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
-    model, bandit = policy_setup.worker_model_and_bandit(s)
+    model, bandit, latent = policy_setup.worker_model_and_bandit(s)
     return EdgeProcessor(
         model,
         bandit,
@@ -22,7 +22,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         max_aspect=s.edge.max_aspect,
         capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         td=policy_setup.transmission_decision(s),
-        latent=policy_setup.latent_codec(s, model),
+        latent=latent,
     )
 
 

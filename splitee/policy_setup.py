@@ -93,6 +93,14 @@ def latent_codec(s: Settings, model: SplitModel) -> LatentCodec | None:
 
 
 def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostModel]:
+    """The model the workers run and its cost model, from the settings (the bottleneck, when
+    configured, loaded here: see :func:`_model_and_costs`)."""
+    return _model_and_costs(s, model, latent_codec(s, model))
+
+
+def _model_and_costs(
+    s: Settings, model: SplitModel, codec: LatentCodec | None
+) -> tuple[SplitModel, CostModel]:
     """The model the workers run and its cost model, from the settings.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
@@ -100,6 +108,8 @@ def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostMod
     (:func:`send_frame`; the model is wrapped in FrameArmNet), and with
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
+    ``codec`` (for the unwrapped ``model``'s arms): a bottleneck's measured bytes replace the
+    split tensors', and its encoder's FLOPs add to λ_k.
     """
     if not model.real_size:
         return model, cost_model(s, model.exit_depths)
@@ -110,7 +120,6 @@ def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostMod
     p = s.policy
     rel = relative_costs(model)
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
-    codec = latent_codec(s, model)
     if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
         from splitee.models.latent_codec import encoder_flops
         from splitee.models.profile import prefix_flops
@@ -232,20 +241,27 @@ def bandit(s: Settings, costs: CostModel, policy_store: RedisStore | None = None
     )
 
 
-def worker_model_and_bandit(s: Settings) -> tuple[SplitModel, Bandit]:
+def worker_model_and_bandit(
+    s: Settings,
+) -> tuple[SplitModel, Bandit, LatentCodec | None]:
     """The model a worker runs (checkpoint loaded with fused batch norms, the settings' own
-    backbones registered first) and its bandit, whose store is checked (:func:`worker_store`;
+    backbones registered first), its bandit, whose store is checked (:func:`worker_store`;
     :class:`PolicyConflict` when another model's policy holds the key) and watched by the
-    worker's metrics (reachability, age, pending updates)."""
+    worker's metrics (reachability, age, pending updates), and its bottleneck codec for that
+    model's arms (loaded once: the costs and the step share it), or None."""
     from splitee import metrics
     from splitee.models import load_checkpoint  # torch: only worker processes pay for it
     from splitee.models.backbones import register_from_settings
 
     register_from_settings(s)  # a user's backbone comes from these settings, not the models'
-    model, costs = model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    backbone = load_checkpoint(s.model.checkpoint, fuse=True)
+    codec = latent_codec(s, backbone)
+    model, costs = _model_and_costs(s, backbone, codec)
     b = bandit(s, costs, worker_store(s, costs.num_arms))
     metrics.watch_store(b.store)
-    return model, b
+    if codec is not None and model.send_frame:
+        codec = codec.shifted(1)  # the worker's arms: the send-frame arm comes first
+    return model, b, codec
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

@@ -52,6 +52,11 @@ class LatentCodec:
         self._coders = {k: LatentCoder(bundle.tables[k][r]) for k, r in self.rates.items()}
         self.device = torch.device("cpu")
 
+    def shifted(self, arm_offset: int) -> LatentCodec:
+        """The same codecs and rate points for a model whose arms are offset (the send-frame
+        arm in front), without loading anything again."""
+        return LatentCodec(self.bundle, self.rates, arm_offset)
+
     def to(self, device: torch.device | str) -> LatentCodec:
         self.device = torch.device(device)
         self.bundle.bottlenecks.to(self.device)
