@@ -19,11 +19,11 @@ import torch
 from tqdm import tqdm
 
 from splitee.distortions import Distortion
-from splitee.entropy import LatentCoder
 from splitee.evaluate.outputs import ExitOutputs
 from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation, write_outputs
 from splitee.models.bottleneck_checkpoint import BottleneckBundle
 from splitee.models.inputs import to_input
+from splitee.models.latent_codec import LatentCodec
 from splitee.wire import LATENT_HEADER_BYTES
 
 
@@ -35,7 +35,7 @@ def compute_cloud_outputs(
     offload's bytes (coded latent + header; float16 tensor bytes for an arm without codec).
     The final column is the final exit itself (never offloaded: 0 bytes)."""
     L = model.num_exits
-    coders = {k: LatentCoder(bundle.tables[k][r]) for k, r in rates.items()}
+    live = LatentCodec(bundle, rates)  # the workers' own encode, checked decode, reconstruct
     conf = np.zeros((len(images), L), np.float32)
     pred = np.zeros((len(images), L), np.int16)
     size = np.zeros((len(images), L), np.float64)
@@ -46,16 +46,11 @@ def compute_cloud_outputs(
             h = model.segment(h, k)
             if k == L - 1:
                 logits = model.exit_logits(h, k)
-            elif k in coders:
-                codec = bundle.bottlenecks.codecs[k]
-                q = codec.quantize(h, rates[k]).numpy()
-                sent = []
-                for j, qi in enumerate(q):
-                    payload = coders[k].encode(qi)
-                    size[s + j, k] = len(payload) + LATENT_HEADER_BYTES
-                    sent.append(coders[k].decode(payload, qi.shape))
-                rec = codec.dequantize(torch.from_numpy(np.stack(sent)), rates[k])
-                logits = model.suffix(rec, k)
+            elif live.handles(k):
+                messages = live.encode(h, k)  # what goes on the wire, header included
+                size[s : s + len(x), k] = [len(m) for m in messages]
+                q = np.stack([live.symbols(m, k) for m in messages])
+                logits = model.suffix(live.reconstruct(torch.from_numpy(q), k), k)
             else:
                 size[s : s + len(x), k] = 2 * h[0].numel()
                 continue
@@ -63,7 +58,7 @@ def compute_cloud_outputs(
             conf[s : s + len(x), k] = c.numpy()
             pred[s : s + len(x), k] = p.numpy()
     for k in range(L - 1):  # arms without a codec: the final exit answers
-        if k not in coders:
+        if not live.handles(k):
             conf[:, k], pred[:, k] = conf[:, -1], pred[:, -1]
     return ExitOutputs(conf, pred), size
 
