@@ -322,7 +322,7 @@ def fit_tables(codec: ArmCodec, feats: np.ndarray, rate: int, n: int = 4000) -> 
     """Histogram tables of the training latents (a random ``n`` of them), with a margin of
     one symbol each side and at most MAX_ALPHABET symbols per channel."""
     idx = np.sort(np.random.default_rng(rate).permutation(len(feats))[:n])
-    q = latent_symbols(codec, feats[idx] if isinstance(feats, np.ndarray) else feats, rate)
+    q = latent_symbols(codec, feats[idx], rate)
     C = q.shape[1]
     half = MAX_ALPHABET // 2
     q = np.clip(q, -half + 1, half - 2)
@@ -334,14 +334,6 @@ def fit_tables(codec: ArmCodec, feats: np.ndarray, rate: int, n: int = 4000) -> 
         counts[c, lo - 1] = max(counts[c, lo - 1], 1)  # margin: one unseen symbol each side
         counts[c, hi + 1] = max(counts[c, hi + 1], 1)
     return ChannelTables.from_histograms(counts, np.full(C, -half, np.int32))
-
-
-def tables_tensors(tables: ChannelTables, prefix: str) -> dict[str, torch.Tensor]:
-    return {
-        f"{prefix}.offsets": torch.from_numpy(tables.offsets.astype(np.int32)),
-        f"{prefix}.freqs": torch.from_numpy(tables.freqs.astype(np.int32)),
-        f"{prefix}.lengths": torch.from_numpy(tables.lengths.astype(np.int32)),
-    }
 
 
 # ----------------------------------------------------------------------------- evaluation
