@@ -29,6 +29,12 @@ from splitee.cli.options import settings_of
 )
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Torch threads (default 2); 1 when pinned to a core of its own beside other work.",
+)
 @click.pass_context
 def train_bottleneck(
     ctx: click.Context,
@@ -40,6 +46,7 @@ def train_bottleneck(
     stage2_scale: float | None,
     limit: int | None,
     test_limit: int | None,
+    threads: int | None,
 ) -> None:
     """Train (or resume) the bottleneck codecs; write safetensors + model card.
 
@@ -71,6 +78,7 @@ def train_bottleneck(
             else [t * stage2_scale for t in BottleneckTrainConfig().stage2_seconds],
             "limit": limit,
             "test_limit": test_limit,
+            "threads": threads,
             "arms": None if arms is None else [int(a) - 1 for a in arms.split(",")],
         }.items()
         if v is not None
