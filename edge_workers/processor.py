@@ -250,11 +250,12 @@ class EdgeProcessor:
                     alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
                     by_td=bool(by_td[i]),
                 )
-                out.offloads.append(
-                    OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
-                )
+                headers = meta.headers() + om.headers()
+                out.offloads.append(OutRecord(meta.frame_id.encode(), payload, headers))
                 tally.inc(m.OFFLOADS, (str(a + 1),))
                 tally.inc(m.OFFLOAD_BYTES, (codec,), len(payload))  # jpeg for arm 0
+                wire = len(payload) + sum(len(hk) + len(hv) for hk, hv in headers)
+                tally.inc(m.UPLINK_BYTES, (str(a + 1), codec), wire)
         for camera, arm in last_arm.items():
             m.CURRENT_ARM.labels(camera).set(arm)
         tally.flush()
