@@ -23,6 +23,7 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         td=policy_setup.transmission_decision(s),
         latent=latent,
+        frame_quality=s.edge.frame_quality,
     )
 
 

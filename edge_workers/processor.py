@@ -19,7 +19,7 @@ from policy_store.feedback import observations
 from splitee import metrics as m
 from splitee.context import frame_context
 from splitee.images import decode_fit
-from splitee.jpeg import decode_jpeg
+from splitee.jpeg import decode_jpeg, encode_jpeg
 from splitee.models import to_input
 from splitee.models.latent_codec import LatentCodec
 from splitee.models.split_api import SplitModel
@@ -57,11 +57,14 @@ class EdgeProcessor:
         capture_ts_tolerance_s: float | None = 60.0,
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
+        frame_quality: int | None = None,
     ) -> None:
         """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
         (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
         carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
-        bottleneck) codes what its arms offload."""
+        bottleneck) codes what its arms offload; ``frame_quality``: the send-frame arm sends
+        the frame as the model sees it (fitted to its input), re-encoded at this JPEG quality,
+        instead of the camera's JPEG — the fair cloud-only baseline on a thin uplink."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = model.input_size if model.real_size else None
@@ -75,6 +78,7 @@ class EdgeProcessor:
         self.capture_ts_tolerance_s = capture_ts_tolerance_s
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
+        self.frame_quality = frame_quality
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
@@ -100,11 +104,16 @@ class EdgeProcessor:
                 f"timestamp {rec.timestamp:.3f} (tolerance {tol:g} s)",
             )
 
-    def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
+    def _payload(
+        self, arm: int, feats: np.ndarray | bytes, frame: bytes, img: np.ndarray
+    ) -> tuple[bytes, str]:
         """What an offload carries: the split tensor in the edge's codec, a learned
         bottleneck's coded latent (already a message), or — arm 0 of a model with the
-        send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+        send-frame arm (splitee.models.frame_arm) — the JPEG as received, or the fitted frame
+        ``img`` re-encoded at ``frame_quality``."""
         if arm == 0 and self.model.send_frame:
+            if self.frame_quality is not None:
+                return encode_jpeg(img, self.frame_quality), FRAME_CODEC
             return frame, FRAME_CODEC
         if isinstance(feats, bytes):
             return feats, LATENT_CODEC
@@ -238,7 +247,7 @@ class EdgeProcessor:
                     tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
             else:
                 k, feats = features[i]
-                payload, codec = self._payload(k, feats, raws[i])
+                payload, codec = self._payload(k, feats, raws[i], images[i])
                 om = OffloadMeta(
                     arm=k,
                     confidences=row,

@@ -445,6 +445,14 @@ class EdgeSettings(Section):
         description="Real-size frames whose longer side exceeds this many times the shorter "
         "one go to the DLQ (bad_aspect), refused from the JPEG header.",
     )
+    frame_quality: int | None = Field(
+        default=None,
+        ge=1,
+        le=95,
+        description="The send-frame arm sends the frame fitted to the model's input and "
+        "re-encoded at this JPEG quality instead of the camera's JPEG (a fair cloud-only "
+        "baseline on a thin uplink: bench/uplink.py's policy a'). None: the camera's JPEG.",
+    )
     capture_ts_tolerance_s: float = Field(
         default=60.0,
         ge=0.0,

@@ -201,3 +201,23 @@ def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:  # n
     assert est.rate_bps < 2e6  # the batch itself is one more sample
     assert costs[0] == pytest.approx(cm.at_rate(est.rate_bps).offload_costs[0])
     assert costs[0] > 4 * configured[0]
+
+
+def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) -> None:  # noqa: F811
+    """edge.frame_quality: the send-frame arm's JPEG is the model's input, re-encoded — what a
+    fair cloud-only deployment sends on a thin link — and the cloud still answers it."""
+    from splitee.jpeg import jpeg_size
+
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))
+    big = _jpeg(300, 400, 7)
+    plain = EdgeProcessor(model, b).process([_record(0, big)])
+    fair = EdgeProcessor(model, b, frame_quality=20).process([_record(0, big)])
+    assert plain.offloads[0].value == big
+    sent = fair.offloads[0].value
+    assert jpeg_size(sent) == (48, 48) and len(sent) < len(big) / 10
+    back = CloudProcessor(model, b).process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, 0) for r in fair.offloads]
+    )
+    assert not back.dead and len(back.results) == 1
