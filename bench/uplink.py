@@ -62,6 +62,7 @@ MODEL = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
 JPEG_BYTES = 12844  # median JPEG of the Caltech-101 test split (the model card)
 TICK = os.sysconf("SC_CLK_TCK")
+CLOUD_METRICS_PORT = 9391  # on the data centre's own address, inside its namespace
 POLICIES = {
     "a": "cloud-only: the camera's JPEG",
     "a2": "cloud-only: fitted to 224 px, re-encoded at a low JPEG quality",
@@ -152,10 +153,17 @@ class Topology:
         with contextlib.suppress(Exception):  # whatever down.sh left of the namespaces
             self.sh(str(DEPLOY / "hosts.sh"), "down", timeout=120)
 
-    def _ns(self) -> str:
+    def _hosts(self) -> dict[str, str]:
         env = (self.var / "run" / "hosts.env").read_text()
-        prefix = dict(line.split("=", 1) for line in env.split())["HOSTS_PREFIX"]
-        return f"{prefix}-edge"
+        return dict(line.split("=", 1) for line in env.split())
+
+    def _ns(self) -> str:
+        return f"{self._hosts()['HOSTS_PREFIX']}-edge"
+
+    def host_ip(self, host: str) -> str:
+        """The data centre's address (deploy/lib.sh host_ip: dc is .41)."""
+        assert host == "dc"
+        return f"{self._hosts()['HOSTS_NET']}.41"
 
     def set_rate(self, mbit: float) -> None:
         """The edge uplink's token bucket at ``mbit`` (burst as deploy/hosts.sh sets it)."""
@@ -231,13 +239,19 @@ def run_env(tag: str) -> dict[str, str]:
 class Workers:
     """One edge and one cloud worker of one run, on their hosts, and their topics."""
 
-    def __init__(self, topo: Topology, tag: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, topo: Topology, tag: str, env: dict[str, str], cloud_metrics: int = 0
+    ) -> None:
+        """``cloud_metrics``: the cloud worker serves /metrics on this port of its host (the
+        link-change run reads its measured uplink rate there)."""
         self.topo, self.tag, self.env = topo, tag, {**run_env(tag), **env}
         topo.client("topics", env=self.env)  # frames, truth on broker 1; the rest on 2
         self.edge = topo.start("edge", f"{tag}-edge", *SPLITEE, "edge", "--worker-id",
                                f"{tag}-edge", env=self.env)  # fmt: skip
+        cloud_env = {**self.env, "SPLITEE_DEPLOY__METRICS_HOST": topo.host_ip("dc")}
         self.cloud = topo.start("dc", f"{tag}-cloud", *SPLITEE, "cloud", "--worker-id",
-                                f"{tag}-cloud", env=self.env)  # fmt: skip
+                                f"{tag}-cloud", "--metrics-port", str(cloud_metrics),
+                                env=cloud_env)  # fmt: skip
         topo.on("core", *SPLITEE, "wait-ready", "--edge", "1", "--cloud", "1", "--timeout",
                 "900", env=self.env, timeout=960)  # fmt: skip
 
@@ -299,8 +313,7 @@ def sustained_rate(w: Workers, steps: list[float], seconds: float, batch: int) -
                              "lagwatch", str(seconds + 4), env=w.env)  # fmt: skip
         w.stream(run, count, fps)
         watch.wait(seconds + 120)
-        text = (w.topo.log / f"{run}-lag.log").read_text().strip().splitlines()
-        samples = json.loads(text[-1])["samples"] if text else []
+        samples = last_json(w.topo.log / f"{run}-lag.log").get("samples", [])
         edge = lag_slope([(t, f) for t, f, _ in samples])
         cloud = lag_slope([(t, o) for t, _, o in samples])
         final = samples[-1][1] + samples[-1][2] if samples else 0.0
@@ -396,10 +409,15 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
             env["SPLITEE_POLICY__DISCOUNT"] = str(args.discount)
         if args.window is not None:
             env["SPLITEE_POLICY__WINDOW"] = str(args.window)
-        w = Workers(topo, tag, env)
+        env["SPLITEE_POLICY__UPLINK_HALFLIFE"] = str(args.uplink_halflife)
+        w = Workers(topo, tag, env, cloud_metrics=CLOUD_METRICS_PORT)
         try:
             run = f"{tag}-lc"
             count = int(args.change_frames * len(rates) / 2)  # per camera
+            url = f"http://{topo.host_ip('dc')}:{CLOUD_METRICS_PORT}/metrics"
+            span = per_phase_s * len(rates) + 10
+            rate_log = topo.start("core", f"{run}-rate", sys.executable, SELF, "--client",
+                                  "ratewatch", url, str(span), env=w.env)  # fmt: skip
             cams = w.stream_async(run, count, args.fps)
             start, changes = time.time(), []
             for i, mbit in enumerate(rates[1:], start=1):
@@ -408,6 +426,8 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
                 changes.append(time.time())
             cams.wait(per_phase_s * len(rates) * 4 + 300)
             got = w.results(run, args.timeout)
+            rate_log.wait(span + 60)
+            measured = last_json(topo.log / f"{run}-rate.log").get("samples", [])
         finally:
             w.stop()
         import numpy as np
@@ -417,9 +437,13 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
         arms = np.array([f[1] for f in fr], dtype=np.int64)
         rew = np.array([f[2] for f in fr])
         phases = link_change_summary(ts, arms, rew, changes, rates)
+        for p in phases:  # the cloud's estimate at the end of each phase, Mbit/s
+            end = changes[p["phase"]] if p["phase"] < len(changes) else float("inf")
+            seen = [r for t, r in measured if t <= end]
+            p["measured_mbit_at_end"] = round(seen[-1] / 1e6, 2) if seen else None
         out[name] = {"phases": phases, "missing": got["missing"], "frames": len(fr)}
         traces[name] = {"ts": ts.tolist(), "arms": arms.tolist(), "changes": changes,
-                        "rates": rates, "start": start}  # fmt: skip
+                        "rates": rates, "start": start, "measured": measured}  # fmt: skip
         print(f"[uplink] {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
     if args.out:
         from splitee.evaluate.uplink import plot_link_change
@@ -438,6 +462,8 @@ def client_main(argv: list[str]) -> None:
         print(json.dumps(create_placed_topics(s)))
     elif argv[0] == "lagwatch":
         print(json.dumps({"samples": watch_lag(s, float(argv[1]))}))
+    elif argv[0] == "ratewatch":
+        print(json.dumps({"samples": watch_rate(argv[1], float(argv[2]))}))
     elif argv[0] == "results":
         print(json.dumps(run_results(s, argv[1], float(argv[2]))))
     else:
@@ -502,6 +528,35 @@ def watch_lag(s, seconds: float) -> list[tuple[float, int, int]]:
     return out
 
 
+def watch_rate(url: str, seconds: float) -> list[tuple[float, float]]:
+    """(unix time, the cloud's measured uplink rate in bit/s) from its /metrics, every 1 s."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: list[tuple[float, float]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):
+            text = urllib.request.urlopen(url, timeout=2).read().decode()
+            for fam in text_string_to_metric_families(text):
+                for smp in fam.samples:
+                    if smp.name == "splitee_uplink_rate_bits_per_second" and (
+                        smp.labels.get("source") == "measured"
+                    ):
+                        out.append((round(time.time(), 2), float(smp.value)))
+        time.sleep(1.0)
+    return out
+
+
+def last_json(path: Path) -> dict:
+    """The last line a client printed into its log, as JSON ({} when there is none)."""
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    with contextlib.suppress(ValueError, IndexError):
+        return json.loads(lines[-1])
+    return {}
+
+
 def run_results(s, run: str, timeout: float) -> dict:
     """Every frame of the run joined with its truth: the summary, and per frame (capture
     time, arm, reward as the policy saw it: confidence − μ·cost)."""
@@ -540,10 +595,10 @@ def main() -> None:
     ap.add_argument("--link-change", action="store_true", help="the 10 → 2 → 10 experiment")
     ap.add_argument("--rates", type=floats, default=None, help="uplink Mbit/s (2,10)")
     ap.add_argument("--policies", default=None, help="of a,a2,b,c (all)")
-    ap.add_argument("--frames", type=int, default=None, help="per camera, measured run (300)")
-    ap.add_argument("--fps", type=float, default=None, help="per camera, measured run (4)")
+    ap.add_argument("--frames", type=int, default=None, help="per camera, measured run (150)")
+    ap.add_argument("--fps", type=float, default=None, help="per camera (4; link change 6)")
     ap.add_argument("--steps", type=floats, default=None, help="fps per camera to step through")
-    ap.add_argument("--step-seconds", type=float, default=None, help="each step's stream (20)")
+    ap.add_argument("--step-seconds", type=float, default=None, help="each step's stream (15)")
     ap.add_argument("--fair-quality", type=int, default=None, help="a2's JPEG quality (search)")
     ap.add_argument("--quality-frames", type=int, default=300, help="frames of that search")
     ap.add_argument("--change-policies", default="ducb,swucb")
@@ -551,6 +606,9 @@ def main() -> None:
     ap.add_argument("--change-frames", type=int, default=None, help="frames per phase (1500)")
     ap.add_argument("--discount", type=float, default=None, help="D-UCB's (policy.discount)")
     ap.add_argument("--window", type=int, default=None, help="SW-UCB's (policy.window)")
+    ap.add_argument(
+        "--uplink-halflife", type=int, default=30, help="the rate estimate's, in edge batches"
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="results wait per run (s)")
     ap.add_argument("--images", type=Path, default=None)
     ap.add_argument("--net", default="10.79.0", help="the topology's /24 (10.X.Y)")
@@ -559,10 +617,10 @@ def main() -> None:
     q = args.quick
     args.rates = args.rates or ([2.0] if q else [2.0, 10.0])
     args.policies = (args.policies or ("a,c" if q else "a,a2,b,c")).split(",")
-    args.frames = args.frames or (12 if q else 300)
+    args.frames = args.frames or (12 if q else 150)
     args.fps = args.fps or (2.0 if q else 6.0 if args.link_change else 4.0)
-    args.steps = args.steps or ([2.0, 6.0] if q else [2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0])
-    args.step_seconds = args.step_seconds or (6.0 if q else 20.0)
+    args.steps = args.steps or ([2.0, 6.0] if q else [4.0, 8.0, 12.0, 16.0, 24.0])
+    args.step_seconds = args.step_seconds or (6.0 if q else 15.0)
     args.change_frames = args.change_frames or (40 if q else 1500)
     args.change_policies = args.change_policies.split(",")[: 1 if q else None]
     bad = [p for p in args.policies if p not in POLICIES]

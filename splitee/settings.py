@@ -237,8 +237,8 @@ class PolicySettings(Section):
         default=None,
         json_schema_extra={"doc_default": "the model card's profile cpu_ms"},
         description="'latency' mode: the edge's compute time (ms) up to each of the model's "
-        "exits, measured on the edge hardware (`bench/profile_workers.py`); None: the cpu_ms "
-        "of the checkpoint's model card (its profile).",
+        "exits, measured on the edge hardware (one thread, as splitee.models.profile's "
+        "prefix_cpu_ms); None: the cpu_ms of the checkpoint's model card (its profile).",
     )
     send_frame_arm: bool | None = Field(
         default=None,

@@ -131,7 +131,8 @@ def link_change_summary(
 
 def plot_link_change(traces: dict[str, dict], path: Path) -> None:
     """Arm chosen over capture time per policy (dots, and a 50-frame moving average), with
-    the link's rate phases shaded: the figure of docs/uplink/."""
+    the link's rate phases shaded and the cloud's measured rate (red, right axis) when the
+    trace has it: the figure of docs/uplink/."""
     names = sorted(traces)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 1.8 * len(names) + 1), squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
@@ -148,6 +149,12 @@ def plot_link_change(traces: dict[str, dict], path: Path) -> None:
             ax.text(edges[i], ax.get_ylim()[1], f" {rate:g} Mbit/s", va="top", fontsize=7)
         ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
         ax.set_ylim(0.5, max(int(a.max()) if len(a) else 1, tr.get("num_arms", 6)) + 0.5)
+        if tr.get("measured"):  # the cloud's estimate of the link, what priced the rewards
+            m = np.asarray(tr["measured"], dtype=np.float64)
+            rax = ax.twinx()
+            rax.plot(m[:, 0] - t0, m[:, 1] / 1e6, color="C3", lw=1)
+            rax.set_ylabel("measured Mbit/s", color="C3", fontsize=7)
+            rax.set_ylim(0, max(tr["rates"]) * 1.6)
     axes[0, 0].set_title("arm chosen over time (shaded: uplink rate phases, tc change)")
     axes[-1, 0].set_xlabel("capture time (s)")
     fig.tight_layout()

@@ -64,7 +64,8 @@ def test_the_figures_are_drawn(tmp_path) -> None:
     ts = np.arange(200, dtype=float)
     trace = {"ts": ts.tolist(), "arms": ([0] * 100 + [2] * 100), "changes": [70.0, 140.0],
              "rates": [10, 2, 10], "start": 0.0}  # fmt: skip
-    U.plot_link_change({"ducb": trace, "swucb": trace}, tmp_path / "lc.png")
+    measured = {**trace, "measured": [[t, 10e6 if t < 70 else 2e6] for t in range(0, 200, 5)]}
+    U.plot_link_change({"ducb": trace, "swucb": measured}, tmp_path / "lc.png")
     rows = [
         {"policy": p, "mbit": m, "p50_ms": 100, "p99_ms": 400, "uplink_bytes_per_frame": 9e3}
         for p in ("a", "c")
