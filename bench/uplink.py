@@ -487,13 +487,16 @@ def create_placed_topics(s) -> dict:
             if name in existing:
                 continue
             lead = 1 if name in site else 2
+            cfg = topic_configs(k, 2)
+            if name == k.offload_topic:  # the broker stamps arrival: the uplink's end time
+                cfg["message.timestamp.type"] = "LogAppendTime"
             new.append(
                 NewTopic(
                     name,
                     num_partitions=-1,
                     replication_factor=-1,
                     replica_assignments={p: [lead, 3 - lead] for p in range(n)},
-                    topic_configs=topic_configs(k, 2),
+                    topic_configs=cfg,
                 )
             )
         if new:

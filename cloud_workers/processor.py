@@ -98,7 +98,7 @@ class CloudProcessor:
         tally = m.BatchTally()  # per-frame counts, added to Prometheus once per batch
         tally.inc(m.FRAMES_IN, ("cloud",), len(records))
         m.BATCH.labels("cloud").observe(len(records))
-        sent: dict[tuple[str, float], int] = {}
+        sent: dict[tuple[str, float], list[float]] = {}
         groups = self._decode(records, out, sent)
         self._measure_uplink(sent, consumed)
         t1 = time.perf_counter()
@@ -119,11 +119,14 @@ class CloudProcessor:
         return out
 
     def _decode(
-        self, records: list[InRecord], out: StepOutput, sent: dict[tuple[str, float], int]
+        self,
+        records: list[InRecord],
+        out: StepOutput,
+        sent: dict[tuple[str, float], list[float]],
     ) -> dict[int, list[_Offload]]:
         """Valid offloads grouped by arm (one suffix batch each); the rest dead-lettered.
-        ``sent`` gets the bytes (payload and headers) of each edge batch, keyed by its edge
-        worker and send time, for the uplink's rate."""
+        ``sent`` gets [bytes (payload and headers), latest broker append time or 0] of each
+        edge batch, keyed by its edge worker and send time, for the uplink's rate."""
         groups: dict[int, list[_Offload]] = {}
         for rec in records:
             try:
@@ -148,16 +151,21 @@ class CloudProcessor:
                 continue
             groups.setdefault(om.arm, []).append((meta, om, feats, len(rec.value)))
             wire = len(rec.value) + sum(len(k) + len(v or b"") for k, v in rec.headers)
-            sent[(om.edge_worker, om.edge_ts)] = sent.get((om.edge_worker, om.edge_ts), 0) + wire
+            batch = sent.setdefault((om.edge_worker, om.edge_ts), [0.0, 0.0])
+            batch[0] += wire
+            if rec.log_append and rec.timestamp is not None:
+                batch[1] = max(batch[1], rec.timestamp)
         return groups
 
-    def _measure_uplink(self, sent: dict[tuple[str, float], int], consumed: float) -> None:
-        """Each edge batch in this batch is one rate sample (its bits, sent → consumed); the
-        offloads' rewards are then priced at the new estimate."""
+    def _measure_uplink(self, sent: dict[tuple[str, float], list[float]], consumed: float) -> None:
+        """Each edge batch in this batch is one rate sample: its bits, and its time from the
+        edge's send to the broker's append of its last record (with LogAppendTime on the
+        offload topic), else to this consume — which then also holds the cloud's own
+        queueing. The offloads' rewards are then priced at the new estimate."""
         if self.uplink is None:
             return
-        for (_, edge_ts), nbytes in sent.items():
-            self.uplink.add(8.0 * nbytes, consumed - edge_ts)
+        for (_, edge_ts), (nbytes, appended) in sent.items():
+            self.uplink.add(8.0 * nbytes, (appended or consumed) - edge_ts)
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
 

@@ -223,9 +223,10 @@ class PolicySettings(Section):
     uplink_rate: Literal["configured", "measured"] = Field(
         default="configured",
         description="'latency' mode: R is uplink_mbps, or measured live by the cloud worker "
-        "from the offloads it receives (edge batch bits against send-to-consume time, fitted "
-        "as overhead + bits/R with forgetting), so a rate change on the link re-prices the "
-        "arms of the offloaded frames' rewards.",
+        "from the offloads it receives (edge batch bits against the time from the edge's send "
+        "to the broker's append — give the offload topic message.timestamp.type = "
+        "LogAppendTime — or else to the cloud's consume, fitted as overhead + bits/R with "
+        "forgetting), so a rate change on the link re-prices the offloaded frames' rewards.",
     )
     uplink_halflife: int = Field(
         default=100,

@@ -221,3 +221,43 @@ def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) ->
         [InRecord(r.key, r.value, r.headers, "offload", 0, 0) for r in fair.offloads]
     )
     assert not back.dead and len(back.results) == 1
+
+
+class _Recording(UplinkEstimator):
+    def __init__(self) -> None:
+        super().__init__(prior_bps=10e6)
+        self.samples: list[tuple[float, float]] = []
+
+    def add(self, bits: float, seconds: float) -> bool:
+        self.samples.append((bits, seconds))
+        return super().add(bits, seconds)
+
+
+def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real) -> None:  # noqa: F811
+    """With LogAppendTime on the offload topic the sample ends when the batch reached the
+    broker, so the cloud's own queueing (here 10 s behind) does not read as a slow link."""
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))
+    out = EdgeProcessor(model, b).process([_record(i, _jpeg(60, 80, i)) for i in range(3)])
+    sent = time.time() - 10.0
+
+    def records(log_append: bool) -> list[InRecord]:
+        recs = []
+        for i, r in enumerate(out.offloads):
+            meta = FrameMeta.from_headers(r.headers)
+            om = OffloadMeta.from_headers(r.headers, cm.num_arms, cm.num_arms)
+            om = dataclasses.replace(om, edge_ts=sent)
+            recs.append(
+                InRecord(r.key, r.value, meta.headers() + om.headers(), "offload", 0, i,
+                         sent + 0.05 + 0.01 * i, log_append)
+            )  # fmt: skip
+        return recs
+
+    wire = sum(len(r.value) + sum(len(k) + len(v) for k, v in r.headers) for r in records(True))
+    est = _Recording()
+    CloudProcessor(model, b, uplink=est).process(records(True))
+    assert est.samples == [(pytest.approx(8.0 * wire), pytest.approx(0.07))]
+    est2 = _Recording()
+    CloudProcessor(model, b, uplink=est2).process(records(False))  # CreateTime: consume time
+    assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
