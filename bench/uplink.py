@@ -636,6 +636,8 @@ def main() -> None:
     )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
+    # a kill (timeout, a scheduler) still tears the topology down: SystemExit runs `finally`
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from splitee.machine import machine_description
 
     t0 = time.monotonic()
