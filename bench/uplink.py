@@ -598,10 +598,10 @@ def main() -> None:
     ap.add_argument("--link-change", action="store_true", help="the 10 → 2 → 10 experiment")
     ap.add_argument("--rates", type=floats, default=None, help="uplink Mbit/s (2,10)")
     ap.add_argument("--policies", default=None, help="of a,a2,b,c (all)")
-    ap.add_argument("--frames", type=int, default=None, help="per camera, measured run (150)")
+    ap.add_argument("--frames", type=int, default=None, help="per camera, measured run (120)")
     ap.add_argument("--fps", type=float, default=None, help="per camera (4; link change 6)")
     ap.add_argument("--steps", type=floats, default=None, help="fps per camera to step through")
-    ap.add_argument("--step-seconds", type=float, default=None, help="each step's stream (15)")
+    ap.add_argument("--step-seconds", type=float, default=None, help="each step's stream (12)")
     ap.add_argument("--fair-quality", type=int, default=None, help="a2's JPEG quality (search)")
     ap.add_argument("--quality-frames", type=int, default=300, help="frames of that search")
     ap.add_argument("--change-policies", default="ducb,swucb")
@@ -620,10 +620,10 @@ def main() -> None:
     q = args.quick
     args.rates = args.rates or ([2.0] if q else [2.0, 10.0])
     args.policies = (args.policies or ("a,c" if q else "a,a2,b,c")).split(",")
-    args.frames = args.frames or (12 if q else 150)
+    args.frames = args.frames or (12 if q else 120)
     args.fps = args.fps or (2.0 if q else 6.0 if args.link_change else 4.0)
-    args.steps = args.steps or ([2.0, 6.0] if q else [4.0, 8.0, 12.0, 16.0, 24.0])
-    args.step_seconds = args.step_seconds or (6.0 if q else 15.0)
+    args.steps = args.steps or ([2.0, 6.0] if q else [4.0, 8.0, 12.0, 16.0])
+    args.step_seconds = args.step_seconds or (6.0 if q else 12.0)
     args.change_frames = args.change_frames or (40 if q else 1500)
     args.change_policies = args.change_policies.split(",")[: 1 if q else None]
     bad = [p for p in args.policies if p not in POLICIES]
