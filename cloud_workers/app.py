@@ -31,6 +31,7 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
         latent=latent,
         uplink=uplink,
+        board=bandit.store if uplink is not None else None,  # shares the rate with the edge
     )
 
 

@@ -17,7 +17,7 @@ from cloud_workers.suffix_runner import SuffixRunner
 from policy_store.bandit import Bandit
 from policy_store.feedback import observations
 from policy_store.rewards import CostModel, air_time_cost
-from policy_store.uplink import UplinkEstimator
+from policy_store.uplink import RateBoard, UplinkEstimator
 from splitee import metrics as m
 from splitee.images import decode_fit
 from splitee.jpeg import CorruptFrameError
@@ -57,6 +57,7 @@ class CloudProcessor:
         channel_cost: bool = False,
         latent: LatentCodec | None = None,
         uplink: UplinkEstimator | None = None,
+        board: RateBoard | None = None,
     ) -> None:
         """``bandit``: the edge step's policy, costs, arm space, keys and store
         (:func:`splitee.policy_setup.bandit`) — its policy sets side observations, discounting
@@ -68,7 +69,8 @@ class CloudProcessor:
 
         ``uplink`` (the "latency" cost mode with a measured rate) learns the edge uplink's
         rate from the offloads' bits and send-to-consume times, and the offloaded frames'
-        rewards are priced at that rate (:meth:`~policy_store.rewards.CostModel.at_rate`)."""
+        rewards are priced at that rate (:meth:`~policy_store.rewards.CostModel.at_rate`);
+        ``board`` shares it with the edge workers (the policy store)."""
         self.channel = channel
         self.channel_bits = channel_bits
         self._channel_gen = torch.Generator().manual_seed(channel_seed)
@@ -89,6 +91,7 @@ class CloudProcessor:
         # a learned bottleneck: its arms carry coded latents, decoded before the suffix
         self.latent = latent.to(self.device) if latent is not None else None
         self.uplink = uplink
+        self.board = board
         self._priced = self.cm  # the cost model at the uplink's current rate
 
     def process(self, records: list[InRecord]) -> StepOutput:
@@ -168,6 +171,8 @@ class CloudProcessor:
             self.uplink.add(8.0 * nbytes, (appended or consumed) - edge_ts)
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
+        if self.board is not None and self.uplink.observations:
+            self.board.publish_rate(self.uplink.rate_bps)
 
     def _finish(self, arm: int, items: list[_Offload]) -> tuple[np.ndarray, np.ndarray]:
         """One arm's frames through the suffix in one batch: (final confidence, prediction).

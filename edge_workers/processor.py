@@ -16,6 +16,7 @@ import torch
 from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
+from policy_store.uplink import RateBoard
 from splitee import metrics as m
 from splitee.context import frame_context
 from splitee.images import decode_fit
@@ -58,18 +59,21 @@ class EdgeProcessor:
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
         frame_quality: int | None = None,
+        board: RateBoard | None = None,
     ) -> None:
         """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
         (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
         carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
         bottleneck) codes what its arms offload; ``frame_quality``: the send-frame arm sends
         the frame as the model sees it (fitted to its input), re-encoded at this JPEG quality,
-        instead of the camera's JPEG — the fair cloud-only baseline on a thin uplink."""
+        instead of the camera's JPEG — the fair cloud-only baseline on a thin uplink;
+        ``board``: the uplink rate the cloud measured (the "latency" cost with a measured
+        rate), at which the edge prices the offloads its side observations reveal."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = model.input_size if model.real_size else None
         self.bandit = bandit
-        self.cm = bandit.costs
+        self.cm = self._costs = bandit.costs
         self.space = bandit.space
         self.codec = codec
         self.worker_id = worker_id
@@ -79,6 +83,7 @@ class EdgeProcessor:
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
         self.frame_quality = frame_quality
+        self.board = board
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
@@ -196,6 +201,9 @@ class EdgeProcessor:
         tally.inc(m.FRAMES_IN, ("edge",), len(records))
         m.BATCH.labels("edge").observe(len(records))
         metas, images, raws = self._decode(records, out)
+        if self.board is not None:  # the batch's rewards at the uplink's measured rate
+            rate = self.board.shared_rate()
+            self.cm = self._costs if rate is None else self._costs.at_rate(rate)
         t1 = time.perf_counter()
         m.STAGE.labels("decode").observe(t1 - t0)
         if not metas:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 #: Rates outside these bounds (bit/s) are measurement noise, not a link: estimates are clamped.
 MIN_RATE_BPS = 1e4
@@ -78,6 +79,30 @@ class LatencyPricing:
         """``offload_scale`` of a :class:`~policy_store.rewards.CostModel` at ``rate_bps``."""
         ref = self.ref_seconds
         return tuple(t / ref for t in self.seconds(rate_bps))
+
+
+def valid_rate(value: object) -> float | None:
+    """A rate read back from a store, or None for anything that is not one (bad input never
+    prices a reward).
+
+    >>> valid_rate(b"2000000.0"), valid_rate("nan"), valid_rate(b"-1"), valid_rate(None)
+    (2000000.0, None, None, None)
+    """
+    try:
+        rate = float(value.decode() if isinstance(value, bytes) else value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, UnicodeDecodeError):
+        return None
+    return rate if MIN_RATE_BPS <= rate <= MAX_RATE_BPS else None
+
+
+class RateBoard(Protocol):
+    """Where the cloud's measured uplink rate is shared with the edge workers, so the rewards
+    the edge scores itself (side observations of frames that ran to the final exit) are
+    priced at the same rate as the cloud's (the policy store: Redis, or memory in tests)."""
+
+    def publish_rate(self, rate_bps: float) -> None: ...
+
+    def shared_rate(self) -> float | None: ...
 
 
 class UplinkEstimator:

@@ -226,7 +226,8 @@ class PolicySettings(Section):
         "from the offloads it receives (edge batch bits against the time from the edge's send "
         "to the broker's append — give the offload topic message.timestamp.type = "
         "LogAppendTime — or else to the cloud's consume, fitted as overhead + bits/R with "
-        "forgetting), so a rate change on the link re-prices the offloaded frames' rewards.",
+        "forgetting), so a rate change on the link re-prices the offloaded frames' rewards; "
+        "shared with the edge workers through Redis for the rewards they score.",
     )
     uplink_halflife: int = Field(
         default=100,

@@ -261,3 +261,29 @@ def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real)
     est2 = _Recording()
     CloudProcessor(model, b, uplink=est2).process(records(False))  # CreateTime: consume time
     assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
+
+
+def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_real) -> None:  # noqa: F811
+    """The edge's own side observations (frames that ran to the final exit reveal the
+    offloads of shallower arms) are priced at the rate the cloud measured, not the configured
+    one; without a shared rate the configured prices stand."""
+    s = _latency_settings()
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    store = MemoryStore(cm.num_arms)
+    b = bandit(cm, store, make_policy("fixed:1"))
+    edge = EdgeProcessor(model, b, board=store)
+    edge.process([_record(0, _jpeg(60, 80, 0))])
+    assert edge.cm.offload_costs.tolist() == cm.offload_costs.tolist()
+    est = UplinkEstimator(prior_bps=10e6, halflife=20)
+    for bits, sec in _samples(1e6, 100, overhead=0.01):
+        est.add(bits, sec)
+    cloud = CloudProcessor(model, b, uplink=est, board=store)
+    out = edge.process([_record(1, _jpeg(60, 80, 1))])
+    cloud.process([InRecord(r.key, r.value, r.headers, "offload", 0, 0) for r in out.offloads])
+    assert store.shared_rate() == pytest.approx(est.rate_bps)
+    edge.process([_record(2, _jpeg(60, 80, 2))])
+    want = cm.at_rate(est.rate_bps).offload_costs
+    assert edge.cm.offload_costs == pytest.approx(want)
+    assert edge.cm.offload_costs[0] > 4 * cm.offload_costs[0]
+    store.publish_rate(float("nan"))  # not a rate: the board holds none
+    assert store.shared_rate() is None
