@@ -432,15 +432,30 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
             w.stop()
         import numpy as np
 
+        from splitee.evaluate.uplink import phase_of, rewards_at_link
+
         fr = got["frames"]
         ts = np.array([f[0] for f in fr])
         arms = np.array([f[1] for f in fr], dtype=np.int64)
-        rew = np.array([f[2] for f in fr])
-        phases = link_change_summary(ts, arms, rew, changes, rates)
+        seen = np.array([f[2] for f in fr])
+        cm = latency_costs(topo, w.env)
+        true = rewards_at_link(
+            np.array([f[3] for f in fr]),
+            arms,
+            np.array([f[4] for f in fr], dtype=bool),
+            phase_of(ts, changes),
+            cm.compute_cost,
+            [cm.at_rate(r * 1e6).offload_costs for r in rates],
+            cm.mu,
+        )
+        phases = link_change_summary(ts, arms, true, changes, rates)
+        as_seen = link_change_summary(ts, arms, seen, changes, rates)
+        for p, q in zip(phases, as_seen, strict=True):  # the rewards the policy learned from
+            p["as_seen"] = {k: q.get(k) for k in ("best_arm", "settle_frames", "regret")}
         for p in phases:  # the cloud's estimate at the end of each phase, Mbit/s
             end = changes[p["phase"]] if p["phase"] < len(changes) else float("inf")
-            seen = [r for t, r in measured if t <= end]
-            p["measured_mbit_at_end"] = round(seen[-1] / 1e6, 2) if seen else None
+            est = [r for t, r in measured if t <= end]
+            p["measured_mbit_at_end"] = round(est[-1] / 1e6, 2) if est else None
         out[name] = {"phases": phases, "missing": got["missing"], "frames": len(fr)}
         traces[name] = {"ts": ts.tolist(), "arms": arms.tolist(), "changes": changes,
                         "rates": rates, "start": start, "measured": measured}  # fmt: skip
@@ -450,6 +465,24 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
 
         plot_link_change(traces, args.out / "link_change.png")
     return out
+
+
+def latency_costs(topo: Topology, env: dict[str, str]):
+    """The workers' cost model (the latency pricing of their model and bottleneck), built from
+    their settings here, to price every frame at the link's true rate of its phase."""
+    from splitee import policy_setup
+    from splitee.models import load_checkpoint
+    from splitee.settings import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update({**topo.env, **env})
+        s = Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    _, cm = policy_setup.model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    return cm
 
 
 # ------------------------------------------------------------------ client mode (on core)
@@ -562,7 +595,7 @@ def last_json(path: Path) -> dict:
 
 def run_results(s, run: str, timeout: float) -> dict:
     """Every frame of the run joined with its truth: the summary, and per frame (capture
-    time, arm, reward as the policy saw it: confidence − μ·cost)."""
+    time, arm, reward as the policy saw it: confidence − μ·cost, confidence, offloaded)."""
     from splitee.files import exit_depths
     from splitee.policy_setup import cost_model
     from splitee.results import collect_results, collect_truth, summarize
@@ -573,7 +606,7 @@ def run_results(s, run: str, timeout: float) -> dict:
     cm = cost_model(s, exit_depths(s.model.checkpoint))
     mu = s.policy.mu
     frames = [
-        (r.capture_ts, r.arm, r.confidence - mu * r.cost)
+        (r.capture_ts, r.arm, r.confidence - mu * r.cost, r.confidence, r.where == "cloud")
         for f, r in view.results.items()
         if f in truth
     ]
