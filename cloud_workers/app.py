@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from cloud_workers.processor import CloudProcessor
+from policy_store.uplink import UplinkEstimator
 from splitee import policy_setup
 from splitee.models.checkpoint import resolve_device
 from splitee.settings import Settings
@@ -16,6 +17,10 @@ def build_processor(s: Settings) -> CloudProcessor:
     if device.type == "cpu":
         torch.set_num_threads(s.cloud.threads)
     model, bandit, latent = policy_setup.worker_model_and_bandit(s)
+    p = s.policy
+    uplink = None
+    if p.offload_cost_mode == "latency" and p.uplink_rate == "measured":
+        uplink = UplinkEstimator(p.uplink_mbps * 1e6, p.uplink_halflife)
     return CloudProcessor(
         model,
         bandit,
@@ -25,6 +30,8 @@ def build_processor(s: Settings) -> CloudProcessor:
         channel_bits=s.channel.bits,
         channel_cost=s.channel.enabled and s.channel.offload_cost == "channel",
         latent=latent,
+        uplink=uplink,
+        board=bandit.store if uplink is not None else None,  # shares the rate with the edge
     )
 
 

@@ -17,6 +17,7 @@ from cloud_workers.suffix_runner import SuffixRunner
 from policy_store.bandit import Bandit
 from policy_store.feedback import observations
 from policy_store.rewards import CostModel, air_time_cost
+from policy_store.uplink import RateBoard, UplinkEstimator
 from splitee import metrics as m
 from splitee.images import decode_fit
 from splitee.jpeg import CorruptFrameError
@@ -55,6 +56,8 @@ class CloudProcessor:
         channel_seed: int = 0,
         channel_cost: bool = False,
         latent: LatentCodec | None = None,
+        uplink: UplinkEstimator | None = None,
+        board: RateBoard | None = None,
     ) -> None:
         """``bandit``: the edge step's policy, costs, arm space, keys and store
         (:func:`splitee.policy_setup.bandit`) — its policy sets side observations, discounting
@@ -62,7 +65,12 @@ class CloudProcessor:
 
         ``channel`` ("analog" or "digital") simulates the wireless link on offloaded features
         that carry an ``snr_db`` header (splitee.link): analog adds noise at that SNR,
-        digital quantises to ``channel_bits`` (outage is not simulated live)."""
+        digital quantises to ``channel_bits`` (outage is not simulated live).
+
+        ``uplink`` (the "latency" cost mode with a measured rate) learns the edge uplink's
+        rate from the offloads' bits and send-to-consume times, and the offloaded frames'
+        rewards are priced at that rate (:meth:`~policy_store.rewards.CostModel.at_rate`);
+        ``board`` shares it with the edge workers (the policy store)."""
         self.channel = channel
         self.channel_bits = channel_bits
         self._channel_gen = torch.Generator().manual_seed(channel_seed)
@@ -82,6 +90,9 @@ class CloudProcessor:
         self.max_bytes = max_bytes
         # a learned bottleneck: its arms carry coded latents, decoded before the suffix
         self.latent = latent.to(self.device) if latent is not None else None
+        self.uplink = uplink
+        self.board = board
+        self._priced = self.cm  # the cost model at the uplink's current rate
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
@@ -90,7 +101,9 @@ class CloudProcessor:
         tally = m.BatchTally()  # per-frame counts, added to Prometheus once per batch
         tally.inc(m.FRAMES_IN, ("cloud",), len(records))
         m.BATCH.labels("cloud").observe(len(records))
-        groups = self._decode(records, out)
+        sent: dict[tuple[str, float], list[float]] = {}
+        groups = self._decode(records, out, sent)
+        self._measure_uplink(sent, consumed)
         t1 = time.perf_counter()
         m.STAGE.labels("cloud_decode").observe(t1 - t0)
 
@@ -108,8 +121,15 @@ class CloudProcessor:
         tally.flush()
         return out
 
-    def _decode(self, records: list[InRecord], out: StepOutput) -> dict[int, list[_Offload]]:
-        """Valid offloads grouped by arm (one suffix batch each); the rest dead-lettered."""
+    def _decode(
+        self,
+        records: list[InRecord],
+        out: StepOutput,
+        sent: dict[tuple[str, float], list[float]],
+    ) -> dict[int, list[_Offload]]:
+        """Valid offloads grouped by arm (one suffix batch each); the rest dead-lettered.
+        ``sent`` gets [bytes (payload and headers), latest broker append time or 0] of each
+        edge batch, keyed by its edge worker and send time, for the uplink's rate."""
         groups: dict[int, list[_Offload]] = {}
         for rec in records:
             try:
@@ -133,7 +153,26 @@ class CloudProcessor:
                 m.DEAD_LETTERS.labels("cloud", exc.reason).inc()
                 continue
             groups.setdefault(om.arm, []).append((meta, om, feats, len(rec.value)))
+            wire = len(rec.value) + sum(len(k) + len(v or b"") for k, v in rec.headers)
+            batch = sent.setdefault((om.edge_worker, om.edge_ts), [0.0, 0.0])
+            batch[0] += wire
+            if rec.log_append and rec.timestamp is not None:
+                batch[1] = max(batch[1], rec.timestamp)
         return groups
+
+    def _measure_uplink(self, sent: dict[tuple[str, float], list[float]], consumed: float) -> None:
+        """Each edge batch in this batch is one rate sample: its bits, and its time from the
+        edge's send to the broker's append of its last record (with LogAppendTime on the
+        offload topic), else to this consume — which then also holds the cloud's own
+        queueing. The offloads' rewards are then priced at the new estimate."""
+        if self.uplink is None:
+            return
+        for (_, edge_ts), (nbytes, appended) in sent.items():
+            self.uplink.add(8.0 * nbytes, (appended or consumed) - edge_ts)
+        self._priced = self.cm.at_rate(self.uplink.rate_bps)
+        m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
+        if self.board is not None and self.uplink.observations:
+            self.board.publish_rate(self.uplink.rate_bps)
 
     def _finish(self, arm: int, items: list[_Offload]) -> tuple[np.ndarray, np.ndarray]:
         """One arm's frames through the suffix in one batch: (final confidence, prediction).
@@ -149,9 +188,10 @@ class CloudProcessor:
         return c, y
 
     def _cost_model(self, meta: FrameMeta, nbytes: int) -> CostModel:
-        """The cost model for this frame: with channel cost, ``o`` scales with its air time."""
+        """The cost model for this frame: at the uplink's measured rate (the "latency" mode);
+        with channel cost, ``o`` scales with its air time."""
         if not self.channel_cost:
-            return self.cm
+            return self._priced
         o = air_time_cost(self.cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
         return self.cm.with_offload_cost(o)
 

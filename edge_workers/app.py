@@ -13,6 +13,8 @@ from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
     torch.set_num_threads(s.edge.threads)
     model, bandit, latent = policy_setup.worker_model_and_bandit(s)
+    p = s.policy
+    measured = p.offload_cost_mode == "latency" and p.uplink_rate == "measured"
     return EdgeProcessor(
         model,
         bandit,
@@ -23,6 +25,8 @@ def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
         capture_ts_tolerance_s=s.edge.capture_ts_tolerance_s,
         td=policy_setup.transmission_decision(s),
         latent=latent,
+        frame_quality=s.edge.frame_quality,
+        board=bandit.store if measured else None,  # the cloud's measured uplink rate
     )
 
 

@@ -16,10 +16,11 @@ import torch
 from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
 from policy_store.feedback import observations
+from policy_store.uplink import RateBoard
 from splitee import metrics as m
 from splitee.context import frame_context
 from splitee.images import decode_fit
-from splitee.jpeg import decode_jpeg
+from splitee.jpeg import decode_jpeg, encode_jpeg
 from splitee.models import to_input
 from splitee.models.latent_codec import LatentCodec
 from splitee.models.split_api import SplitModel
@@ -57,16 +58,22 @@ class EdgeProcessor:
         capture_ts_tolerance_s: float | None = 60.0,
         td: TDMechanism | None = None,
         latent: LatentCodec | None = None,
+        frame_quality: int | None = None,
+        board: RateBoard | None = None,
     ) -> None:
         """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
         (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
         carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
-        bottleneck) codes what its arms offload."""
+        bottleneck) codes what its arms offload; ``frame_quality``: the send-frame arm sends
+        the frame as the model sees it (fitted to its input), re-encoded at this JPEG quality,
+        instead of the camera's JPEG — the fair cloud-only baseline on a thin uplink;
+        ``board``: the uplink rate the cloud measured (the "latency" cost with a measured
+        rate), at which the edge prices the offloads its side observations reveal."""
         self.model = model.eval()
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
         self.input_size: int | None = model.input_size if model.real_size else None
         self.bandit = bandit
-        self.cm = bandit.costs
+        self.cm = self._costs = bandit.costs
         self.space = bandit.space
         self.codec = codec
         self.worker_id = worker_id
@@ -75,6 +82,8 @@ class EdgeProcessor:
         self.capture_ts_tolerance_s = capture_ts_tolerance_s
         self.td = td
         self.latent = latent  # a learned bottleneck: its arms offload coded latents
+        self.frame_quality = frame_quality
+        self.board = board
         # side observations need the exits a frame passes; a TD or α pairs turn them off
         self.side = bandit.policy.side_observations and not self.space.pairs and td is None
 
@@ -100,11 +109,16 @@ class EdgeProcessor:
                 f"timestamp {rec.timestamp:.3f} (tolerance {tol:g} s)",
             )
 
-    def _payload(self, arm: int, feats: np.ndarray | bytes, frame: bytes) -> tuple[bytes, str]:
+    def _payload(
+        self, arm: int, feats: np.ndarray | bytes, frame: bytes, img: np.ndarray
+    ) -> tuple[bytes, str]:
         """What an offload carries: the split tensor in the edge's codec, a learned
         bottleneck's coded latent (already a message), or — arm 0 of a model with the
-        send-frame arm (splitee.models.frame_arm) — the JPEG as received."""
+        send-frame arm (splitee.models.frame_arm) — the JPEG as received, or the fitted frame
+        ``img`` re-encoded at ``frame_quality``."""
         if arm == 0 and self.model.send_frame:
+            if self.frame_quality is not None:
+                return encode_jpeg(img, self.frame_quality), FRAME_CODEC
             return frame, FRAME_CODEC
         if isinstance(feats, bytes):
             return feats, LATENT_CODEC
@@ -187,6 +201,9 @@ class EdgeProcessor:
         tally.inc(m.FRAMES_IN, ("edge",), len(records))
         m.BATCH.labels("edge").observe(len(records))
         metas, images, raws = self._decode(records, out)
+        if self.board is not None:  # the batch's rewards at the uplink's measured rate
+            rate = self.board.shared_rate()
+            self.cm = self._costs if rate is None else self._costs.at_rate(rate)
         t1 = time.perf_counter()
         m.STAGE.labels("decode").observe(t1 - t0)
         if not metas:
@@ -238,7 +255,7 @@ class EdgeProcessor:
                     tally.observe(m.REWARD, (str(self.space.split_arm(arm_j) + 1),), rew)
             else:
                 k, feats = features[i]
-                payload, codec = self._payload(k, feats, raws[i])
+                payload, codec = self._payload(k, feats, raws[i], images[i])
                 om = OffloadMeta(
                     arm=k,
                     confidences=row,
@@ -250,11 +267,12 @@ class EdgeProcessor:
                     alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
                     by_td=bool(by_td[i]),
                 )
-                out.offloads.append(
-                    OutRecord(meta.frame_id.encode(), payload, meta.headers() + om.headers())
-                )
+                headers = meta.headers() + om.headers()
+                out.offloads.append(OutRecord(meta.frame_id.encode(), payload, headers))
                 tally.inc(m.OFFLOADS, (str(a + 1),))
                 tally.inc(m.OFFLOAD_BYTES, (codec,), len(payload))  # jpeg for arm 0
+                wire = len(payload) + sum(len(hk) + len(hv) for hk, hv in headers)
+                tally.inc(m.UPLINK_BYTES, (str(a + 1), codec), wire)
         for camera, arm in last_arm.items():
             m.CURRENT_ARM.labels(camera).set(arm)
         tally.flush()

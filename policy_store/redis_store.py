@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from policy_store.stats import REWARD_BOUND, ArmStats, Delta
+from policy_store.uplink import valid_rate
 
 log = logging.getLogger("splitee.policy_store")
 
@@ -160,6 +161,7 @@ class RedisStore:
         self.up = True
         self._retry_at = 0.0
         self._backoff = 0.1
+        self._rate: tuple[float, float | None] = (-1e9, None)  # (read at, rate) of the board
 
     # ------------------------------------------------------------------ connection state
     def _may_try(self) -> bool:
@@ -256,6 +258,42 @@ class RedisStore:
         while self.pending_frames > self.max_pending_frames:
             time.sleep(self._backoff)
             self._flush()
+
+    # ------------------------------------------------------------------ the uplink's rate
+    #: the shared rate is read at most this often, and expires this long after its last write
+    RATE_READ_S = 1.0
+    RATE_TTL_S = 300
+
+    def rate_key(self) -> str:
+        return f"{self.namespace}:uplink_rate_bps"
+
+    def publish_rate(self, rate_bps: float) -> None:
+        """Share the cloud's measured uplink rate with the edge workers (a best-effort SET:
+        during an outage the edge keeps the last rate it read)."""
+        rate = valid_rate(rate_bps)
+        if rate is None or not self._may_try():
+            return
+        try:
+            self.r.set(self.rate_key(), repr(rate), ex=self.RATE_TTL_S)
+        except OUTAGE as exc:
+            self._down(exc)
+
+    def shared_rate(self) -> float | None:
+        """The last measured uplink rate a cloud worker shared, read at most once a second;
+        the last one read while Redis is down, None before any (or a value that is not a
+        rate)."""
+        now = time.monotonic()
+        at, rate = self._rate
+        if now - at < self.RATE_READ_S or not self._may_try():
+            return rate
+        try:
+            raw = self.r.get(self.rate_key())
+        except OUTAGE as exc:
+            self._down(exc)
+            return rate
+        got = None if raw is None else valid_rate(raw)  # expired: back to the configured rate
+        self._rate = (now, rate if raw is not None and got is None else got)
+        return self._rate[1]
 
     def flush(self) -> bool:
         """Try to apply the queued deltas now; True when none is left."""

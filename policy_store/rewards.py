@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from policy_store.decisions import AlphaRule
+from policy_store.uplink import LatencyPricing
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class CostModel:
     it does by blocks and the others what they really spend. ``offload_scale`` makes o per
     arm: arm k's offload costs o·offload_scale_k (the "bytes" mode: the arm's encoded bytes over
     a reference, so sending the JPEG frame and sending a feature tensor are priced apart).
+    ``latency`` (the "latency" mode): the pricing that made ``offload_scale`` from the arms'
+    bytes, edge times and the link's rate, so :meth:`at_rate` can re-price the arms when the
+    measured rate moves.
 
     >>> cm = CostModel((0, 3, 9), gamma=0.1, relative_cost=(0.0, 0.2, 1.0),
     ...                offload_scale=(1.0, 4.0, 1.0))
@@ -44,6 +48,7 @@ class CostModel:
     offload_cost: float = 0.5
     relative_cost: Sequence[float] | None = None
     offload_scale: Sequence[float] | None = None
+    latency: LatencyPricing | None = None
     compute_cost: np.ndarray = field(init=False, repr=False)
     offload_costs: np.ndarray = field(init=False, repr=False)
 
@@ -67,6 +72,9 @@ class CostModel:
                 raise ValueError(f"offload_scale must be {len(d)} values ≥ 0")
             object.__setattr__(self, "offload_scale", tuple(float(x) for x in scale))
         object.__setattr__(self, "offload_costs", self.offload_cost * scale)
+        if self.latency is not None and len(self.latency.arm_bytes) != len(d):
+            n = len(self.latency.arm_bytes)
+            raise ValueError(f"a latency pricing of {n} arms for {len(d)}")
 
     @property
     def num_arms(self) -> int:
@@ -108,6 +116,13 @@ class CostModel:
 
     def with_alpha(self, alpha: float) -> CostModel:
         return replace(self, alpha=alpha)
+
+    def at_rate(self, rate_bps: float) -> CostModel:
+        """This cost model with the "latency" mode's offload costs at uplink rate
+        ``rate_bps`` (bit/s); without a latency pricing the rate changes nothing."""
+        if self.latency is None:
+            return self
+        return replace(self, offload_scale=self.latency.scale(rate_bps))
 
 
 def bytes_scale(arm_bytes: Sequence[float], ref_bytes: float) -> tuple[float, ...]:

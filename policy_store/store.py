@@ -21,6 +21,7 @@ from collections import deque
 from typing import Protocol
 
 from policy_store.stats import ArmStats, Delta
+from policy_store.uplink import valid_rate
 
 
 class PolicyStore(Protocol):
@@ -48,6 +49,7 @@ class MemoryStore:
         self._stats: dict[str, ArmStats] = {}
         self._seen: dict[str, tuple[set[str], deque[str]]] = {}
         self._lock = threading.Lock()
+        self._rate: float | None = None
 
     def _get(self, key: str) -> ArmStats:
         if key not in self._stats:
@@ -79,3 +81,10 @@ class MemoryStore:
     def policies(self) -> list[str]:
         with self._lock:
             return sorted(self._stats)
+
+    def publish_rate(self, rate_bps: float) -> None:
+        """The measured uplink rate, shared (:class:`~policy_store.uplink.RateBoard`)."""
+        self._rate = valid_rate(rate_bps)
+
+    def shared_rate(self) -> float | None:
+        return self._rate

@@ -39,6 +39,17 @@ REWARD = Histogram(
 )
 COST = Counter("splitee_cost_total", "Sum of per-frame costs (λ_k + o if offloaded)", ["role"])
 OFFLOAD_BYTES = Counter("splitee_offload_bytes_total", "Encoded offload bytes", ["codec"])
+UPLINK_BYTES = Counter(
+    "splitee_uplink_bytes_total",
+    "Bytes the edge puts on its uplink per offload record (payload and headers), by arm and codec",
+    ["arm", "codec"],
+)
+UPLINK_RATE = Gauge(
+    "splitee_uplink_rate_bits_per_second",
+    "The edge uplink's rate: configured (policy.uplink_mbps) or measured (the cloud's "
+    "estimate with policy.uplink_rate = measured)",
+    ["source"],
+)
 STAGE = Histogram(
     "splitee_stage_seconds", "Time per batch in each stage", ["stage"], buckets=LATENCY_BUCKETS
 )

@@ -21,6 +21,7 @@ from policy_store.keys import PolicyKeys
 from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
+from policy_store.uplink import LatencyPricing
 from splitee import redis_io
 from splitee.context import CONTEXTS
 from splitee.files import model_alpha, sha256_file
@@ -59,12 +60,12 @@ def cost_model(s: Settings, depths: Sequence[int]) -> CostModel:
 
 def _send_frame_on(s: Settings) -> bool:
     on = s.policy.send_frame_arm
-    return s.policy.offload_cost_mode == "bytes" if on is None else bool(on)
+    return s.policy.offload_cost_mode in ("bytes", "latency") if on is None else bool(on)
 
 
 def send_frame(s: Settings, model: SplitModel) -> bool:
     """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
-    default with the bytes-based offload cost)."""
+    default with the bytes-based and the latency offload costs)."""
     return _send_frame_on(s) and model.real_size
 
 
@@ -109,7 +110,10 @@ def _model_and_costs(
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
     ``codec`` (for the unwrapped ``model``'s arms): a bottleneck's measured bytes replace the
-    split tensors', and its encoder's FLOPs add to λ_k.
+    split tensors', and its encoder's FLOPs add to λ_k. With ``offload_cost_mode = "latency"``
+    o is scaled per arm by its time to reach the cloud, ``(t_edge,k + 8·B_k/R) / t_ref``
+    (:class:`~policy_store.uplink.LatencyPricing`, at R = policy.uplink_mbps; the cloud
+    re-prices at a measured R with ``uplink_rate = "measured"``).
     """
     if not model.real_size:
         return model, cost_model(s, model.exit_depths)
@@ -119,6 +123,8 @@ def _model_and_costs(
 
     p = s.policy
     rel = relative_costs(model)
+    latency = p.offload_cost_mode == "latency"
+    edge_s = edge_seconds(s, model) if latency else [0.0] * model.num_exits
     arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
     if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
         from splitee.models.latent_codec import encoder_flops
@@ -127,18 +133,53 @@ def _model_and_costs(
         total = prefix_flops(model, model.num_exits - 1)
         for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
             rel[k] += f / total
+            edge_s[k] += edge_s[-1] * f / total  # the encoder's time, by its FLOPs' share
             arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
     depths = list(model.exit_depths)
     if send_frame(s, model):
         model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
-        arm_bytes = [p.jpeg_bytes, *arm_bytes]
-    scale = None
+        arm_bytes, edge_s = [p.jpeg_bytes, *arm_bytes], [0.0, *edge_s]
+    scale, pricing = None, None
     if p.offload_cost_mode == "bytes":
         scale = bytes_scale([*arm_bytes, 0], p.jpeg_bytes)
+    elif latency:
+        pricing = LatencyPricing([*arm_bytes, 0], edge_s, p.jpeg_bytes, p.uplink_mbps * 1e6)
+        scale = pricing.scale(pricing.ref_rate_bps)
     cm = CostModel(
-        depths, p.gamma, p.mu, alpha(s), p.offload_cost, relative_cost=rel, offload_scale=scale
+        depths,
+        p.gamma,
+        p.mu,
+        alpha(s),
+        p.offload_cost,
+        relative_cost=rel,
+        offload_scale=scale,
+        latency=pricing,
     )
     return model, cm
+
+
+def edge_seconds(s: Settings, model: SplitModel) -> list[float]:
+    """The edge's compute time (s) up to each of ``model``'s exits, for the "latency" mode:
+    policy.edge_ms, else the checkpoint's model card (its profile's cpu_ms, measured when it
+    was trained). Edge and cloud price from the same numbers, never from their own clocks:
+    the cloud's hardware says nothing about the edge's."""
+    ms = s.policy.edge_ms
+    if ms is None:
+        import json
+
+        from splitee.models.checkpoint import card_path
+
+        card = card_path(s.model.checkpoint)
+        try:
+            ms = [float(a["cpu_ms"]) for a in json.loads(card.read_text())["profile"]["arms"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"offload_cost_mode = latency needs the edge's compute times: set policy.edge_ms "
+                f"(one per exit, ms) or ship the model card {card} with its profile ({exc!r})"
+            ) from None
+    if len(ms) != model.num_exits:
+        raise ValueError(f"policy.edge_ms has {len(ms)} times for {model.num_exits} exits")
+    return [float(x) / 1000.0 for x in ms]
 
 
 def policy(s: Settings) -> Policy:
@@ -259,6 +300,8 @@ def worker_model_and_bandit(
     model, costs = _model_and_costs(s, backbone, codec)
     b = bandit(s, costs, worker_store(s, costs.num_arms))
     metrics.watch_store(b.store)
+    # the dashboards' "share of the link" divides by it, whatever the cost mode
+    metrics.UPLINK_RATE.labels("configured").set(s.policy.uplink_mbps * 1e6)
     if codec is not None and model.send_frame:
         codec = codec.shifted(1)  # the worker's arms: the send-frame arm comes first
     return model, b, codec

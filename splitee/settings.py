@@ -204,14 +204,47 @@ class PolicySettings(Section):
         "metadata, set per data set as SplitEE does; the Caltech-101 model's is 0.7), else 0.5.",
     )
     offload_cost: float = Field(default=0.5, ge=0, description="Offload (communication) cost o.")
-    offload_cost_mode: Literal["constant", "bytes"] = Field(
+    offload_cost_mode: Literal["constant", "bytes", "latency"] = Field(
         default="constant",
         description="o per offload: constant, or o·(encoded bytes of the chosen arm)/(median "
-        "JPEG bytes) with 'bytes' (the channel's air time is channel.offload_cost).",
+        "JPEG bytes) with 'bytes' (the channel's air time is channel.offload_cost), or with "
+        "'latency' o·(t_edge,k + 8·B_k/R)/(8·jpeg_bytes/uplink_mbps): the arm's time to reach "
+        "the cloud (edge compute + payload on an uplink of rate R) in units of the JPEG's "
+        "uplink time at the reference rate (real-size backbones; README, 'Costs in seconds').",
+    )
+    uplink_mbps: float = Field(
+        default=10.0,
+        ge=0.01,
+        le=100000.0,
+        description="'latency' mode: the edge uplink's rate in Mbit/s, the reference the JPEG's "
+        "uplink time (one o) is taken at, and the rate R while uplink_rate = configured. Also "
+        "the link rate the dashboards' 'share of the link' divides by.",
+    )
+    uplink_rate: Literal["configured", "measured"] = Field(
+        default="configured",
+        description="'latency' mode: R is uplink_mbps, or measured live by the cloud worker "
+        "from the offloads it receives (edge batch bits against the time from the edge's send "
+        "to the broker's append — give the offload topic message.timestamp.type = "
+        "LogAppendTime — or else to the cloud's consume, fitted as overhead + bits/R with "
+        "forgetting), so a rate change on the link re-prices the offloaded frames' rewards; "
+        "shared with the edge workers through Redis for the rewards they score.",
+    )
+    uplink_halflife: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="uplink_rate = measured: half-life of the rate estimate, in edge batches.",
+    )
+    edge_ms: list[float] | None = Field(
+        default=None,
+        json_schema_extra={"doc_default": "the model card's profile cpu_ms"},
+        description="'latency' mode: the edge's compute time (ms) up to each of the model's "
+        "exits, measured on the edge hardware (one thread, as splitee.models.profile's "
+        "prefix_cpu_ms); None: the cpu_ms of the checkpoint's model card (its profile).",
     )
     send_frame_arm: bool | None = Field(
         default=None,
-        json_schema_extra={"doc_default": "on with offload_cost_mode = bytes"},
+        json_schema_extra={"doc_default": "on with offload_cost_mode = bytes or latency"},
         description="Arm 0 sends the camera's JPEG to the cloud and computes nothing at the "
         "edge (real-size backbones); the model's arms follow as 1..L.",
     )
@@ -242,6 +275,14 @@ class PolicySettings(Section):
         "frames from any other camera use the global policy (policy.key). None: the ids of "
         "producer.cameras.",
     )
+
+    @field_validator("edge_ms")
+    @classmethod
+    def _edge_ms_bounded(cls, v: list[float] | None) -> list[float] | None:
+        """Times are finite, ≥ 0 and under a minute: anything else is a typo, not an edge."""
+        if v is not None and (not v or any(not 0.0 <= x <= 60_000.0 for x in v)):
+            raise ValueError("edge_ms takes one time per exit, each in [0, 60000] ms")
+        return v
 
 
 class KafkaSettings(Section):
@@ -405,6 +446,14 @@ class EdgeSettings(Section):
         ge=1.0,
         description="Real-size frames whose longer side exceeds this many times the shorter "
         "one go to the DLQ (bad_aspect), refused from the JPEG header.",
+    )
+    frame_quality: int | None = Field(
+        default=None,
+        ge=1,
+        le=95,
+        description="The send-frame arm sends the frame fitted to the model's input and "
+        "re-encoded at this JPEG quality instead of the camera's JPEG (a fair cloud-only "
+        "baseline on a thin uplink: bench/uplink.py's policy a'). None: the camera's JPEG.",
     )
     capture_ts_tolerance_s: float = Field(
         default=60.0,

@@ -224,6 +224,7 @@ def overview() -> G.Dashboard:
                 ),
             ],
         ),
+        *uplink_rows(),
     ]
     return _dashboard(
         "splitee-overview",
@@ -231,6 +232,55 @@ def overview() -> G.Dashboard:
         "Throughput, latency percentiles, consumer lag and dead letters",
         _layout(rows),
     )
+
+
+def uplink_rows() -> list[tuple[int, list[G.Panel]]]:
+    """The row "uplink": what crosses the edge site's uplink, how full it is, and what the
+    frames wait for it (docs/uplink/): the saving of split computing where users feel it."""
+    return [
+        (1, [G.RowPanel(title="uplink", dataSource=DS)]),
+        (
+            8,
+            [
+                ts(
+                    "Uplink bytes / s by arm and codec",
+                    [(Q.uplink_bytes(W), "arm {{arm}} {{codec}}")],
+                    "Bps",
+                    "Offload records the edge puts on its uplink, payload and headers (arm 1 "
+                    "with the send-frame arm on: the camera's JPEG)",
+                    stack=True,
+                ),
+                ts(
+                    "Share of the uplink in use",
+                    [(Q.uplink_share(W), "offloads")],
+                    "percentunit",
+                    "Offload bits / s over the configured link rate (policy.uplink_mbps); "
+                    "near 1 the link is full and the offload hop queues",
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                ts(
+                    "Offload hop latency (edge send → cloud consume)",
+                    [
+                        (Q.offload_hop_quantile(0.5, W), "p50"),
+                        (Q.offload_hop_quantile(0.99, W), "p99"),
+                    ],
+                    "s",
+                    "Per frame: the uplink's time, the broker's and the cloud's fetch wait",
+                ),
+                ts(
+                    "Uplink rate: configured and measured",
+                    [(Q.UPLINK_RATE, "{{source}}")],
+                    "bps",
+                    "policy.uplink_mbps, and the cloud's live estimate with offload_cost_mode "
+                    "= latency and uplink_rate = measured (it prices the offloads' rewards)",
+                ),
+            ],
+        ),
+    ]
 
 
 def camera_variable() -> G.Template:

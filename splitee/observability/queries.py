@@ -61,6 +61,28 @@ def offload_bytes(w: str) -> str:
     return f"sum by (codec) (rate(splitee_offload_bytes_total[{w}]))"
 
 
+def uplink_bytes(w: str) -> str:
+    """What the edge puts on its uplink per second, by arm and codec (payload and headers)."""
+    return f"sum by (arm, codec) (rate(splitee_uplink_bytes_total[{w}]))"
+
+
+def uplink_share(w: str) -> str:
+    """The fraction of the configured uplink rate that the offloads use (1 = full)."""
+    return (
+        f"8 * sum(rate(splitee_uplink_bytes_total[{w}])) "
+        '/ scalar(max(splitee_uplink_rate_bits_per_second{source="configured"}))'
+    )
+
+
+def offload_hop_quantile(q: float, w: str) -> str:
+    """Per frame: offload sent at the edge → consumed by the cloud (the uplink's share)."""
+    return (
+        f"histogram_quantile({q}, sum by (le) "
+        f'(rate(splitee_latency_stage_seconds_bucket{{stage="offload_hop"}}[{w}])))'
+    )
+
+
+UPLINK_RATE = "max by (source) (splitee_uplink_rate_bits_per_second)"
 LAG_BY_GROUP = "sum by (group, topic) (splitee_kafka_consumer_lag_messages)"
 LAG_TOTAL = "sum by (group) (splitee_kafka_consumer_lag_messages)"
 DEAD_LETTERS_TOTAL = "sum by (role, reason) (splitee_dead_letters_total)"

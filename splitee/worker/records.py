@@ -26,6 +26,9 @@ class InRecord:
     #: the record's Kafka timestamp in seconds (the producer's send time, or the broker's with
     #: LogAppendTime); None where there is none, as in offline replays
     timestamp: float | None = None
+    #: the timestamp is the broker's append time (the topic's message.timestamp.type is
+    #: LogAppendTime): when the record reached the broker, not when it was sent
+    log_append: bool = False
 
 
 @dataclass

@@ -146,7 +146,14 @@ def in_record(event: faust.EventT) -> InRecord:
     headers = msg.headers or []
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
     return InRecord(
-        msg.key, msg.value, items, msg.topic, msg.partition, msg.offset, msg.timestamp or None
+        msg.key,
+        msg.value,
+        items,
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        msg.timestamp or None,
+        getattr(msg, "timestamp_type", 0) == 1,  # 1: LogAppendTime (aiokafka's TimestampType)
     )
 
 

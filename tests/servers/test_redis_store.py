@@ -119,3 +119,25 @@ def test_one_raising_record_among_good_ones_is_isolated_and_the_rest_applied(
         check_one_raising_record_among_good_ones(tiny_model, sample_frames.images, store)
     finally:
         store.reset("global")
+
+
+def test_the_measured_uplink_rate_is_shared_through_redis(store, redis_server):
+    """The cloud publishes its estimate, an edge worker (another client) reads it at most once
+    a second; a value that is not a rate is ignored, an expired one falls back to None (the
+    configured rate)."""
+    edge = RedisStore(redis_server, store.namespace, num_arms=4)
+    assert edge.shared_rate() is None
+    store.publish_rate(2e6)
+    edge._rate = (-1e9, None)  # the next read goes to Redis
+    assert edge.shared_rate() == 2e6
+    store.publish_rate(10e6)
+    assert 0 < store.r.ttl(store.rate_key()) <= RedisStore.RATE_TTL_S  # expires unless renewed
+    assert edge.shared_rate() == 2e6  # read less than a second ago: the cached value
+    edge._rate = (-1e9, edge._rate[1])
+    assert edge.shared_rate() == 10e6
+    store.r.set(store.rate_key(), b"nan")  # not a rate: the last one stands
+    edge._rate = (-1e9, edge._rate[1])
+    assert edge.shared_rate() == 10e6
+    store.r.delete(store.rate_key())  # expired
+    edge._rate = (-1e9, edge._rate[1])
+    assert edge.shared_rate() is None

@@ -1,0 +1,289 @@
+"""The "latency" offload cost: an arm's time to reach the cloud over a rate-limited uplink.
+
+What matters is that the price follows the link: on a fast link the camera's JPEG (no edge
+compute) is the cheapest offload, on a slow one a small payload that costs edge compute wins,
+and a rate measured live moves the rewards the policy learns from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from cloud_workers.processor import CloudProcessor
+from edge_workers.processor import EdgeProcessor
+from policy_store import CostModel, MemoryStore
+from policy_store.policies import make_policy
+from policy_store.uplink import LatencyPricing, UplinkEstimator
+from splitee import policy_setup
+from splitee.models.frame_arm import FrameArmNet
+from splitee.settings import load_settings
+from splitee.wire import FrameMeta, OffloadMeta, Result
+from splitee.worker.records import InRecord
+from tests.bandits import bandit
+from tests.unit.test_send_frame import _jpeg, _record, tiny_real  # noqa: F401 (fixture)
+
+JPEG = 12_800  # bytes of the camera's frame, the reference
+#: send the JPEG (no edge compute), a 1.6 kB latent after 40 ms at the edge, the final exit
+PRICING = LatencyPricing((JPEG, 1600, 0), (0.0, 0.040, 0.060), JPEG, 10e6)
+
+
+def offload_reward(cm: CostModel, arm: int, c_final: float = 0.9) -> float:
+    """The reward of a frame offloaded at ``arm`` (C_arm below α)."""
+    conf = np.array([0.1, 0.1, c_final])
+    exits = np.array([False, False, True])
+    return float(cm.rewards(conf, exits, c_final)[arm])
+
+
+def test_the_arm_order_flips_between_a_fast_and_a_slow_link() -> None:
+    cm = CostModel((0, 3, 9), gamma=0.0, offload_cost=0.5, relative_cost=(0.0, 0.5, 1.0))
+    fast = replace_latency(cm, 10e6)
+    slow = replace_latency(cm, 2e6)
+    # 10 Mbit/s: JPEG 10.24 ms on the link; the latent 1.28 ms + 40 ms of compute
+    assert fast.offload_costs[0] == pytest.approx(0.5)  # o keeps its meaning at the reference
+    assert fast.offload_costs[1] == pytest.approx(0.5 * (0.040 + 0.00128) / 0.01024)
+    assert offload_reward(fast, 0) > offload_reward(fast, 1)
+    # 2 Mbit/s: JPEG 51.2 ms; latent 6.4 + 40 ms: the order flips
+    assert slow.offload_costs[0] == pytest.approx(2.5)
+    assert offload_reward(slow, 1) > offload_reward(slow, 0)
+    # seconds, not abstract units: the times are the formula's
+    assert PRICING.seconds(2e6)[:2] == pytest.approx((0.0512, 0.0464))
+    assert cm.at_rate(2e6) is cm  # no latency pricing: a rate changes nothing
+
+
+def replace_latency(cm: CostModel, rate_bps: float) -> CostModel:
+    return dataclasses.replace(cm, latency=PRICING).at_rate(rate_bps)
+
+
+def test_pricing_rejects_what_is_not_a_link() -> None:
+    with pytest.raises(ValueError, match="one each"):
+        LatencyPricing((1, 2), (0.0,), 1, 1e6)
+    with pytest.raises(ValueError, match="finite"):
+        LatencyPricing((1, float("nan")), (0.0, 0.0), 1, 1e6)
+    with pytest.raises(ValueError, match="reference"):
+        LatencyPricing((1, 0), (0.0, 0.0), 1, 0.0)
+    with pytest.raises(ValueError, match="3 arms for 2"):
+        CostModel((0, 3), latency=PRICING)
+    # an absurd measured rate is clamped, not divided by
+    assert all(np.isfinite(PRICING.scale(0.0)))
+
+
+def _samples(rate_bps: float, n: int, overhead: float = 0.03, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        bits = 8.0 * rng.integers(1, 12) * rng.choice([1600, 12_800])  # batch size × arm bytes
+        yield bits, overhead + bits / rate_bps + rng.normal(0, 0.002)
+
+
+def test_the_estimator_finds_the_rate_and_follows_a_change() -> None:
+    est = UplinkEstimator(prior_bps=5e6, halflife=30)
+    for bits, sec in _samples(10e6, 300):
+        est.add(bits, sec)
+    assert est.rate_bps == pytest.approx(10e6, rel=0.1)
+    assert est.overhead_s == pytest.approx(0.03, abs=0.01)
+    # 10 → 2 Mbit/s (tc change): within a few half-lives the estimate is the new rate
+    seen = []
+    for bits, sec in _samples(2e6, 200, seed=1):
+        est.add(bits, sec)
+        seen.append(est.rate_bps)
+    assert seen[150] == pytest.approx(2e6, rel=0.15)
+    assert seen[-1] == pytest.approx(2e6, rel=0.1)
+
+
+def test_the_estimator_ignores_bad_samples_and_keeps_its_prior_without_spread() -> None:
+    est = UplinkEstimator(prior_bps=10e6, halflife=10)
+    for bad in ((float("nan"), 0.1), (8000.0, float("inf")), (0.0, 0.1), (8000.0, -1.0)):
+        assert est.add(*bad) is False
+    for _ in range(50):  # one size only: no slope to fit, the configured rate stands
+        assert est.add(8000.0, 0.05)
+    assert est.rate_bps == 10e6 and est.observations == 50
+    with pytest.raises(ValueError):
+        UplinkEstimator(prior_bps=0.0)
+
+
+def test_settings_validate_the_latency_mode_fields() -> None:
+    s = load_settings(None, policy={"offload_cost_mode": "latency", "uplink_mbps": 2})
+    assert s.policy.uplink_rate == "configured" and s.policy.edge_ms is None
+    for bad in (
+        {"uplink_mbps": 0},
+        {"uplink_rate": "guessed"},
+        {"edge_ms": [-1.0]},
+        {"edge_ms": [float("nan")]},
+        {"edge_ms": []},
+        {"uplink_halflife": 0},
+    ):
+        with pytest.raises(ValidationError):
+            load_settings(None, policy=bad)
+
+
+def _latency_settings(**policy):
+    return load_settings(
+        None,
+        policy={
+            "offload_cost_mode": "latency",
+            "jpeg_bytes": 2000,
+            "uplink_mbps": 10,
+            "edge_ms": [5.0, 8.0, 20.0],
+            **policy,
+        },
+    )
+
+
+def test_settings_build_the_latency_costs(tiny_real) -> None:  # noqa: F811
+    s = _latency_settings()
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    assert isinstance(model, FrameArmNet) and cm.num_arms == 4  # the JPEG arm is on
+    t_ref = 8 * 2000 / 10e6
+    tensor = 8 * 24 * 24 * 2 + 24  # arm 1's float16 split tensor with the wire header
+    assert cm.offload_costs[0] == pytest.approx(0.5)
+    assert cm.offload_costs[1] == pytest.approx(0.5 * (0.005 + 8 * tensor / 10e6) / t_ref)
+    assert cm.offload_costs[-1] == 0.0
+    slow = cm.at_rate(1e6)
+    assert slow.offload_costs[0] == pytest.approx(5.0)
+    assert slow.offload_costs[1] == pytest.approx(0.5 * (0.005 + 8 * tensor / 1e6) / t_ref)
+    with pytest.raises(ValueError, match="2 times for 3 exits"):
+        policy_setup.model_and_costs(_latency_settings(edge_ms=[1.0, 2.0]), tiny_real)
+    # no times configured and no model card beside the checkpoint: refuse, say what to set
+    with pytest.raises(ValueError, match=r"policy\.edge_ms"):
+        policy_setup.model_and_costs(_latency_settings(edge_ms=None), tiny_real)
+
+
+def test_the_shipped_caltech_card_prices_the_arms() -> None:
+    """Without policy.edge_ms the model card's measured cpu_ms are the edge's times."""
+    from splitee.models import load_checkpoint
+
+    s = load_settings(
+        None,
+        model={"checkpoint": "assets/efficientnet-lite0-caltech101.safetensors"},
+        policy={"offload_cost_mode": "latency", "jpeg_bytes": 12844, "uplink_mbps": 10},
+    )
+    _, cm = policy_setup.model_and_costs(s, load_checkpoint(s.model.checkpoint, fuse=True))
+    assert cm.latency is not None and cm.latency.edge_s[0] == 0.0
+    assert cm.latency.edge_s[1] == pytest.approx(0.00555)  # the card's arm 1 cpu_ms
+    assert cm.offload_costs[0] == pytest.approx(s.policy.offload_cost)
+
+
+def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:  # noqa: F811
+    s = _latency_settings()
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    cm = CostModel(  # offload everything but the final arm, as priced above
+        cm.depths, cm.gamma, cm.mu, 0.99, cm.offload_cost, cm.relative_cost,
+        cm.offload_scale, cm.latency,
+    )  # fmt: skip
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))  # the JPEG arm
+    edge = EdgeProcessor(model, b)
+    out = edge.process([_record(i, _jpeg(60, 80, i)) for i in range(4)])
+    assert len(out.offloads) == 4
+
+    def cloud_costs(cloud: CloudProcessor, hop_s: float) -> list[float]:
+        recs = []
+        for i, r in enumerate(out.offloads):
+            meta = FrameMeta.from_headers(r.headers)
+            om = OffloadMeta.from_headers(r.headers, cm.num_arms, cm.num_arms)
+            om = dataclasses.replace(om, edge_ts=time.time() - hop_s)
+            recs.append(InRecord(r.key, r.value, meta.headers() + om.headers(), "offload", 0, i))
+        back = cloud.process(recs)
+        assert not back.dead and len(back.results) == 4
+        return [Result.decode(r.value).cost for r in back.results]
+
+    configured = cloud_costs(CloudProcessor(model, b), 0.0)
+    assert configured == pytest.approx([cm.offload_costs[0]] * 4)  # 0.5: the reference rate
+    # a link measured at 1 Mbit/s: the JPEG's offload costs 10× more than at 10 Mbit/s
+    est = UplinkEstimator(prior_bps=10e6, halflife=20)
+    for bits, sec in _samples(1e6, 100, overhead=0.01):
+        est.add(bits, sec)
+    slow = CloudProcessor(model, b, uplink=est)
+    costs = cloud_costs(slow, 0.5)
+    assert est.rate_bps < 2e6  # the batch itself is one more sample
+    assert costs[0] == pytest.approx(cm.at_rate(est.rate_bps).offload_costs[0])
+    assert costs[0] > 4 * configured[0]
+
+
+def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) -> None:  # noqa: F811
+    """edge.frame_quality: the send-frame arm's JPEG is the model's input, re-encoded — what a
+    fair cloud-only deployment sends on a thin link — and the cloud still answers it."""
+    from splitee.jpeg import jpeg_size
+
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))
+    big = _jpeg(300, 400, 7)
+    plain = EdgeProcessor(model, b).process([_record(0, big)])
+    fair = EdgeProcessor(model, b, frame_quality=20).process([_record(0, big)])
+    assert plain.offloads[0].value == big
+    sent = fair.offloads[0].value
+    assert jpeg_size(sent) == (48, 48) and len(sent) < len(big) / 10
+    back = CloudProcessor(model, b).process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, 0) for r in fair.offloads]
+    )
+    assert not back.dead and len(back.results) == 1
+
+
+class _Recording(UplinkEstimator):
+    def __init__(self) -> None:
+        super().__init__(prior_bps=10e6)
+        self.samples: list[tuple[float, float]] = []
+
+    def add(self, bits: float, seconds: float) -> bool:
+        self.samples.append((bits, seconds))
+        return super().add(bits, seconds)
+
+
+def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real) -> None:  # noqa: F811
+    """With LogAppendTime on the offload topic the sample ends when the batch reached the
+    broker, so the cloud's own queueing (here 10 s behind) does not read as a slow link."""
+    model = FrameArmNet(tiny_real)
+    cm = CostModel(model.exit_depths, alpha=0.99)
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))
+    out = EdgeProcessor(model, b).process([_record(i, _jpeg(60, 80, i)) for i in range(3)])
+    sent = time.time() - 10.0
+
+    def records(log_append: bool) -> list[InRecord]:
+        recs = []
+        for i, r in enumerate(out.offloads):
+            meta = FrameMeta.from_headers(r.headers)
+            om = OffloadMeta.from_headers(r.headers, cm.num_arms, cm.num_arms)
+            om = dataclasses.replace(om, edge_ts=sent)
+            recs.append(
+                InRecord(r.key, r.value, meta.headers() + om.headers(), "offload", 0, i,
+                         sent + 0.05 + 0.01 * i, log_append)
+            )  # fmt: skip
+        return recs
+
+    wire = sum(len(r.value) + sum(len(k) + len(v) for k, v in r.headers) for r in records(True))
+    est = _Recording()
+    CloudProcessor(model, b, uplink=est).process(records(True))
+    assert est.samples == [(pytest.approx(8.0 * wire), pytest.approx(0.07))]
+    est2 = _Recording()
+    CloudProcessor(model, b, uplink=est2).process(records(False))  # CreateTime: consume time
+    assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
+
+
+def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_real) -> None:  # noqa: F811
+    """The edge's own side observations (frames that ran to the final exit reveal the
+    offloads of shallower arms) are priced at the rate the cloud measured, not the configured
+    one; without a shared rate the configured prices stand."""
+    s = _latency_settings()
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    store = MemoryStore(cm.num_arms)
+    b = bandit(cm, store, make_policy("fixed:1"))
+    edge = EdgeProcessor(model, b, board=store)
+    edge.process([_record(0, _jpeg(60, 80, 0))])
+    assert edge.cm.offload_costs.tolist() == cm.offload_costs.tolist()
+    est = UplinkEstimator(prior_bps=10e6, halflife=20)
+    for bits, sec in _samples(1e6, 100, overhead=0.01):
+        est.add(bits, sec)
+    cloud = CloudProcessor(model, b, uplink=est, board=store)
+    out = edge.process([_record(1, _jpeg(60, 80, 1))])
+    cloud.process([InRecord(r.key, r.value, r.headers, "offload", 0, 0) for r in out.offloads])
+    assert store.shared_rate() == pytest.approx(est.rate_bps)
+    edge.process([_record(2, _jpeg(60, 80, 2))])
+    want = cm.at_rate(est.rate_bps).offload_costs
+    assert edge.cm.offload_costs == pytest.approx(want)
+    assert edge.cm.offload_costs[0] > 4 * cm.offload_costs[0]
+    store.publish_rate(float("nan"))  # not a rate: the board holds none
+    assert store.shared_rate() is None
