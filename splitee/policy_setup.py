@@ -22,6 +22,7 @@ from policy_store.policies import Policy, make_policy
 from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from splitee import redis_io
+from splitee.arm_facts import ArmFacts
 from splitee.context import CONTEXTS
 from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
@@ -101,44 +102,79 @@ def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostMod
 def _model_and_costs(
     s: Settings, model: SplitModel, codec: LatentCodec | None
 ) -> tuple[SplitModel, CostModel]:
-    """The model the workers run and its cost model, from the settings.
+    """The model the workers run and its cost model, from the settings: the facts measured on
+    ``model`` (:func:`arm_facts`) priced by :func:`costs_from_facts`; a real-size model with
+    the send-frame arm on is wrapped in FrameArmNet."""
+    send, cm = costs_from_facts(s, arm_facts(s, model, codec))
+    if send:
+        from splitee.models.frame_arm import FrameArmNet
+
+        model = FrameArmNet(model)
+    return model, cm
+
+
+def arm_facts(s: Settings, model: SplitModel, codec: LatentCodec | None) -> ArmFacts:
+    """What the cost model needs, measured on ``model`` (torch): FLOPs per prefix
+    (splitee.models.profile), split-tensor bytes, and with ``codec`` (for the unwrapped
+    ``model``'s arms) the bottleneck encoder's FLOPs and its measured bytes. The CIFAR
+    ResNets are priced by depth alone."""
+    own = model_alpha(s.model.checkpoint)
+    if not model.real_size:
+        return ArmFacts(exit_depths=list(model.exit_depths), real_size=False, alpha=own)
+    from splitee.models.profile import prefix_flops, split_bytes
+
+    flops = [prefix_flops(model, k) for k in range(model.num_exits)]
+    enc: dict[int, int] = {}
+    lat: dict[int, int | None] = {}
+    if codec is not None:
+        from splitee.models.latent_codec import encoder_flops
+
+        enc = encoder_flops(codec.bundle, codec.bundle.arms)
+        lat = {k: codec.median_bytes(k + codec.offset) for k in enc}
+    return ArmFacts(
+        exit_depths=list(model.exit_depths),
+        real_size=True,
+        alpha=own,
+        relative_costs=[f / flops[-1] for f in flops],
+        total_flops=flops[-1],
+        split_bytes=[split_bytes(model, k) for k in range(model.num_exits - 1)],
+        encoder_flops=enc,
+        latent_bytes=lat,
+    )
+
+
+def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
+    """Whether arm 0 sends the frame, and the cost model over the worker's arms.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
-    FLOPs of each prefix (splitee.models.profile), the send-frame arm 0 when on
-    (:func:`send_frame`; the model is wrapped in FrameArmNet), and with
+    FLOPs of each prefix, the send-frame arm 0 when on (:func:`send_frame`), and with
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
-    ``codec`` (for the unwrapped ``model``'s arms): a bottleneck's measured bytes replace the
-    split tensors', and its encoder's FLOPs add to λ_k.
+    A bottleneck's measured bytes replace the split tensors', and its encoder's FLOPs add to
+    λ_k. Torch workers and the torch-free edge both price their arms here.
     """
-    if not model.real_size:
-        return model, cost_model(s, model.exit_depths)
-    from policy_store.rewards import bytes_scale
-    from splitee.models.frame_arm import FrameArmNet
-    from splitee.models.profile import relative_costs, split_bytes
-
     p = s.policy
-    rel = relative_costs(model)
-    arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
-    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
-        from splitee.models.latent_codec import encoder_flops
-        from splitee.models.profile import prefix_flops
+    a = p.alpha if p.alpha is not None else facts.alpha
+    a = DEFAULT_ALPHA if a is None else a  # as alpha(s) resolves it, from the facts' checkpoint
+    if not facts.real_size:
+        return False, CostModel(facts.exit_depths, p.gamma, p.mu, a, p.offload_cost)
+    from policy_store.rewards import bytes_scale
 
-        total = prefix_flops(model, model.num_exits - 1)
-        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
-            rel[k] += f / total
-            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
-    depths = list(model.exit_depths)
-    if send_frame(s, model):
-        model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
+    rel = list(facts.relative_costs)
+    arm_bytes = [b[s.edge.codec] for b in facts.split_bytes]
+    for k, f in facts.encoder_flops.items():
+        rel[k] += f / facts.total_flops
+        arm_bytes[k] = facts.latent_bytes.get(k) or arm_bytes[k]
+    depths = list(facts.exit_depths)
+    send = _send_frame_on(s)
+    if send:
+        depths, rel = [0, *depths], [0.0, *rel]
         arm_bytes = [p.jpeg_bytes, *arm_bytes]
     scale = None
     if p.offload_cost_mode == "bytes":
         scale = bytes_scale([*arm_bytes, 0], p.jpeg_bytes)
-    cm = CostModel(
-        depths, p.gamma, p.mu, alpha(s), p.offload_cost, relative_cost=rel, offload_scale=scale
-    )
-    return model, cm
+    cm = CostModel(depths, p.gamma, p.mu, a, p.offload_cost, relative_cost=rel, offload_scale=scale)
+    return send, cm
 
 
 def policy(s: Settings) -> Policy:
