@@ -48,6 +48,8 @@ class OnnxEdgeModel:
 
     ``steps``: the quantization step of each bottleneck arm's chosen rate point (backbone
     arms), fed to its graph; ``int8``: the statically quantized edge graphs instead of fp32.
+    A partial export (tests) runs only the arms it has; a worker wants every arm
+    (:func:`splitee.policy_setup.onnx_edge_model_and_bandit` refuses a partial one).
     """
 
     def __init__(
@@ -59,9 +61,7 @@ class OnnxEdgeModel:
         send_frame: bool = False,
         steps: dict[int, float] | None = None,
     ) -> None:
-        if not manifest.complete:
-            raise ManifestError(f"{manifest.directory}: a partial export (not every arm's graph)")
-        if int8 and any(a.edge_int8 is None for a in manifest.arms):
+        if int8 and any(a.edge and a.edge_int8 is None for a in manifest.arms):
             raise ManifestError(f"{manifest.directory}: no int8 edge graphs (export --int8)")
         self.manifest = manifest
         self.input_size = manifest.input_size
@@ -71,11 +71,13 @@ class OnnxEdgeModel:
         self.classes = manifest.num_classes
         self.steps = {k: np.asarray(v, np.float32) for k, v in (steps or {}).items()}
         for a in manifest.arms:
-            if a.offload == "symbols" and a.arm not in self.steps:
+            if a.edge and a.offload == "symbols" and a.arm not in self.steps:
                 raise ManifestError(f"arm {a.arm} codes latents: it needs a quantization step")
-        self.sessions = [
-            session(manifest.path(a.edge_int8 if int8 else a.edge), threads) for a in manifest.arms
-        ]
+        self.sessions = {
+            a.arm: session(manifest.path(a.edge_int8 if int8 else a.edge), threads)
+            for a in manifest.arms
+            if a.edge
+        }
 
     @property
     def num_exits(self) -> int:
@@ -102,6 +104,8 @@ class OnnxEdgeModel:
                 out.features[0] = (idx, None)
                 continue
             k = a - off
+            if k not in self.sessions:
+                raise ValueError(f"arm {a}: this export has no edge graph for it")
             batch = images if len(idx) == n else images[idx]
             feeds = {"frames": np.ascontiguousarray(batch)}
             if k in self.steps and k < self.manifest.num_exits - 1:

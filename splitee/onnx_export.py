@@ -108,6 +108,8 @@ def export(
         if model.real_size and arms is None:
             _export(CloudGraph(model, -1), (frames,), out / "cloud-frame.onnx")
             frame_graph = "cloud-frame.onnx"
+    with torch.no_grad():  # the classes, as the final exit outputs them
+        classes = int(model(frames.permute(0, 3, 1, 2).float() / 255).shape[1])
     costs: dict = {}
     if model.real_size:
         flops = [prefix_flops(model, k) for k in range(L)]
@@ -129,7 +131,7 @@ def export(
             "arch": model.arch,
             "real_size": bool(model.real_size),
             "input_size": int(size),
-            "num_classes": int(model.feature_shape(L - 1)[0]),
+            "num_classes": classes,
             "exit_depths": list(model.exit_depths),
             "temperatures": [float(t) for t in model.temperature],
         },
