@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,22 @@ from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
 
 if TYPE_CHECKING:  # the models import torch, imported by the workers only
+    from splitee.latent_messages import LatentWriter
     from splitee.models.latent_codec import LatentCodec
     from splitee.models.split_api import SplitModel
+    from splitee.onnx_edge import OnnxEdgeModel
+    from splitee.onnx_manifest import OnnxManifest
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class ModelDigests:
+    """SHA-256 of the checkpoint and of the bottleneck (None without one)."""
+
+    model: str
+    bottleneck: str | None
 
 
 def alpha(s: Settings, checkpoint: Path | None = None) -> float:
@@ -202,11 +214,19 @@ def model_identity(checkpoint: Path, num_arms: int) -> str:
     return f"{_digest(Path(checkpoint).resolve(), st.st_size, st.st_mtime_ns)}-{num_arms}a"
 
 
-def namespace(s: Settings, num_arms: int) -> str:
+def namespace(s: Settings, num_arms: int, digests: ModelDigests | None = None) -> str:
     """The Redis key prefix of this deployment's policies: ``redis.namespace``, followed by the
     model's identity with ``policy.per_model`` (when the checkpoint exists: a recorder or CLI
-    without one reads the bare namespace)."""
+    without one reads the bare namespace). ``digests``: the checkpoint's and bottleneck's
+    SHA-256 as an export's manifest records them (a torch-free edge without the files)."""
     ckpt = Path(s.model.checkpoint)
+    if digests is not None:
+        if not s.policy.per_model:
+            return s.redis.namespace
+        ident = f"{digests.model[:12]}-{num_arms}a"
+        if digests.bottleneck is not None:
+            ident += f"-b{digests.bottleneck[:8]}"
+        return f"{s.redis.namespace}:{ident}"
     if not s.policy.per_model or not ckpt.is_file():
         return s.redis.namespace
     ident = model_identity(ckpt, num_arms)
@@ -217,7 +237,12 @@ def namespace(s: Settings, num_arms: int) -> str:
     return f"{s.redis.namespace}:{ident}"
 
 
-def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:
+def store(
+    s: Settings,
+    split_arms: int,
+    cache_ms: float | None = None,
+    digests: ModelDigests | None = None,
+) -> RedisStore:
     """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``).
 
     Workers, the exporter, the recorder and ``splitee policy`` all come here, so they find the
@@ -226,7 +251,11 @@ def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisS
     num_arms = arm_space(s, split_arms).num_arms
     # the client of the settings: ACL user, password and TLS (splitee.redis_io)
     return RedisStore(
-        s.redis.url, namespace(s, num_arms), num_arms, cache, client=redis_io.client(s.redis)
+        s.redis.url,
+        namespace(s, num_arms, digests),
+        num_arms,
+        cache,
+        client=redis_io.client(s.redis),
     )
 
 
@@ -257,9 +286,9 @@ def check_store(s: Settings, st: RedisStore) -> None:
             )
 
 
-def worker_store(s: Settings, split_arms: int) -> RedisStore:
+def worker_store(s: Settings, split_arms: int, digests: ModelDigests | None = None) -> RedisStore:
     """The store a worker runs on, checked by :func:`check_store`."""
-    st = store(s, split_arms)
+    st = store(s, split_arms, digests=digests)
     check_store(s, st)
     return st
 
@@ -298,6 +327,66 @@ def worker_model_and_bandit(
     if codec is not None and model.send_frame:
         codec = codec.shifted(1)  # the worker's arms: the send-frame arm comes first
     return model, b, codec
+
+
+def onnx_edge_model_and_bandit(
+    s: Settings,
+) -> tuple[OnnxEdgeModel, Bandit, LatentWriter | None]:
+    """The torch-free edge (edge.runtime = onnxruntime): the export's edge graphs on ONNX
+    Runtime, the bandit priced by the facts its manifest recorded (the cloud, on torch,
+    measures the same facts on the checkpoint: :func:`costs_from_facts` prices both), the
+    policy keys of the checkpoint the graphs came from, and the bottleneck's writer from the
+    export's copy of its tables, at the rate points the cloud chooses."""
+    from splitee import metrics
+    from splitee.latent_messages import LatentWriter, choose_rates
+    from splitee.onnx_edge import OnnxEdgeModel
+    from splitee.onnx_manifest import ManifestError, latent_facts, read_manifest
+
+    if s.edge.onnx_dir is None:
+        raise ManifestError("edge.runtime = onnxruntime needs edge.onnx_dir")
+    m = read_manifest(s.edge.onnx_dir)
+    if not m.complete:
+        raise ManifestError(f"{m.directory}: a partial export (not every arm has its graphs)")
+    check_export(s, m)
+    bn = m.bottleneck
+    rates = choose_rates(bn.card, bn.arms, s.model.bottleneck_max_drop) if bn else {}
+    send, costs = costs_from_facts(s, latent_facts(m, rates))
+    model = OnnxEdgeModel(
+        m,
+        threads=s.edge.threads,
+        int8=s.edge.onnx_int8,
+        send_frame=send,
+        steps={k: bn.steps[r] for k, r in rates.items()} if bn else None,
+    )
+    digests = ModelDigests(m.sha256, bn.sha256 if bn else None)
+    b = bandit(s, costs, worker_store(s, costs.num_arms, digests))
+    metrics.watch_store(b.store)
+    writer = None
+    if bn is not None:
+        writer = LatentWriter(bn.tables(m.directory), rates, 1 if send else 0)
+    return model, b, writer
+
+
+def check_export(s: Settings, m: OnnxManifest) -> None:
+    """Refuse an export of another model than the settings': the cloud runs model.checkpoint
+    (and model.bottleneck), so a stale export would price, code and key everything for a
+    model nobody else runs. Files absent on an edge box: the manifest's word is taken."""
+    from splitee.onnx_manifest import ManifestError
+
+    ckpt, bn = Path(s.model.checkpoint), s.model.bottleneck
+    if ckpt.is_file() and sha256_file(ckpt) != m.sha256:
+        raise ManifestError(
+            f"{m.directory} was exported from {m.checkpoint} ({m.sha256[:12]}…), not from "
+            f"{ckpt}: run `splitee export` again"
+        )
+    if (bn is None) != (m.bottleneck is None):
+        raise ManifestError(
+            f"{m.directory}: model.bottleneck is {'unset' if bn is None else bn}, the export "
+            f"{'has no' if m.bottleneck is None else 'has a'} bottleneck: export with the same"
+        )
+    bn_file = bn is not None and m.bottleneck is not None and Path(bn).is_file()
+    if bn_file and sha256_file(Path(bn)) != m.bottleneck.sha256:
+        raise ManifestError(f"{m.directory}: exported with another bottleneck than {bn}")
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

@@ -198,3 +198,67 @@ def test_a_bad_manifest_is_refused(r56, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(escape))
     with pytest.raises(ManifestError, match="not a file name"):
         read_manifest(tmp_path)
+
+
+def _records(n: int) -> list:
+    from splitee.wire import FrameMeta
+    from splitee.worker.records import InRecord
+
+    out = []
+    for i, (_, data, _) in enumerate(open_source(CALTECH).iter_bytes()):
+        if i == n:
+            break
+        meta = FrameMeta(f"cam-1:t:{i:08d}", "cam-1", 1000.0 + i)
+        out.append(InRecord(b"cam-1", data, meta.headers(), "frames", 0, i))
+    return out
+
+
+def test_the_edge_step_on_onnxruntime_offloads_what_torch_does(lite0):
+    """The edge step with the send-frame arm in front and a bottleneck arm, on both runtimes:
+    the same offloads byte for byte (latent messages included), which the torch cloud step
+    answers without a dead letter."""
+    from cloud_workers.processor import CloudProcessor
+    from edge_workers.processor import EdgeProcessor
+    from policy_store import CostModel, MemoryStore
+    from policy_store.policies import make_policy
+    from splitee.models.frame_arm import FrameArmNet
+    from splitee.worker.records import InRecord
+    from tests.bandits import bandit
+
+    m, model, codec, _ = lite0
+    wrapped = FrameArmNet(model)
+    steps = {k: codec.bundle.bottlenecks.steps[r] for k, r in codec.rates.items()}
+    onnx = OnnxEdgeModel(m, send_frame=True, steps=steps)
+    writer = LatentWriter(m.bottleneck.tables(m.directory), codec.rates, 1)
+    shifted = codec.shifted(1)
+    cm = CostModel(wrapped.exit_depths, alpha=1.01)  # every frame offloads at its arm
+    recs = _records(12)
+    for arm in (0, LITE0_ARMS[0] + 1):  # 1-based pick = worker arm + 1
+        b = bandit(cm, MemoryStore(cm.num_arms), make_policy(f"fixed:{arm + 1}"))
+        t = EdgeProcessor(wrapped, b, latent=shifted).process(recs)
+        o = EdgeProcessor(onnx, b, latent=writer).process(recs)
+        assert not o.dead and not o.results and len(o.offloads) == len(recs)
+        assert [r.value for r in o.offloads] == [r.value for r in t.offloads]
+        back = CloudProcessor(wrapped, b, latent=shifted).process(
+            [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(o.offloads)]
+        )
+        assert not back.dead and len(back.results) == len(recs)
+
+
+def test_the_edge_modules_import_without_torch():
+    """What the edge worker imports on the onnxruntime runtime never pulls torch in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
+        "            raise ImportError('torch is not installed here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import splitee.cli, edge_workers.app, edge_workers.processor, splitee.onnx_edge\n"
+        "import splitee.policy_setup, splitee.worker.runtime, splitee.latent_messages\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
