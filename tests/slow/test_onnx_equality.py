@@ -2,7 +2,14 @@
 against torch. The figures the issue asks for (printed with ``-s`` as one JSON line per model):
 the largest logit difference over every exit, the share of frames with the same keep/offload
 decision at each arm, and with the EfficientNet's learned bottleneck the share of frames whose
-latent symbols are all the same (and the share of symbols)."""
+latent symbols are all the same (and the share of symbols).
+
+The latent integers cannot agree on every frame across runtimes: two float32 computations of
+the same convolutions differ in their last bits, and a latent value that lands within that of
+a rounding boundary (z / step = k + ½) rounds to k on one and k + 1 on the other. On the shipped
+Caltech sample that happens to one symbol of ~9,400 in one frame of 303 at four of five arms
+(z / step = −0.50000024). The test asserts that every difference is such a near-tie, off by
+one step, and reports the shares."""
 
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ BATCH = 64
 
 
 def _torch_pass(model, images: np.ndarray, codec: LatentCodec | None):
-    """Every exit's logits and, per bottleneck arm, the latent symbols, in one pass."""
+    """Every exit's logits and, per bottleneck arm, the latent before rounding (z / step), in
+    one pass."""
     logits, symbols = [], {}
     segs = segments_of(model)
     with torch.inference_mode():
@@ -44,7 +52,9 @@ def _torch_pass(model, images: np.ndarray, codec: LatentCodec | None):
                 h = seg(h)
                 row.append(model.exit_logits(h, k).float())
                 if codec is not None and codec.handles(k):
-                    symbols.setdefault(k, []).append(codec.quantize(h, k))
+                    step = codec.bundle.bottlenecks.steps[codec.rates[k]]
+                    z = codec.bundle.bottlenecks.codecs[k].encoder(h) / step
+                    symbols.setdefault(k, []).append(z.numpy())
             logits.append(torch.stack(row, 1).numpy())
     return np.concatenate(logits), {k: np.concatenate(v) for k, v in symbols.items()}
 
@@ -59,7 +69,7 @@ def _figures(out_dir, model, images, alpha, codec=None) -> dict:
     want_p = torch.from_numpy(want).softmax(2).numpy()
     L = model.num_exits
     fig: dict = {"frames": len(images), "max_logit_diff": 0.0, "decision": [], "prediction": []}
-    latent_frames, latent_symbols = [], []
+    latent_frames, latent_symbols, worst_tie = [], [], 0.0
     for k in range(L):
         logits, q = [], []
         for i in range(0, len(images), BATCH):
@@ -82,12 +92,18 @@ def _figures(out_dir, model, images, alpha, codec=None) -> dict:
         fig["prediction"].append(round(float(same_pred.mean()), 5))
         if q:
             gq = np.concatenate(q)
-            eq = gq == want_q[k]
+            z = want_q[k]
+            eq = gq == np.round(z).astype(np.int32)
+            if not eq.all():  # only near-ties, one step off
+                assert (np.abs(gq[~eq] - np.round(z[~eq])) == 1).all()
+                tie = np.abs(np.abs(z[~eq] - np.floor(z[~eq])) - 0.5)
+                worst_tie = max(worst_tie, float(tie.max()))
             latent_frames.append(round(float(eq.reshape(len(gq), -1).all(1).mean()), 5))
             latent_symbols.append(round(float(eq.mean()), 7))
     if latent_frames:
         fig["latent_same_frames"] = latent_frames
         fig["latent_same_symbols"] = latent_symbols
+        fig["latent_worst_distance_from_a_tie"] = worst_tie
     return fig
 
 
@@ -114,4 +130,6 @@ def test_every_arm_of_the_real_size_model_and_its_bottleneck(tmp_path):
     print(json.dumps({"model": LITE0.name, **fig}))
     assert fig["max_logit_diff"] < 1e-3
     assert min(fig["decision"]) >= 0.999
-    assert min(fig["latent_same_frames"]) >= 0.999
+    assert fig["latent_worst_distance_from_a_tie"] < 1e-4  # float rounding, nothing else
+    assert min(fig["latent_same_symbols"]) >= 0.99999
+    assert min(fig["latent_same_frames"]) >= 0.99
