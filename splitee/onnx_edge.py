@@ -108,8 +108,8 @@ class OnnxEdgeModel:
                 raise ValueError(f"arm {a}: this export has no edge graph for it")
             batch = images if len(idx) == n else images[idx]
             feeds = {"frames": np.ascontiguousarray(batch)}
-            if k in self.steps and k < self.manifest.num_exits - 1:
-                feeds["step"] = self.steps[k]
+            if self.manifest.arms[k].offload == "symbols":
+                feeds["step"] = self.steps[k]  # the rate point's step, checked at start
             res = self.sessions[k].run(None, feeds)
             probs = res[1]  # (m, k + 1, classes): exits 0..k
             conf, pred = probs.max(axis=2), probs.argmax(axis=2)
