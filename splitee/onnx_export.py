@@ -19,6 +19,7 @@ so the directory alone serves a torch-free edge (:mod:`splitee.onnx_edge`).
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,8 @@ EXPORTER = f"torch.onnx.export(dynamo=True), opset {OPSET}"
 
 def _export(module: torch.nn.Module, args: tuple, path: Path) -> None:
     """One graph: dynamic batch on every tensor input with a batch, the rest static."""
+    # the exporter warns of every torchvision op it cannot register (none of ours is one)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1, max=4096)
     shapes = tuple({0: batch} if a.ndim >= 1 else None for a in args)
     with warnings.catch_warnings():
