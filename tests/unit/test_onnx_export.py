@@ -294,3 +294,20 @@ def test_the_manifest_prices_the_arms_as_the_torch_workers_do(lite0, r56):
     assert got56.depths == want56.depths and got56.alpha == want56.alpha
     np.testing.assert_array_equal(got56.compute_cost, want56.compute_cost)
     np.testing.assert_array_equal(got56.offload_costs, want56.offload_costs)
+
+
+def test_an_export_of_another_model_is_refused(r56, lite0):
+    """The edge refuses to start on graphs of another checkpoint or bottleneck setting than
+    the cloud's (model.checkpoint, model.bottleneck): it would price, code and key for a
+    model nobody else runs."""
+    from splitee.policy_setup import check_export
+    from splitee.settings import load_settings
+
+    m56, ml = r56[0], lite0[0]
+    check_export(load_settings(None, model={"checkpoint": str(R56)}), m56)
+    with pytest.raises(ManifestError, match="run `splitee export` again"):
+        check_export(load_settings(None, model={"checkpoint": str(LITE0)}), m56)
+    with pytest.raises(ManifestError, match="bottleneck"):
+        check_export(load_settings(None, model={"checkpoint": str(LITE0)}), ml)
+    absent = load_settings(None, model={"checkpoint": "/nonexistent/model.safetensors"})
+    check_export(absent, m56)  # an edge box without the checkpoint takes the manifest's word
