@@ -17,6 +17,12 @@ side by side on the same servers in one run):
    rate the pipeline sustains (results within 5 % of offered, p99 under 1 s); a stream at half
    that rate gives capture-to-result p50/p99.
 
+``--runtime torch,onnxruntime`` runs every policy once per edge runtime on the same servers in
+one run: with ``onnxruntime`` the edge worker runs the graphs of ``splitee export`` (exported
+here into a temporary folder, or ``--onnx-dir``) and its bare reference is the same edge graphs
+on ONNX Runtime in this process (``bare_runtime`` says which; ``bare_torch_prefix_frames_per_s``
+keeps torch's for comparison).
+
 ``--model`` takes any checkpoint the workers take: the real-size EfficientNet-Lite0
 (``assets/efficientnet-lite0-caltech101.safetensors``) streams the Caltech-101 sample's JPEGs at
 their own resolution, decoded and fitted to 224×224 by the edge exactly as the bare reference
@@ -24,6 +30,7 @@ here fits them (``--images`` picks another zip of JPEGs).
 
 Usage: .venv/bin/python bench/pipeline.py [--frames 2000] [--policies isplitee,fixed:1,fixed:5]
        [--code DIR] [--rates 50,100,200,400] [--model CHECKPOINT] [--images ZIP]
+       [--runtime torch|onnxruntime|torch,onnxruntime] [--onnx-dir DIR]
 """
 
 from __future__ import annotations
@@ -103,6 +110,17 @@ def bare_seconds_per_frame(model, arms: Counter, batch: int, images: np.ndarray)
         )
 
 
+def bare_onnx_seconds_per_frame(onnx, arms: Counter, batch: int, images: np.ndarray) -> float:
+    """Edge compute per frame on ONNX Runtime: each chosen arm's edge graph (prefix and the
+    exits up to the arm, as the worker runs it), weighted by the arms chosen."""
+    total = sum(arms.values())
+    x = np.ascontiguousarray(images[:batch])
+    return sum(
+        (n / total) * timed(lambda a=arm: onnx.run_frames(x, np.full(len(x), a), True)) / batch
+        for arm, n in arms.items()
+    )
+
+
 def suffix_seconds_per_frame(model, arms: Counter, batch: int, images: np.ndarray) -> float:
     """Cloud compute per frame: the suffix from each offloaded arm, weighted."""
     x = to_input(images[:batch])
@@ -133,7 +151,7 @@ def decode_like_the_edge(model, jpeg: bytes) -> np.ndarray:
     return decode_fit(jpeg, model.input_size) if model.real_size else decode_jpeg(jpeg)
 
 
-def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int) -> dict:
+def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int, onnx=None) -> dict:
     s = p.settings
     b = s.edge.batch_size
     edge, cloud = p.procs["edge-1"].pid, p.procs["cloud-1"].pid
@@ -162,7 +180,8 @@ def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int)
     off_arms = Counter(a for _, a in box["offl"])
     images = np.stack([decode_like_the_edge(model, f.jpeg) for f in sent[:b]])
     torch.set_num_threads(threads)
-    bare = bare_seconds_per_frame(model, arms, b, images)
+    bare_torch = bare_seconds_per_frame(model, arms, b, images)
+    bare = bare_torch if onnx is None else bare_onnx_seconds_per_frame(onnx, arms, b, images)
     suffix = suffix_seconds_per_frame(model, off_arms, s.cloud.batch_size, images.repeat(2, 0))
     edge_cpu = (e1 - e0) / len(ids)
     cloud_cpu = (c1 - c0) / max(len(cloud_times), 1)
@@ -170,6 +189,8 @@ def backlog_phase(p: Pipeline, frames: list[Frame], n: int, model, threads: int)
     return {
         "edge_frames_per_s": round(edge_fps, 1),
         "bare_prefix_frames_per_s": round(1 / bare, 1),
+        "bare_runtime": "torch" if onnx is None else "onnxruntime",
+        "bare_torch_prefix_frames_per_s": round(1 / bare_torch, 1),
         "edge_vs_bare_prefix": round(edge_fps * bare, 3),
         "cloud_frames_per_s": round(rate(cloud_times, min(b, len(cloud_times) - 1)), 1)
         if len(cloud_times) > b
@@ -224,16 +245,30 @@ def half_capacity(p: Pipeline, frames: list[Frame], rates: list[float], seconds:
     }
 
 
-def run_policy(policy: str, frames, args, log_dir: Path, model) -> dict:
+def run_policy(
+    policy: str, frames, args, log_dir: Path, model, runtime: str, onnx_dir: Path | None
+) -> dict:
+    env = {}
+    onnx = None
+    if runtime == "onnxruntime":
+        from splitee.onnx_edge import OnnxEdgeModel
+        from splitee.onnx_manifest import read_manifest
+
+        env = {"SPLITEE_EDGE__RUNTIME": runtime, "SPLITEE_EDGE__ONNX_DIR": str(onnx_dir)}
+        onnx = OnnxEdgeModel(read_manifest(onnx_dir), threads=1)
     p = Pipeline.create(
-        log_dir, SPLITEE_POLICY__NAME=policy, SPLITEE_MODEL__CHECKPOINT=str(args.model)
+        log_dir, SPLITEE_POLICY__NAME=policy, SPLITEE_MODEL__CHECKPOINT=str(args.model), **env
     )
     p.code = args.code
     try:
         p.start("edge", "edge-1")
         p.start("cloud", "cloud-1")
         p.wait_ready(edge=1, cloud=1)
-        out = {"policy": policy, **backlog_phase(p, frames, args.frames, model, 1)}
+        out = {
+            "runtime": runtime,
+            "policy": policy,
+            **backlog_phase(p, frames, args.frames, model, 1, onnx),
+        }
         rates = [float(r) for r in args.rates.split(",")]
         out["half_capacity"] = half_capacity(p, frames, rates, args.seconds)
         return out
@@ -252,7 +287,14 @@ def main() -> None:
     )
     ap.add_argument("--images", type=Path, default=None, help="zip of JPEGs (default by model)")
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each paced stream")
+    ap.add_argument(
+        "--runtime", default="torch", help="edge runtimes, comma-separated: torch, onnxruntime"
+    )
+    ap.add_argument("--onnx-dir", type=Path, default=None, help="an export of --model to reuse")
     args = ap.parse_args()
+    runtimes = args.runtime.split(",")
+    if not set(runtimes) <= {"torch", "onnxruntime"}:
+        ap.error(f"--runtime: torch or onnxruntime, not {args.runtime}")
     status = subprocess.run(
         ["bash", str(REPO / "deploy" / "servers-status.sh")], capture_output=True, check=False
     )
@@ -271,8 +313,15 @@ def main() -> None:
         frames = [Frame(b, y, i) for i, (_, b, y) in enumerate(iter_zip_frames(images))]
     out = []
     with tempfile.TemporaryDirectory() as d:
-        for pol in args.policies.split(","):
-            out.append(run_policy(pol, frames, args, Path(d), model))
+        onnx_dir = args.onnx_dir
+        if "onnxruntime" in runtimes and onnx_dir is None:
+            from splitee.onnx_export import export
+
+            onnx_dir = Path(d) / "onnx"
+            export(args.model, onnx_dir)
+        for runtime in runtimes:
+            for pol in args.policies.split(","):
+                out.append(run_policy(pol, frames, args, Path(d), model, runtime, onnx_dir))
     if status.returncode != 0:  # we started the servers: stop them again
         subprocess.run(["bash", str(REPO / "deploy" / "servers-down.sh")], check=False)
     print(
@@ -282,6 +331,7 @@ def main() -> None:
                 "machine": machine_description(),
                 "code": str(args.code),
                 "model": args.model.name,
+                "runtimes": runtimes,
                 "images": images.name,
                 "batch_size": 32,
                 "results": out,

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import torch
-
 from edge_workers.processor import EdgeProcessor
 from splitee import policy_setup
+from splitee.onnx_manifest import ManifestError
 from splitee.settings import Settings
 from splitee.worker.runtime import Role, refuse_to_start, run_batch_worker
 
 
 def build_processor(s: Settings, worker_id: str) -> EdgeProcessor:
-    torch.set_num_threads(s.edge.threads)
-    model, bandit, latent = policy_setup.worker_model_and_bandit(s)
+    """The edge step on the configured runtime: torch (the checkpoint), or the exported graphs
+    on ONNX Runtime, which imports no torch (the ``edge`` install extra has none)."""
+    if s.edge.runtime == "onnxruntime":
+        model, bandit, latent = policy_setup.onnx_edge_model_and_bandit(s)
+    else:
+        import torch
+
+        torch.set_num_threads(s.edge.threads)
+        model, bandit, latent = policy_setup.worker_model_and_bandit(s)
     p = s.policy
     measured = p.offload_cost_mode == "latency" and p.uplink_rate == "measured"
     return EdgeProcessor(
@@ -44,6 +50,6 @@ def main(
     )
     try:
         step = build_processor(s, worker_id)
-    except policy_setup.PolicyConflict as exc:
+    except (policy_setup.PolicyConflict, ManifestError) as exc:
         refuse_to_start(str(exc))
     run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

@@ -9,9 +9,9 @@ cloud applies the rewards of offloaded frames once it knows ``C_L``).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from policy_store.bandit import Bandit
 from policy_store.decisions import AlphaRule, TDInputs, TDMechanism
@@ -19,11 +19,9 @@ from policy_store.feedback import observations
 from policy_store.uplink import RateBoard
 from splitee import metrics as m
 from splitee.context import frame_context
+from splitee.edge_exits import EdgeModel
 from splitee.images import decode_fit
 from splitee.jpeg import decode_jpeg, encode_jpeg
-from splitee.models import to_input
-from splitee.models.latent_codec import LatentCodec
-from splitee.models.split_api import SplitModel
 from splitee.wire import (
     FRAME_CODEC,
     LATENT_CODEC,
@@ -34,6 +32,19 @@ from splitee.wire import (
     encode_tensor,
 )
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
+
+if TYPE_CHECKING:  # a torch model is wrapped on the torch runtime only
+    from splitee.models.split_api import SplitModel
+
+
+class LatentMessages(Protocol):
+    """A learned bottleneck's coding half: which arms offload latents, and their symbols →
+    wire messages (:class:`splitee.latent_messages.LatentWriter`, or the torch
+    :class:`~splitee.models.latent_codec.LatentCodec` that holds one)."""
+
+    def handles(self, arm: int) -> bool: ...
+
+    def messages(self, symbols: np.ndarray, arm: int) -> list[bytes]: ...
 
 
 def snr_band(snr_db: float) -> str:
@@ -48,7 +59,7 @@ class EdgeProcessor:
 
     def __init__(
         self,
-        model: SplitModel,
+        model: EdgeModel | SplitModel,
         bandit: Bandit,
         *,
         codec: str = "float16",
@@ -57,11 +68,13 @@ class EdgeProcessor:
         max_aspect: float | None = 20.0,
         capture_ts_tolerance_s: float | None = 60.0,
         td: TDMechanism | None = None,
-        latent: LatentCodec | None = None,
+        latent: LatentMessages | None = None,
         frame_quality: int | None = None,
         board: RateBoard | None = None,
     ) -> None:
-        """``bandit``: the policy, costs, arm space, keys and store the cloud step shares
+        """``model``: an :class:`~splitee.edge_exits.EdgeModel` (ONNX Runtime's or torch's),
+        or a torch split model, wrapped here (torch is imported only then); ``bandit``: the
+        policy, costs, arm space, keys and store the cloud step shares
         (:func:`splitee.policy_setup.bandit`); ``td`` decides keep-or-offload for frames that
         carry their link's SNR, the ``C ≥ α`` rule decides the others; ``latent`` (a learned
         bottleneck) codes what its arms offload; ``frame_quality``: the send-frame arm sends
@@ -69,9 +82,17 @@ class EdgeProcessor:
         instead of the camera's JPEG — the fair cloud-only baseline on a thin uplink;
         ``board``: the uplink rate the cloud measured (the "latency" cost with a measured
         rate), at which the edge prices the offloads its side observations reveal."""
-        self.model = model.eval()
+        self.model = model
+        engine = model
+        if not hasattr(model, "run_frames"):
+            from splitee.models.torch_edge import TorchEdgeModel
+
+            engine = TorchEdgeModel(model, latent, codec)  # type: ignore[arg-type]
+        self.engine: EdgeModel = engine  # type: ignore[assignment]
+        # split tensors leave in the wire codec's dtype (float16, else float32)
+        self.dtype = np.float16 if codec == "float16" else np.float32
         # real-size backbones take a JPEG of any size, fitted to their input (splitee.images)
-        self.input_size: int | None = model.input_size if model.real_size else None
+        self.input_size: int | None = engine.input_size if engine.real_size else None
         self.bandit = bandit
         self.cm = self._costs = bandit.costs
         self.space = bandit.space
@@ -110,13 +131,13 @@ class EdgeProcessor:
             )
 
     def _payload(
-        self, arm: int, feats: np.ndarray | bytes, frame: bytes, img: np.ndarray
+        self, arm: int, feats: np.ndarray | bytes | None, frame: bytes, img: np.ndarray
     ) -> tuple[bytes, str]:
         """What an offload carries: the split tensor in the edge's codec, a learned
         bottleneck's coded latent (already a message), or — arm 0 of a model with the
         send-frame arm (splitee.models.frame_arm) — the JPEG as received, or the fitted frame
         ``img`` re-encoded at ``frame_quality``."""
-        if arm == 0 and self.model.send_frame:
+        if arm == 0 and self.engine.send_frame:
             if self.frame_quality is not None:
                 return encode_jpeg(img, self.frame_quality), FRAME_CODEC
             return frame, FRAME_CODEC
@@ -215,24 +236,27 @@ class EdgeProcessor:
         t2 = time.perf_counter()
         m.STAGE.labels("policy_read").observe(t2 - t1)
 
-        res = self.model.early_exit(to_input(np.stack(images)), torch.from_numpy(arms), self.side)
-        kept, by_td = self._decide(metas, picks, arms, res.probs.numpy(), tally)
+        res = self.engine.run_frames(np.stack(images), arms, self.side)
+        kept, by_td = self._decide(metas, picks, arms, res.probs, tally)
         t3 = time.perf_counter()
         m.STAGE.labels("edge_compute").observe(t3 - t2)
 
-        conf = res.confidence.numpy()
-        pred = res.prediction.numpy()
+        conf = res.confidence
+        pred = res.prediction
         now = time.time()
-        features = {}
-        dtype = {"float16": torch.float16}.get(self.codec, torch.float32)
+        features: dict[int, tuple[int, np.ndarray | bytes | None]] = {}
         for k, (idx, feats) in res.features.items():
-            if self.latent is not None and self.latent.handles(k):
-                for i, msg in zip(idx.tolist(), self.latent.encode(feats, k), strict=True):
+            if feats is None:  # the send-frame arm: the JPEG goes as received
+                for i in idx.tolist():
+                    features[i] = (k, None)
+            elif self.latent is not None and self.latent.handles(k):
+                for i, msg in zip(idx.tolist(), self.latent.messages(feats, k), strict=True):
                     features[i] = (k, msg)
-                continue
-            arr = feats.to(dtype).numpy()  # cast the whole batch once: per-frame casts cost more
-            for j, i in enumerate(idx.tolist()):
-                features[i] = (k, arr[j])
+            else:
+                # cast the whole batch once: per-frame casts cost more
+                arr = feats if feats.dtype == self.dtype else feats.astype(self.dtype)
+                for j, i in enumerate(idx.tolist()):
+                    features[i] = (k, arr[j])
         last_arm: dict[str, int] = {}
         for i, meta in enumerate(metas):
             a, pick = int(arms[i]), int(picks[i])

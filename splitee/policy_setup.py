@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,16 +24,28 @@ from policy_store.redis_store import RedisStore
 from policy_store.rewards import CostModel
 from policy_store.uplink import LatencyPricing
 from splitee import redis_io
+from splitee.arm_facts import ArmFacts
 from splitee.context import CONTEXTS
 from splitee.files import model_alpha, sha256_file
 from splitee.settings import Settings
 
 if TYPE_CHECKING:  # the models import torch, imported by the workers only
+    from splitee.latent_messages import LatentWriter
     from splitee.models.latent_codec import LatentCodec
     from splitee.models.split_api import SplitModel
+    from splitee.onnx_edge import OnnxEdgeModel
+    from splitee.onnx_manifest import OnnxManifest
 
 #: α when neither the settings nor the checkpoint give one (SplitEE's and I-SplitEE's value)
 DEFAULT_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class ModelDigests:
+    """SHA-256 of the checkpoint and of the bottleneck (None without one)."""
+
+    model: str
+    bottleneck: str | None
 
 
 def alpha(s: Settings, checkpoint: Path | None = None) -> float:
@@ -102,42 +115,80 @@ def model_and_costs(s: Settings, model: SplitModel) -> tuple[SplitModel, CostMod
 def _model_and_costs(
     s: Settings, model: SplitModel, codec: LatentCodec | None
 ) -> tuple[SplitModel, CostModel]:
-    """The model the workers run and its cost model, from the settings.
+    """The model the workers run and its cost model, from the settings: the facts measured on
+    ``model`` (:func:`arm_facts`) priced by :func:`costs_from_facts`; a real-size model with
+    the send-frame arm on is wrapped in FrameArmNet."""
+    send, cm = costs_from_facts(s, arm_facts(s, model, codec))
+    if send:
+        from splitee.models.frame_arm import FrameArmNet
+
+        model = FrameArmNet(model)
+    return model, cm
+
+
+def arm_facts(s: Settings, model: SplitModel, codec: LatentCodec | None) -> ArmFacts:
+    """What the cost model needs, measured on ``model`` (torch): FLOPs per prefix
+    (splitee.models.profile), split-tensor bytes, and with ``codec`` (for the unwrapped
+    ``model``'s arms) the bottleneck encoder's FLOPs and its measured bytes. The CIFAR
+    ResNets are priced by depth alone."""
+    own = model_alpha(s.model.checkpoint)
+    if not model.real_size:
+        return ArmFacts(exit_depths=list(model.exit_depths), real_size=False, alpha=own)
+    from splitee.models.profile import prefix_flops, split_bytes
+
+    flops = [prefix_flops(model, k) for k in range(model.num_exits)]
+    enc: dict[int, int] = {}
+    lat: dict[int, int | None] = {}
+    if codec is not None:
+        from splitee.models.latent_codec import encoder_flops
+
+        enc = encoder_flops(codec.bundle, codec.bundle.arms)
+        lat = {k: codec.median_bytes(k + codec.offset) for k in enc}
+    return ArmFacts(
+        exit_depths=list(model.exit_depths),
+        real_size=True,
+        alpha=own,
+        relative_costs=[f / flops[-1] for f in flops],
+        total_flops=flops[-1],
+        split_bytes=[split_bytes(model, k) for k in range(model.num_exits - 1)],
+        encoder_flops=enc,
+        latent_bytes=lat,
+    )
+
+
+def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
+    """Whether arm 0 sends the frame, and the cost model over the worker's arms.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
-    FLOPs of each prefix (splitee.models.profile), the send-frame arm 0 when on
-    (:func:`send_frame`; the model is wrapped in FrameArmNet), and with
+    FLOPs of each prefix, the send-frame arm 0 when on (:func:`send_frame`), and with
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
-    ``codec`` (for the unwrapped ``model``'s arms): a bottleneck's measured bytes replace the
-    split tensors', and its encoder's FLOPs add to λ_k. With ``offload_cost_mode = "latency"``
-    o is scaled per arm by its time to reach the cloud, ``(t_edge,k + 8·B_k/R) / t_ref``
-    (:class:`~policy_store.uplink.LatencyPricing`, at R = policy.uplink_mbps; the cloud
-    re-prices at a measured R with ``uplink_rate = "measured"``).
+    A bottleneck's measured bytes replace the split tensors', and its encoder's FLOPs add to
+    λ_k. With ``offload_cost_mode = "latency"`` o is scaled per arm by its time to reach the
+    cloud, ``(t_edge,k + 8·B_k/R) / t_ref`` (:class:`~policy_store.uplink.LatencyPricing`, at
+    R = policy.uplink_mbps; the cloud re-prices at a measured R with ``uplink_rate =
+    "measured"``). Torch workers and the torch-free edge both price their arms here.
     """
-    if not model.real_size:
-        return model, cost_model(s, model.exit_depths)
-    from policy_store.rewards import bytes_scale
-    from splitee.models.frame_arm import FrameArmNet
-    from splitee.models.profile import relative_costs, split_bytes
-
     p = s.policy
-    rel = relative_costs(model)
-    latency = p.offload_cost_mode == "latency"
-    edge_s = edge_seconds(s, model) if latency else [0.0] * model.num_exits
-    arm_bytes = [split_bytes(model, k)[s.edge.codec] for k in range(model.num_exits - 1)]
-    if codec is not None:  # the bottleneck's measured bytes, its encoder's FLOPs on the edge
-        from splitee.models.latent_codec import encoder_flops
-        from splitee.models.profile import prefix_flops
+    a = p.alpha if p.alpha is not None else facts.alpha
+    a = DEFAULT_ALPHA if a is None else a  # as alpha(s) resolves it, from the facts' checkpoint
+    if not facts.real_size:
+        return False, CostModel(facts.exit_depths, p.gamma, p.mu, a, p.offload_cost)
+    from policy_store.rewards import bytes_scale
 
-        total = prefix_flops(model, model.num_exits - 1)
-        for k, f in encoder_flops(codec.bundle, codec.bundle.arms).items():
-            rel[k] += f / total
-            edge_s[k] += edge_s[-1] * f / total  # the encoder's time, by its FLOPs' share
-            arm_bytes[k] = codec.median_bytes(k) or arm_bytes[k]
-    depths = list(model.exit_depths)
-    if send_frame(s, model):
-        model, depths, rel = FrameArmNet(model), [0, *depths], [0.0, *rel]
+    rel = list(facts.relative_costs)
+    latency = p.offload_cost_mode == "latency"
+    n = len(facts.exit_depths)
+    edge_s = edge_seconds(s, n) if latency else [0.0] * n
+    arm_bytes = [b[s.edge.codec] for b in facts.split_bytes]
+    for k, f in facts.encoder_flops.items():  # the bottleneck's bytes, its encoder's FLOPs
+        rel[k] += f / facts.total_flops
+        edge_s[k] += edge_s[-1] * f / facts.total_flops  # the encoder's time, by its FLOPs
+        arm_bytes[k] = facts.latent_bytes.get(k) or arm_bytes[k]
+    depths = list(facts.exit_depths)
+    send = _send_frame_on(s)
+    if send:
+        depths, rel = [0, *depths], [0.0, *rel]
         arm_bytes, edge_s = [p.jpeg_bytes, *arm_bytes], [0.0, *edge_s]
     scale, pricing = None, None
     if p.offload_cost_mode == "bytes":
@@ -149,16 +200,16 @@ def _model_and_costs(
         depths,
         p.gamma,
         p.mu,
-        alpha(s),
+        a,
         p.offload_cost,
         relative_cost=rel,
         offload_scale=scale,
         latency=pricing,
     )
-    return model, cm
+    return send, cm
 
 
-def edge_seconds(s: Settings, model: SplitModel) -> list[float]:
+def edge_seconds(s: Settings, num_exits: int) -> list[float]:
     """The edge's compute time (s) up to each of ``model``'s exits, for the "latency" mode:
     policy.edge_ms, else the checkpoint's model card (its profile's cpu_ms, measured when it
     was trained). Edge and cloud price from the same numbers, never from their own clocks:
@@ -167,9 +218,7 @@ def edge_seconds(s: Settings, model: SplitModel) -> list[float]:
     if ms is None:
         import json
 
-        from splitee.models.checkpoint import card_path
-
-        card = card_path(s.model.checkpoint)
+        card = Path(s.model.checkpoint).with_suffix(".card.json")  # torch-free: not card_path
         try:
             ms = [float(a["cpu_ms"]) for a in json.loads(card.read_text())["profile"]["arms"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -177,8 +226,8 @@ def edge_seconds(s: Settings, model: SplitModel) -> list[float]:
                 f"offload_cost_mode = latency needs the edge's compute times: set policy.edge_ms "
                 f"(one per exit, ms) or ship the model card {card} with its profile ({exc!r})"
             ) from None
-    if len(ms) != model.num_exits:
-        raise ValueError(f"policy.edge_ms has {len(ms)} times for {model.num_exits} exits")
+    if len(ms) != num_exits:
+        raise ValueError(f"policy.edge_ms has {len(ms)} times for {num_exits} exits")
     return [float(x) / 1000.0 for x in ms]
 
 
@@ -207,11 +256,19 @@ def model_identity(checkpoint: Path, num_arms: int) -> str:
     return f"{_digest(Path(checkpoint).resolve(), st.st_size, st.st_mtime_ns)}-{num_arms}a"
 
 
-def namespace(s: Settings, num_arms: int) -> str:
+def namespace(s: Settings, num_arms: int, digests: ModelDigests | None = None) -> str:
     """The Redis key prefix of this deployment's policies: ``redis.namespace``, followed by the
     model's identity with ``policy.per_model`` (when the checkpoint exists: a recorder or CLI
-    without one reads the bare namespace)."""
+    without one reads the bare namespace). ``digests``: the checkpoint's and bottleneck's
+    SHA-256 as an export's manifest records them (a torch-free edge without the files)."""
     ckpt = Path(s.model.checkpoint)
+    if digests is not None:
+        if not s.policy.per_model:
+            return s.redis.namespace
+        ident = f"{digests.model[:12]}-{num_arms}a"
+        if digests.bottleneck is not None:
+            ident += f"-b{digests.bottleneck[:8]}"
+        return f"{s.redis.namespace}:{ident}"
     if not s.policy.per_model or not ckpt.is_file():
         return s.redis.namespace
     ident = model_identity(ckpt, num_arms)
@@ -222,7 +279,12 @@ def namespace(s: Settings, num_arms: int) -> str:
     return f"{s.redis.namespace}:{ident}"
 
 
-def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisStore:
+def store(
+    s: Settings,
+    split_arms: int,
+    cache_ms: float | None = None,
+    digests: ModelDigests | None = None,
+) -> RedisStore:
     """The Redis policy store, sized for the bandit's arms (reads cached ``cache_ms``).
 
     Workers, the exporter, the recorder and ``splitee policy`` all come here, so they find the
@@ -231,7 +293,11 @@ def store(s: Settings, split_arms: int, cache_ms: float | None = None) -> RedisS
     num_arms = arm_space(s, split_arms).num_arms
     # the client of the settings: ACL user, password and TLS (splitee.redis_io)
     return RedisStore(
-        s.redis.url, namespace(s, num_arms), num_arms, cache, client=redis_io.client(s.redis)
+        s.redis.url,
+        namespace(s, num_arms, digests),
+        num_arms,
+        cache,
+        client=redis_io.client(s.redis),
     )
 
 
@@ -262,9 +328,9 @@ def check_store(s: Settings, st: RedisStore) -> None:
             )
 
 
-def worker_store(s: Settings, split_arms: int) -> RedisStore:
+def worker_store(s: Settings, split_arms: int, digests: ModelDigests | None = None) -> RedisStore:
     """The store a worker runs on, checked by :func:`check_store`."""
-    st = store(s, split_arms)
+    st = store(s, split_arms, digests=digests)
     check_store(s, st)
     return st
 
@@ -305,6 +371,66 @@ def worker_model_and_bandit(
     if codec is not None and model.send_frame:
         codec = codec.shifted(1)  # the worker's arms: the send-frame arm comes first
     return model, b, codec
+
+
+def onnx_edge_model_and_bandit(
+    s: Settings,
+) -> tuple[OnnxEdgeModel, Bandit, LatentWriter | None]:
+    """The torch-free edge (edge.runtime = onnxruntime): the export's edge graphs on ONNX
+    Runtime, the bandit priced by the facts its manifest recorded (the cloud, on torch,
+    measures the same facts on the checkpoint: :func:`costs_from_facts` prices both), the
+    policy keys of the checkpoint the graphs came from, and the bottleneck's writer from the
+    export's copy of its tables, at the rate points the cloud chooses."""
+    from splitee import metrics
+    from splitee.latent_messages import LatentWriter, choose_rates
+    from splitee.onnx_edge import OnnxEdgeModel
+    from splitee.onnx_manifest import ManifestError, latent_facts, read_manifest
+
+    if s.edge.onnx_dir is None:
+        raise ManifestError("edge.runtime = onnxruntime needs edge.onnx_dir")
+    m = read_manifest(s.edge.onnx_dir)
+    if not m.complete:
+        raise ManifestError(f"{m.directory}: a partial export (not every arm has its graphs)")
+    check_export(s, m)
+    bn = m.bottleneck
+    rates = choose_rates(bn.card, bn.arms, s.model.bottleneck_max_drop) if bn else {}
+    send, costs = costs_from_facts(s, latent_facts(m, rates))
+    model = OnnxEdgeModel(
+        m,
+        threads=s.edge.threads,
+        int8=s.edge.onnx_int8,
+        send_frame=send,
+        steps={k: bn.steps[r] for k, r in rates.items()} if bn else None,
+    )
+    digests = ModelDigests(m.sha256, bn.sha256 if bn else None)
+    b = bandit(s, costs, worker_store(s, costs.num_arms, digests))
+    metrics.watch_store(b.store)
+    writer = None
+    if bn is not None:
+        writer = LatentWriter(bn.tables(m.directory), rates, 1 if send else 0)
+    return model, b, writer
+
+
+def check_export(s: Settings, m: OnnxManifest) -> None:
+    """Refuse an export of another model than the settings': the cloud runs model.checkpoint
+    (and model.bottleneck), so a stale export would price, code and key everything for a
+    model nobody else runs. Files absent on an edge box: the manifest's word is taken."""
+    from splitee.onnx_manifest import ManifestError
+
+    ckpt, bn = Path(s.model.checkpoint), s.model.bottleneck
+    if ckpt.is_file() and sha256_file(ckpt) != m.sha256:
+        raise ManifestError(
+            f"{m.directory} was exported from {m.checkpoint} ({m.sha256[:12]}…), not from "
+            f"{ckpt}: run `splitee export` again"
+        )
+    if (bn is None) != (m.bottleneck is None):
+        raise ManifestError(
+            f"{m.directory}: model.bottleneck is {'unset' if bn is None else bn}, the export "
+            f"{'has no' if m.bottleneck is None else 'has a'} bottleneck: export with the same"
+        )
+    bn_file = bn is not None and m.bottleneck is not None and Path(bn).is_file()
+    if bn_file and sha256_file(Path(bn)) != m.bottleneck.sha256:
+        raise ManifestError(f"{m.directory}: exported with another bottleneck than {bn}")
 
 
 def transmission_decision(s: Settings) -> TDMechanism | None:

@@ -433,7 +433,29 @@ class EdgeSettings(Section):
     codec: Literal["float32", "float16", "int8"] = Field(
         default="float16", description="Encoding of offloaded feature tensors."
     )
-    threads: int = Field(default=1, ge=1, description="torch threads per edge worker.")
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="Compute threads per edge worker (torch's, or ONNX Runtime's intra-op).",
+    )
+    runtime: Literal["torch", "onnxruntime"] = Field(
+        default="torch",
+        description="What runs the edge's model: torch (model.checkpoint), or onnxruntime: the "
+        "graphs `splitee export` wrote to edge.onnx_dir, with no torch in the worker's "
+        "environment (`pip install '.[edge]'`).",
+    )
+    onnx_dir: Path | None = Field(
+        default=None,
+        description="Export directory of `splitee export` (manifest.json and graphs) for "
+        "edge.runtime = onnxruntime. Its source checkpoint (and bottleneck) must be "
+        "model.checkpoint's (and model.bottleneck's) where those files are present.",
+    )
+    _onnx_dir_in_repo = field_validator("onnx_dir")(_repo_relative)
+    onnx_int8: bool = Field(
+        default=False,
+        description="With edge.runtime = onnxruntime: the int8 statically quantized edge graphs "
+        "(`splitee export --int8`) instead of fp32.",
+    )
     concurrency: int = Field(
         default=2,
         ge=1,
@@ -462,6 +484,14 @@ class EdgeSettings(Section):
         "(the producer's send time; the broker's with LogAppendTime) go to the DLQ "
         "(future_capture_ts): a clock years ahead would give negative latencies.",
     )
+
+    @model_validator(mode="after")
+    def _onnx_needs_its_export(self) -> EdgeSettings:
+        if self.runtime == "onnxruntime" and self.onnx_dir is None:
+            raise ValueError(
+                "edge.runtime = onnxruntime needs edge.onnx_dir (run `splitee export` first)"
+            )
+        return self
 
 
 class CloudSettings(Section):

@@ -113,13 +113,24 @@ class Pipeline:
             raise RuntimeError(f"splitee {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def start(self, role: str, name: str, metrics_port: int = 0, *options: str) -> None:
-        """Start a ``role`` worker named ``name``; ``options`` go to its command line."""
+    def start(
+        self, role: str, name: str, metrics_port: int = 0, *options: str, python: str | None = None
+    ) -> None:
+        """Start a ``role`` worker named ``name``; ``options`` go to its command line.
+
+        ``python``: the interpreter of another environment with splitee installed (the
+        torch-free edge's), run outside the checkout and without PYTHONPATH, so the worker
+        runs that environment's own install."""
         log = (self.log_dir / f"{name}.log").open("ab")
+        argv = [role, "--worker-id", name, "--metrics-port", str(metrics_port), *options]
+        env, cwd = self.env, self.code
+        if python is not None:
+            env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+            cwd = self.log_dir
         self.procs[name] = subprocess.Popen(
-            [*SPLITEE, role, "--worker-id", name, "--metrics-port", str(metrics_port), *options],
-            env=self.env,
-            cwd=self.code,
+            [*SPLITEE, *argv] if python is None else [python, "-m", "splitee.cli", *argv],
+            env=env,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

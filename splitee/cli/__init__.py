@@ -12,6 +12,7 @@ import click
 
 from splitee.cli import (
     bottleneck,
+    export,
     link,
     observability,
     offline,
@@ -72,6 +73,7 @@ main.add_command(bottleneck.train_bottleneck)
 main.add_command(offline.evaluate)
 main.add_command(offline.evaluate_shift)
 main.add_command(rate_accuracy.rate_accuracy)
+main.add_command(export.export_cmd)
 
 main.add_command(pipeline.topics)
 main.add_command(pipeline.produce)

@@ -115,7 +115,7 @@ class EfficientNetLite(nn.Module):
         for block in self._blocks:
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        x = x.mean(dim=(2, 3))  # global average pooling
         return self._fc(self._dropout(x))
 
 

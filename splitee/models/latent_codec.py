@@ -18,26 +18,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from splitee.entropy import LatentCoder, LatentCodingError
+from splitee.entropy import LatentCodingError
+from splitee.latent_messages import LatentWriter, median_bytes
+from splitee.latent_messages import choose_rates as choose_card_rates
 from splitee.models.bottleneck_checkpoint import BottleneckBundle
-from splitee.wire import LATENT_HEADER_BYTES, WireError, decode_latent_header, encode_latent
+from splitee.wire import WireError, decode_latent_header
 
 
 def choose_rates(bundle: BottleneckBundle, max_drop: float) -> dict[int, int]:
-    """Per backbone arm, the rate point with the fewest median bytes whose top-1 on the test
-    split (the card's) is within ``max_drop`` of the unsplit model's; without a card entry,
-    the finest rate point."""
-    by_arm = {a["arm"] - 1: a for a in bundle.card.get("arms", [])}
-    out = {}
-    for k in bundle.arms:
-        row = by_arm.get(k)
-        if row is None:
-            out[k] = 0
-            continue
-        ok = [r for r in row["rates"] if r["top1"] >= row["unsplit_top1"] - max_drop - 1e-9]
-        pool = ok or [max(row["rates"], key=lambda r: r["top1"])]
-        out[k] = min(pool, key=lambda r: r["bytes_median"])["rate"]
-    return out
+    """Per backbone arm, the rate point chosen from the bundle's card
+    (:func:`splitee.latent_messages.choose_rates`: the same rule on a torch-free edge)."""
+    return choose_card_rates(bundle.card, bundle.arms, max_drop)
 
 
 class LatentCodec:
@@ -49,7 +40,8 @@ class LatentCodec:
         self.bundle = bundle
         self.offset = arm_offset
         self.rates = dict(rates)
-        self._coders = {k: LatentCoder(bundle.tables[k][r]) for k, r in self.rates.items()}
+        # the torch-free half (rANS and the header), shared with the ONNX Runtime edge
+        self.writer = LatentWriter(bundle.tables, self.rates, arm_offset)
         self.device = torch.device("cpu")
 
     def shifted(self, arm_offset: int) -> LatentCodec:
@@ -64,7 +56,7 @@ class LatentCodec:
 
     def handles(self, arm: int) -> bool:
         """Whether the worker's ``arm`` offloads a latent (else a raw tensor or the frame)."""
-        return arm - self.offset in self._coders
+        return self.writer.handles(arm)
 
     def latent_shape(self, arm: int) -> tuple[int, int, int]:
         return self.bundle.bottlenecks.latent_shape(arm - self.offset)
@@ -72,26 +64,28 @@ class LatentCodec:
     def median_bytes(self, arm: int) -> int | None:
         """The card's median payload bytes at this arm's rate point (None without a card)."""
         k = arm - self.offset
-        for a in self.bundle.card.get("arms", []):
-            if a["arm"] - 1 == k:
-                return int(a["rates"][self.rates[k]]["bytes_median"]) + LATENT_HEADER_BYTES
-        return None
+        return median_bytes(self.bundle.card, k, self.rates[k])
 
     @torch.inference_mode()
+    def quantize(self, feats: torch.Tensor, arm: int) -> np.ndarray:
+        """Edge: a batch of arm ``arm``'s prefix tensors → their integer symbols (int32)."""
+        k = arm - self.offset
+        q = self.bundle.bottlenecks.codecs[k].quantize(feats.float().to(self.device), self.rates[k])
+        return q.cpu().numpy()
+
+    def messages(self, symbols: np.ndarray, arm: int) -> list[bytes]:
+        """Edge: a batch of integer symbols → one latent message per frame (no torch)."""
+        return self.writer.messages(symbols, arm)
+
     def encode(self, feats: torch.Tensor, arm: int) -> list[bytes]:
         """Edge: a batch of arm ``arm``'s prefix tensors → one latent message per frame."""
-        k = arm - self.offset
-        r = self.rates[k]
-        q = self.bundle.bottlenecks.codecs[k].quantize(feats.float().to(self.device), r)
-        q = q.cpu().numpy()
-        coder = self._coders[k]
-        return [encode_latent(coder.encode(qi), qi.shape, r) for qi in q]
+        return self.messages(self.quantize(feats, arm), arm)
 
     def symbols(self, value: bytes, arm: int) -> np.ndarray:
         """Cloud: one record's latent message → its integer symbols (float32), checked
         against this arm's latent shape and rate; a WireError for anything else."""
         k = arm - self.offset
-        if k not in self._coders:
+        if not self.handles(arm):
             raise WireError("bad_codec", f"arm {arm} has no bottleneck codec")
         shape = self.latent_shape(arm)
         rate, payload = decode_latent_header(value, shape, self.bundle.bottlenecks.num_rates)
@@ -100,7 +94,7 @@ class LatentCodec:
                 "bad_latent", f"rate {rate}, this deployment codes arm {arm} at {self.rates[k]}"
             )
         try:
-            return self._coders[k].decode(bytes(payload), shape).astype(np.float32)
+            return self.writer.coder(arm).decode(bytes(payload), shape).astype(np.float32)
         except LatentCodingError as exc:
             raise WireError("bad_latent", str(exc)) from None
 

@@ -56,7 +56,7 @@ class ExitHead(nn.Module):
         h = F.relu(self.bn(self.conv(h)))
         if self.conv2 is not None:
             h = F.relu(self.bn2(self.conv2(h)))
-        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+        return self.fc(h.mean(dim=(2, 3)))  # global average pooling (a ReduceMean in ONNX)
 
 
 def default_exit_depths(arch: str, every: int = 3) -> list[int]:

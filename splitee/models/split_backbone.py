@@ -56,7 +56,9 @@ class PooledHead(nn.Module):
 
     def from_pooled(self, p: torch.Tensor) -> torch.Tensor:
         h = F.relu6(self.bn(self.conv(p)))
-        return self.fc(self.drop(F.adaptive_avg_pool2d(h, 1).flatten(1)))
+        # global average pooling written as the mean over H and W it is: one ReduceMean in an
+        # exported graph, whatever the exporter knows of the spatial size
+        return self.fc(self.drop(h.mean(dim=(2, 3))))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.from_pooled(self.pool(h))

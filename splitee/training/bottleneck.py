@@ -47,7 +47,9 @@ class BottleneckTrainConfig:
     stage1_frames: int = 2000  # frames per stage-1 epoch (a random subset of the cache)
     # distillation budget per arm (0-based arm k gets stage2_seconds[k]): the shallow arms
     # carry the most detail and the suffix behind them costs the most per step
-    stage2_seconds: list[float] = field(default_factory=lambda: [2400.0, 900.0, 540.0, 540.0, 300.0])
+    stage2_seconds: list[float] = field(
+        default_factory=lambda: [2400.0, 900.0, 540.0, 540.0, 300.0]
+    )
     stage2_batch: int = 16
     # weight of the split tensor's MSE beside the distillation in stage 2: a small anchor; at
     # 1 it pulls the decoder towards the blurry MSE-optimal tensor the suffix cannot use
