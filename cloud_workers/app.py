@@ -42,6 +42,6 @@ def main(
     role = Role("cloud", s.kafka.offload_topic, c.batch_size, c.max_queue_delay_ms / 1000)
     try:
         step = build_processor(s)
-    except policy_setup.PolicyConflict as exc:
+    except (policy_setup.PolicyConflict, policy_setup.CostSetupError) as exc:
         refuse_to_start(str(exc))
     run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

@@ -50,6 +50,6 @@ def main(
     )
     try:
         step = build_processor(s, worker_id)
-    except (policy_setup.PolicyConflict, ManifestError) as exc:
+    except (policy_setup.PolicyConflict, policy_setup.CostSetupError, ManifestError) as exc:
         refuse_to_start(str(exc))
     run_batch_worker(s, role, step, worker_id, metrics_port, fail_on_frame)

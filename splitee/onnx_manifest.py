@@ -136,8 +136,8 @@ def read_manifest(directory: Path) -> OnnxManifest:
         raise ManifestError(f"{directory / MANIFEST}: format is not {MANIFEST_FORMAT!r}")
     try:
         return _parse(directory, d)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ManifestError(f"{directory / MANIFEST}: bad or missing field {exc}") from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OSError) as exc:
+        raise ManifestError(f"{directory / MANIFEST}: bad or missing field {exc!r}") from None
 
 
 def _parse(directory: Path, d: dict) -> OnnxManifest:

@@ -222,12 +222,12 @@ def edge_seconds(s: Settings, num_exits: int) -> list[float]:
         try:
             ms = [float(a["cpu_ms"]) for a in json.loads(card.read_text())["profile"]["arms"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(
+            raise CostSetupError(
                 f"offload_cost_mode = latency needs the edge's compute times: set policy.edge_ms "
                 f"(one per exit, ms) or ship the model card {card} with its profile ({exc!r})"
             ) from None
     if len(ms) != num_exits:
-        raise ValueError(f"policy.edge_ms has {len(ms)} times for {num_exits} exits")
+        raise CostSetupError(f"policy.edge_ms has {len(ms)} times for {num_exits} exits")
     return [float(x) / 1000.0 for x in ms]
 
 
@@ -299,6 +299,11 @@ def store(
         cache,
         client=redis_io.client(s.redis),
     )
+
+
+class CostSetupError(ValueError):
+    """The settings cannot price the arms (the latency cost without the edge's compute
+    times): a configuration to fix, so the worker refuses to start instead of restarting."""
 
 
 class PolicyConflict(RuntimeError):

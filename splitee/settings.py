@@ -251,8 +251,8 @@ class PolicySettings(Section):
     jpeg_bytes: int = Field(
         default=15000,
         ge=1,
-        description="Reference frame size for the 'bytes' mode (the median JPEG; the model card "
-        "has the data set's).",
+        description="Reference frame size for the 'bytes' and 'latency' modes (the median "
+        "JPEG; the model card has the data set's).",
     )
     beta: float = Field(default=1.0, ge=0, description="UCB exploration weight.")
     seed: int = 0
@@ -475,7 +475,9 @@ class EdgeSettings(Section):
         le=95,
         description="The send-frame arm sends the frame fitted to the model's input and "
         "re-encoded at this JPEG quality instead of the camera's JPEG (a fair cloud-only "
-        "baseline on a thin uplink: bench/uplink.py's policy a'). None: the camera's JPEG.",
+        "baseline on a thin uplink: bench/uplink.py's policy a'). None: the camera's JPEG. "
+        "The bytes and latency costs still price arm 0 at policy.jpeg_bytes: set it to the "
+        "re-encoded size when a learning policy runs with this.",
     )
     capture_ts_tolerance_s: float = Field(
         default=60.0,
@@ -691,17 +693,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_bytes_scaling(self) -> Settings:
-        """o may follow the bytes sent once: policy.offload_cost_mode = "bytes" and the
-        channel's air time (channel.offload_cost = "channel") both scale it by the offload's
-        bytes, so together they would charge bytes twice."""
-        if (
-            self.policy.offload_cost_mode == "bytes"
-            and self.channel.enabled
-            and self.channel.offload_cost == "channel"
-        ):
+        """o may follow the bytes sent once: policy.offload_cost_mode = "bytes" or "latency"
+        and the channel's air time (channel.offload_cost = "channel") all scale it by the
+        offload's bytes, so together they would charge bytes twice."""
+        mode = self.policy.offload_cost_mode
+        channel = self.channel.enabled and self.channel.offload_cost == "channel"
+        if mode in ("bytes", "latency") and channel:
             raise ValueError(
-                "policy.offload_cost_mode = 'bytes' and channel.offload_cost = 'channel' both "
-                "scale o by the bytes offloaded; choose one"
+                f"policy.offload_cost_mode = {mode!r} and channel.offload_cost = 'channel' "
+                "both scale o by the bytes offloaded; choose one"
             )
         return self
 

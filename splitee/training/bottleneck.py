@@ -98,7 +98,8 @@ AUGMENT_RECIPE = "rc1"  # what views 2… hold (part of the cache's key): change
 
 def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random resized crop (25–100 % of the area, aspect 3:4–4:3) back to the frame's size,
-    a horizontal flip half the time, and a random noise or blur on a third of the frames."""
+    a horizontal flip half the time, and on a third of the chunks a random noise or blur (with
+    its own random flips)."""
     from splitee.training.train_backbone import _random_distort
 
     n, h, w, _ = images.shape
