@@ -76,12 +76,6 @@ def _send_frame_on(s: Settings) -> bool:
     return s.policy.offload_cost_mode in ("bytes", "latency") if on is None else bool(on)
 
 
-def send_frame(s: Settings, model: SplitModel) -> bool:
-    """Whether arm 0 sends the frame: a real-size backbone, and policy.send_frame_arm (on by
-    default with the bytes-based and the latency offload costs)."""
-    return _send_frame_on(s) and model.real_size
-
-
 def split_arms(s: Settings) -> int:
     """The bandit's split arms for the configured checkpoint, from its metadata alone (no
     torch, for the exporter, the evaluator, the recorder and the CLI): its exits, plus the
@@ -160,7 +154,7 @@ def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
     """Whether arm 0 sends the frame, and the cost model over the worker's arms.
 
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
-    FLOPs of each prefix, the send-frame arm 0 when on (:func:`send_frame`), and with
+    FLOPs of each prefix, the send-frame arm 0 when on (:func:`_send_frame_on`), and with
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
     policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
     A bottleneck's measured bytes replace the split tensors', and its encoder's FLOPs add to
