@@ -25,7 +25,8 @@ from splitee.cli.options import settings_of
     "--stage2-scale",
     type=float,
     default=None,
-    help="Scale every arm's distillation budget (default budgets: 600/300/200/150/120 s).",
+    help="Scale every arm's distillation budget (BottleneckTrainConfig.stage2_seconds; an "
+    "arm already past its scaled budget is not trained further).",
 )
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)

@@ -1,0 +1,78 @@
+"""The bottleneck trainer on a tiny real-size backbone: the lazy view stack, both stages with
+the deeper-feature distillation, the time budget and resuming where a run stopped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from splitee.models.bottleneck import Bottlenecks, default_spec
+from splitee.training.bottleneck import (
+    BottleneckTrainConfig,
+    ViewStack,
+    _extract,
+    _load_state,
+    _optimizer,
+    train_stage1,
+    train_stage2,
+)
+
+
+def test_view_stack_reads_frames_across_views_like_their_concatenation():
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 2, 3, 3)).astype(np.float16) for n in (5, 2, 4)]
+    whole = np.concatenate(parts)
+    stack = ViewStack(parts)
+    assert len(stack) == 11 and stack.shape == whole.shape
+    for idx in (np.array([0, 4, 5, 6, 7, 10]), np.array([6]), np.arange(11)):
+        np.testing.assert_array_equal(stack[idx], whole[idx])
+    np.testing.assert_array_equal(stack[3:9], whole[3:9])
+
+
+@pytest.fixture
+def tiny():
+    from splitee.models.split_backbone import SplitBackboneNet
+    from tests.unit.test_backbones import TinyNet, _randomise_bn
+
+    torch.manual_seed(0)
+    model = SplitBackboneNet(
+        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
+    )
+    _randomise_bn(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(tiny, tmp_path):
+    """Arm 1 of the tiny model: stage 1 then 1.5 s of distillation against the final logits
+    and arm 2's cached tensor; the state records the steps and time, and a second call with
+    the same budget finds it spent and changes nothing."""
+    images = np.random.default_rng(0).integers(0, 256, (40, 48, 48, 3), dtype=np.uint8)
+    feats, logits = _extract(tiny, images, 8, "cache")
+    cfg = BottleneckTrainConfig(
+        stage1_epochs=1, stage1_frames=40, batch_size=8, stage2_batch=8, stage2_seconds=[1.5]
+    )
+    bn = Bottlenecks([default_spec(tiny.feature_shape(k)) for k in range(2)], cfg.steps)
+    codec, state = bn.codecs[0], tmp_path / "arm0.safetensors"
+    stack = ViewStack([feats[0]])
+    info = train_stage1(codec, stack, cfg, state)
+    assert info["stage1_epoch"] == 1 and np.isfinite(info["history"][0]["mse"])
+
+    before = {n: p.detach().clone() for n, p in codec.decoder.named_parameters()}
+    info = train_stage2(tiny, 0, codec, stack, {1: ViewStack([feats[1]])}, logits, cfg, state)
+    assert info["stage2_steps"] > 0
+    assert 1.5 <= info["stage2_seconds"] < 10  # stops at its budget, not at a 30 s block
+    assert np.isfinite(info["stage2_kd"]).all()
+    assert any(not torch.equal(p, before[n]) for n, p in codec.decoder.named_parameters())
+
+    again = Bottlenecks([default_spec(tiny.feature_shape(k)) for k in range(2)], cfg.steps)
+    resumed = train_stage2(
+        tiny, 0, again.codecs[0], stack, {1: ViewStack([feats[1]])}, logits, cfg, state
+    )
+    assert resumed["stage2_steps"] == info["stage2_steps"]  # nothing left to do
+    saved = _load_state(state, again.codecs[0], _optimizer(again.codecs[0], cfg.lr))
+    assert saved["stage2_steps"] == info["stage2_steps"]
+    for n, p in again.codecs[0].state_dict().items():
+        torch.testing.assert_close(p, codec.state_dict()[n])
