@@ -9,6 +9,7 @@ shallower arm — to the shared policy.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
 #: One valid offload: its frame header, offload header, features (or a latent's symbols) and
 #: bytes on the wire.
 _Offload = tuple[FrameMeta, OffloadMeta, np.ndarray, int]
+
+#: edge batches remembered so a redelivered one does not feed the uplink's rate twice
+FOLDED_KEYS = 4096
 
 
 class CloudProcessor:
@@ -93,6 +97,9 @@ class CloudProcessor:
         self.uplink = uplink
         self.board = board
         self._priced = self.cm  # the cost model at the uplink's current rate
+        # edge batches already folded into the rate (a batch redelivered after a restart or
+        # a rebalance is one sample, not two); the most recent FOLDED_KEYS of them
+        self._folded: OrderedDict[tuple[str, float], None] = OrderedDict()
 
     def process(self, records: list[InRecord]) -> StepOutput:
         out = StepOutput()
@@ -167,8 +174,13 @@ class CloudProcessor:
         queueing. The offloads' rewards are then priced at the new estimate."""
         if self.uplink is None:
             return
-        for (_, edge_ts), (nbytes, appended) in sent.items():
-            self.uplink.add(8.0 * nbytes, (appended or consumed) - edge_ts)
+        for key, (nbytes, appended) in sent.items():
+            if key in self._folded:
+                continue
+            self._folded[key] = None
+            if len(self._folded) > FOLDED_KEYS:
+                self._folded.popitem(last=False)
+            self.uplink.add(8.0 * nbytes, (appended or consumed) - key[1])
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
         if self.board is not None and self.uplink.observations:

@@ -256,8 +256,11 @@ def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real)
 
     wire = sum(len(r.value) + sum(len(k) + len(v) for k, v in r.headers) for r in records(True))
     est = _Recording()
-    CloudProcessor(model, b, uplink=est).process(records(True))
+    cloud = CloudProcessor(model, b, uplink=est)
+    cloud.process(records(True))
     assert est.samples == [(pytest.approx(8.0 * wire), pytest.approx(0.07))]
+    cloud.process(records(True))  # the batch redelivered (a restart, a rebalance)
+    assert len(est.samples) == 1  # answered again, but one sample of the link
     est2 = _Recording()
     CloudProcessor(model, b, uplink=est2).process(records(False))  # CreateTime: consume time
     assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
