@@ -311,3 +311,29 @@ def test_an_export_of_another_model_is_refused(r56, lite0):
         check_export(load_settings(None, model={"checkpoint": str(LITE0)}), ml)
     absent = load_settings(None, model={"checkpoint": "/nonexistent/model.safetensors"})
     check_export(absent, m56)  # an edge box without the checkpoint takes the manifest's word
+
+
+def test_int8_graphs_keep_the_first_exits_prefix_in_float(tmp_path):
+    """``--int8``: the int8 edge graph is written beside the fp32 one and recorded in the
+    manifest; everything exit 1's head reads from stays float32 (no quantized tensor feeds
+    it), the rest is quantized, and its decisions follow the fp32 graph's."""
+    import onnx
+
+    from splitee.onnx_quantize import first_exit_prefix
+
+    images = load_source(CIFAR, "test", cache_dir=None).images[:CIFAR_FRAMES]
+    out = tmp_path / "int8"
+    export(R56, out, arms=[2], calibration=images[:64])
+    m = read_manifest(out)
+    arm = next(a for a in m.arms if a.arm == 2)
+    assert arm.edge_int8 is not None
+    graph = onnx.load(str(m.path(arm.edge_int8))).graph
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    prefix = set(first_exit_prefix(onnx.load(str(m.path(arm.edge))).graph))
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert prefix and any(n.name in prefix for n in convs)
+    for n in convs:  # a quantized conv reads dequantized inputs; a float one never does
+        assert any(i in dq for i in n.input) == (n.name not in prefix), n.name
+    fp32 = session(m.path(arm.edge)).run(["logits"], {"frames": images})[0]
+    int8 = session(m.path(arm.edge_int8)).run(["logits"], {"frames": images})[0]
+    assert (fp32.argmax(2) == int8.argmax(2)).mean() >= 0.9
