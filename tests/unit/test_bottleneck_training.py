@@ -31,18 +31,10 @@ def test_view_stack_reads_frames_across_views_like_their_concatenation():
 
 
 @pytest.fixture
-def tiny():
-    from splitee.models.split_backbone import SplitBackboneNet
-    from tests.unit.test_backbones import TinyNet, _randomise_bn
-
-    torch.manual_seed(0)
-    model = SplitBackboneNet(
-        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
-    )
-    _randomise_bn(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
+def tiny(tiny_real):
+    for p in tiny_real.parameters():
+        p.requires_grad_(False)  # the backbone stays frozen, as in train_bottlenecks
+    return tiny_real
 
 
 def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(tiny, tmp_path):

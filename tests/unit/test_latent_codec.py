@@ -201,20 +201,6 @@ def test_a_latent_encoded_in_one_process_decodes_identically_in_another(tmp_path
         assert (codec.symbols(m, 0) == coder.clamp(qi)).all()
 
 
-@pytest.fixture
-def tiny_real():
-    """The tiny real-size backbone of tests/unit/test_send_frame.py."""
-    from splitee.models.split_backbone import SplitBackboneNet
-    from tests.unit.test_backbones import TinyNet, _randomise_bn
-
-    torch.manual_seed(0)
-    model = SplitBackboneNet(
-        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
-    )
-    _randomise_bn(model)
-    return model.eval()
-
-
 def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp_path):
     """The send-frame model with a bottleneck on its first split arm: the edge offloads a
     latent message, the cloud answers with suffix(decode(q)) — the same numbers as running

@@ -21,12 +21,10 @@ from policy_store.policies import make_policy
 from policy_store.rewards import bytes_scale
 from splitee import policy_setup
 from splitee.models.frame_arm import FrameArmNet
-from splitee.models.split_backbone import SplitBackboneNet
 from splitee.settings import load_settings
 from splitee.wire import FRAME_CODEC, FrameMeta, OffloadMeta, Result, decode_tensor
 from splitee.worker.records import InRecord
 from tests.bandits import bandit
-from tests.unit.test_backbones import TinyNet, _randomise_bn
 
 
 def _jpeg(h: int, w: int, seed: int) -> bytes:
@@ -39,16 +37,6 @@ def _jpeg(h: int, w: int, seed: int) -> bytes:
 def _record(i: int, value: bytes) -> InRecord:
     meta = FrameMeta(f"cam-1:t:{i:08d}", "cam-1", 1000.0 + i)
     return InRecord(b"cam-1", value, meta.headers(), "frames", 0, i)
-
-
-@pytest.fixture
-def tiny_real() -> SplitBackboneNet:
-    torch.manual_seed(0)
-    model = SplitBackboneNet(
-        "tiny", TinyNet(5), ["stage1", "stage2"], [1, 2, 3], 48, (0.5,) * 3, (0.25,) * 3, 5
-    )
-    _randomise_bn(model)
-    return model.eval()
 
 
 def test_real_size_frames_and_the_send_frame_arm_end_to_end(tiny_real) -> None:

@@ -25,7 +25,7 @@ from splitee.settings import load_settings
 from splitee.wire import FrameMeta, OffloadMeta, Result
 from splitee.worker.records import InRecord
 from tests.bandits import bandit
-from tests.unit.test_send_frame import _jpeg, _record, tiny_real  # noqa: F401 (fixture)
+from tests.unit.test_send_frame import _jpeg, _record
 
 JPEG = 12_800  # bytes of the camera's frame, the reference
 #: send the JPEG (no edge compute), a 1.6 kB latent after 40 ms at the edge, the final exit
@@ -133,7 +133,7 @@ def _latency_settings(**policy):
     )
 
 
-def test_settings_build_the_latency_costs(tiny_real) -> None:  # noqa: F811
+def test_settings_build_the_latency_costs(tiny_real) -> None:
     s = _latency_settings()
     model, cm = policy_setup.model_and_costs(s, tiny_real)
     assert isinstance(model, FrameArmNet) and cm.num_arms == 4  # the JPEG arm is on
@@ -167,7 +167,7 @@ def test_the_shipped_caltech_card_prices_the_arms() -> None:
     assert cm.offload_costs[0] == pytest.approx(s.policy.offload_cost)
 
 
-def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:  # noqa: F811
+def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:
     s = _latency_settings()
     model, cm = policy_setup.model_and_costs(s, tiny_real)
     cm = CostModel(  # offload everything but the final arm, as priced above
@@ -203,7 +203,7 @@ def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:  # n
     assert costs[0] > 4 * configured[0]
 
 
-def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) -> None:  # noqa: F811
+def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) -> None:
     """edge.frame_quality: the send-frame arm's JPEG is the model's input, re-encoded — what a
     fair cloud-only deployment sends on a thin link — and the cloud still answers it."""
     from splitee.jpeg import jpeg_size
@@ -233,7 +233,7 @@ class _Recording(UplinkEstimator):
         return super().add(bits, seconds)
 
 
-def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real) -> None:  # noqa: F811
+def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real) -> None:
     """With LogAppendTime on the offload topic the sample ends when the batch reached the
     broker, so the cloud's own queueing (here 10 s behind) does not read as a slow link."""
     model = FrameArmNet(tiny_real)
@@ -266,7 +266,7 @@ def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real)
     assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
 
 
-def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_real) -> None:  # noqa: F811
+def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_real) -> None:
     """The edge's own side observations (frames that ran to the final exit reveal the
     offloads of shallower arms) are priced at the rate the cloud measured, not the configured
     one; without a shared rate the configured prices stand."""
