@@ -22,8 +22,10 @@ from splitee.wire import LATENT_HEADER_BYTES, encode_latent
 
 def choose_rates(card: dict, arms: Iterable[int], max_drop: float) -> dict[int, int]:
     """Per backbone arm, the rate point with the fewest median bytes whose top-1 on the test
-    split (the bottleneck card's ``arms``) is within ``max_drop`` of the unsplit model's;
-    without a card entry, the finest rate point."""
+    split (the bottleneck card's ``arms``) is within ``max_drop`` of the unsplit model's —
+    or, where none is, within ``max_drop`` of the arm's most accurate rate point (a finer
+    step that buys no accuracy is not worth its bytes); without a card entry, the finest
+    rate point."""
     by_arm = {a["arm"] - 1: a for a in card.get("arms", [])}
     out = {}
     for k in arms:
@@ -31,8 +33,9 @@ def choose_rates(card: dict, arms: Iterable[int], max_drop: float) -> dict[int, 
         if row is None:
             out[k] = 0
             continue
-        ok = [r for r in row["rates"] if r["top1"] >= row["unsplit_top1"] - max_drop - 1e-9]
-        pool = ok or [max(row["rates"], key=lambda r: r["top1"])]
+        reach = max(r["top1"] for r in row["rates"])
+        ref = row["unsplit_top1"] if reach >= row["unsplit_top1"] - max_drop - 1e-9 else reach
+        pool = [r for r in row["rates"] if r["top1"] >= ref - max_drop - 1e-9]
         out[k] = min(pool, key=lambda r: r["bytes_median"])["rate"]
     return out
 

@@ -165,7 +165,8 @@ class ModelSettings(Section):
         ge=0,
         le=1,
         description="Each arm codes at the rate point with the fewest bytes whose top-1 on the "
-        "test split (the bottleneck's model card) is within this of the unsplit model's.",
+        "test split (the bottleneck's model card) is within this of the unsplit model's (where "
+        "none is: within this of the arm's most accurate rate point).",
     )
     backbones: dict[str, BackboneSettings] = Field(
         default={},

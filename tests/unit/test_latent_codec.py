@@ -258,3 +258,24 @@ def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp
         [InRecord(rec.key, bad, rec.headers, "offload", 0, 9)]
     )
     assert [d.reason for d in dead.dead] == ["bad_shape"]
+
+
+def test_rate_points_are_the_fewest_bytes_within_the_drop():
+    """Within max_drop of the unsplit model: the cheapest such point; where none is, the
+    cheapest within max_drop of the arm's best (a tie at the top goes to fewer bytes); an arm
+    the card does not list codes at the finest step."""
+    from splitee.latent_messages import choose_rates
+
+    def arm(k: int, top1: list[float]) -> dict:
+        rates = [{"rate": r, "bytes_median": 4000 >> r, "top1": t} for r, t in enumerate(top1)]
+        return {"arm": k + 1, "unsplit_top1": 0.942, "rates": rates}
+
+    card = {
+        "arms": [
+            arm(0, [0.940, 0.937, 0.930, 0.900]),  # rates 0-1 within 0.01: rate 1
+            arm(1, [0.884, 0.882, 0.884, 0.866]),  # none within: best 0.884, rate 2 ties it
+            arm(2, [0.700, 0.650, 0.500, 0.400]),  # none within, only the best
+        ]
+    }
+    assert choose_rates(card, [0, 1, 2, 3], 0.01) == {0: 1, 1: 2, 2: 0, 3: 0}
+    assert choose_rates(card, [1], 0.02) == {1: 3}  # 0.866 is within 0.02 of 0.884
