@@ -47,6 +47,12 @@ class CodecSpec:
         s = 2**self.down
         return (self.latent, -(-h // s), -(-w // s))
 
+    @property
+    def tag(self) -> str:
+        """A short name of the shape (training states are keyed by it: another shape never
+        resumes from them)."""
+        return f"d{self.down}h{self.hidden}l{self.latent}"
+
     def to_json(self) -> dict:
         return {
             "in_shape": list(self.in_shape),
@@ -66,16 +72,21 @@ class CodecSpec:
 
 
 def default_spec(in_shape: Sequence[int]) -> CodecSpec:
-    """A codec for a prefix tensor of ``in_shape``: downsample to at most 14×14, and shallow
-    features (many pixels, few channels) get a narrower latent than deep ones."""
+    """A codec for a prefix tensor of ``in_shape``: downsample by 2 per side (more only above
+    28×28), and the larger the latent's side, the fewer its channels. Why 28×28 for a 56×56
+    tensor (EfficientNet-Lite0's arm 1, 24 channels): squeezed to 14×14 (48 channels) its
+    reconstruction alone let the suffix agree with the unsplit model on 19 % of test frames
+    (stage 1 only); at 28×28 (32 channels) on 53 %, and distillation from there went further
+    (docs/bottleneck.md)."""
     c, h, w = (int(v) for v in in_shape)
     down = 0
-    while h // 2**down > 14 and h % 2 ** (down + 1) == 0 and w % 2 ** (down + 1) == 0:
+    while h // 2**down > 28 and h % 2 ** (down + 1) == 0 and w % 2 ** (down + 1) == 0:
         down += 1  # space-to-depth needs whole blocks
     if down == 0 and h > 7 and h % 2 == 0 and w % 2 == 0:
         down = 1
     hidden = 64 if c <= 32 else 128
-    latent = 48 if h // 2**down >= 14 else 64
+    side = h // 2**down
+    latent = 32 if side >= 28 else 48 if side >= 14 else 64
     return CodecSpec(in_shape=(c, h, w), down=down, hidden=hidden, latent=latent)
 
 

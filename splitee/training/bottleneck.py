@@ -550,12 +550,13 @@ def train_bottlenecks(
     tables: dict[int, list[ChannelTables]] = {}
     # arms finished by an earlier run (their card is written) go into the checkpoint too, so
     # `--arms` can give one arm more time without dropping the others
-    done = [k for k in range(L - 1) if (work / f"arm{k}.card.json").exists()]
+    # (states and cards are keyed by the codec's shape: another shape never resumes from them)
+    done = [k for k in range(L - 1) if (work / f"arm{k}-{specs[k].tag}.card.json").exists()]
     for k in sorted(set(arms) | set(done)):
         codec = bn.codecs[k]
         feats = _load_view_arm(work / "train", cfg.views, k)
-        state = work / f"arm{k}.safetensors"
-        card_file = work / f"arm{k}.card.json"
+        state = work / f"arm{k}-{specs[k].tag}.safetensors"
+        card_file = work / f"arm{k}-{specs[k].tag}.card.json"
         t_arm = time.perf_counter()
         if k in arms:
             info = train_stage1(codec, feats, cfg, state)
