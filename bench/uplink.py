@@ -336,13 +336,14 @@ def choose_quality(images: Path, limit: int, tol_points: float = 1.0) -> dict:
     import numpy as np
     import torch
 
+    from splitee.evaluate.rate_accuracy import subset_indices
     from splitee.images import decode_fit, open_source
     from splitee.jpeg import encode_jpeg
     from splitee.models import load_checkpoint, to_input
 
     model = load_checkpoint(MODEL, fuse=True).eval()
     src = open_source(images, "test")
-    pick = np.sort(np.random.default_rng(0).permutation(len(src.labels))[:limit])
+    pick = subset_indices(len(src), limit)  # rate-accuracy's and the evaluation's subset
     src = dataclasses.replace(
         src,
         members=tuple(src.members[i] for i in pick),

@@ -347,10 +347,8 @@ def train_stage2(
     rng = np.random.default_rng(cfg.seed + 1000 + info["stage2_steps"])
     T = cfg.kd_temperature
     numel = float(np.prod(codec.spec.in_shape))
-    deep_stats = {}
-    for j, f in deeper.items():
-        mean, std = _stats(f)
-        deep_stats[j] = (mean.view(1, -1, 1, 1), std.clamp_min(1e-3).view(1, -1, 1, 1))
+    # per-channel scale of each deeper tensor: the MSE in standardised units (the means cancel)
+    deep_std = {j: _stats(f)[1].clamp_min(1e-3).view(1, -1, 1, 1) for j, f in deeper.items()}
     codec.train()
     base_lr = cfg.lr * 0.3
     t_block, kd_sum, steps = time.perf_counter(), 0.0, 0
@@ -371,9 +369,8 @@ def train_stage2(
         for j in range(k + 1, model.num_exits):  # the suffix, segment by segment
             h = model.segment(h, j)
             if j in deeper:
-                mean, std = deep_stats[j]
                 target = torch.from_numpy(np.asarray(deeper[j][idx], np.float32))
-                deep = deep + F.mse_loss((h - mean) / std, (target - mean) / std)
+                deep = deep + F.mse_loss(h / deep_std[j], target / deep_std[j])
         logits = model.exit_logits(h, model.num_exits - 1)
         t = torch.from_numpy(teacher[idx])
         kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t / T, 1), reduction="batchmean")
