@@ -105,17 +105,9 @@ class Topology:
         self.mbit = 0
 
     def sh(self, *args: str, env: dict | None = None, timeout: float = 600) -> str:
-        out = subprocess.run(
-            ["bash", *args],
-            env={**self.env, **(env or {})},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if out.returncode:
-            raise RuntimeError(f"{args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-        return out.stdout
+        from splitee.testing import run_checked
+
+        return run_checked(["bash", *args], {**self.env, **(env or {})}, timeout)
 
     def on(self, host: str, *cmd: str, env: dict | None = None, timeout: float = 600) -> str:
         return self.sh(str(DEPLOY / "hosts.sh"), "exec", host, *cmd, env=env, timeout=timeout)

@@ -240,36 +240,43 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:
     return sha256_file(path)[:12]
 
 
+def _file_digest(path: Path) -> str:
+    """The SHA-256 prefix of a file, hashed once per (path, size, mtime)."""
+    st = Path(path).stat()
+    return _digest(Path(path).resolve(), st.st_size, st.st_mtime_ns)
+
+
+def _identity(model_sha: str, num_arms: int, bottleneck_sha: str | None = None) -> str:
+    ident = f"{model_sha[:12]}-{num_arms}a"
+    return ident if bottleneck_sha is None else f"{ident}-b{bottleneck_sha[:8]}"
+
+
 def model_identity(checkpoint: Path, num_arms: int) -> str:
     """``<SHA-256 prefix of the checkpoint>-<arms>a``: what the statistics were learned with.
 
     The digest (not the file name) tells a retrained model from the one before; the arm count
     also covers settings that change the arms of one checkpoint (send-frame arm, α pairs).
     """
-    st = Path(checkpoint).stat()
-    return f"{_digest(Path(checkpoint).resolve(), st.st_size, st.st_mtime_ns)}-{num_arms}a"
+    return _identity(_file_digest(checkpoint), num_arms)
 
 
 def namespace(s: Settings, num_arms: int, digests: ModelDigests | None = None) -> str:
     """The Redis key prefix of this deployment's policies: ``redis.namespace``, followed by the
     model's identity with ``policy.per_model`` (when the checkpoint exists: a recorder or CLI
-    without one reads the bare namespace). ``digests``: the checkpoint's and bottleneck's
+    without one reads the bare namespace) and the bottleneck's digest when one is set (its
+    bytes price the arms: another cost model). ``digests``: the checkpoint's and bottleneck's
     SHA-256 as an export's manifest records them (a torch-free edge without the files)."""
-    ckpt = Path(s.model.checkpoint)
-    if digests is not None:
-        if not s.policy.per_model:
-            return s.redis.namespace
-        ident = f"{digests.model[:12]}-{num_arms}a"
-        if digests.bottleneck is not None:
-            ident += f"-b{digests.bottleneck[:8]}"
-        return f"{s.redis.namespace}:{ident}"
-    if not s.policy.per_model or not ckpt.is_file():
+    if not s.policy.per_model:
         return s.redis.namespace
-    ident = model_identity(ckpt, num_arms)
-    bn = s.model.bottleneck
-    if bn is not None and Path(bn).is_file():  # its bytes price the arms: another cost model
-        st = Path(bn).stat()
-        ident += f"-b{_digest(Path(bn).resolve(), st.st_size, st.st_mtime_ns)[:8]}"
+    if digests is not None:
+        ident = _identity(digests.model, num_arms, digests.bottleneck)
+    else:
+        ckpt = Path(s.model.checkpoint)
+        if not ckpt.is_file():
+            return s.redis.namespace
+        bn = s.model.bottleneck
+        bn_sha = _file_digest(Path(bn)) if bn is not None and Path(bn).is_file() else None
+        ident = _identity(_file_digest(ckpt), num_arms, bn_sha)
     return f"{s.redis.namespace}:{ident}"
 
 

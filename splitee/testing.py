@@ -24,6 +24,16 @@ REPO = Path(__file__).resolve().parent.parent
 SPLITEE = [sys.executable, "-m", "splitee.cli"]
 
 
+def run_checked(cmd: list[str], env: dict[str, str], timeout: float, what: str = "") -> str:
+    """Run ``cmd`` from the checkout and return its stdout; a non-zero exit raises with the
+    tails of its output (what a failing deploy script or CLI call said is the test's message)."""
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if out.returncode:
+        name = what or " ".join(cmd)
+        raise RuntimeError(f"{name} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out.stdout
+
+
 def free_port() -> int:
     """A port nothing listens on now (the kernel's pick for port 0 on 127.0.0.1), so servers
     and metrics endpoints started for a test never collide with a running deployment."""
@@ -101,17 +111,7 @@ class Pipeline:
             os.environ.update(old)
 
     def cli(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run(
-            [*SPLITEE, *args],
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if out.returncode:
-            raise RuntimeError(f"splitee {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
-        return out.stdout
+        return run_checked([*SPLITEE, *args], self.env, timeout, f"splitee {' '.join(args)}")
 
     def start(
         self, role: str, name: str, metrics_port: int = 0, *options: str, python: str | None = None

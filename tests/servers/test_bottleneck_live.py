@@ -23,7 +23,7 @@ from splitee.models import load_checkpoint
 from splitee.results import collect_results, read_topic
 from splitee.testing import REPO, Pipeline, free_port_block
 from splitee.wire import LATENT_CODEC, FrameMeta, OffloadMeta
-from tests.servers.test_caltech_live import dlq_records, frames_sent, scrape
+from tests.servers.test_caltech_live import assert_one_result_each, dlq_records, frames_sent, scrape
 
 CHECKPOINT = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
@@ -84,12 +84,7 @@ def run(servers, tmp_path_factory):
 
 
 def test_every_frame_one_result_none_dead(run):
-    sent, view = run["sent"], run["view"]
-    assert len(sent) == 2 * PER_CAMERA
-    missing = set(sent) - set(view.results)
-    assert not missing, f"{len(missing)} frames without a result\n{run['p'].log_tail(run['edge'])}"
-    assert view.duplicates == 0 and view.bad == 0
-    assert set(run["dlq"].values()) == {0}, run["dlq"]
+    assert_one_result_each(run, 2 * PER_CAMERA)
 
 
 def test_split_arm_offloads_are_latents_the_cloud_decodes(run):

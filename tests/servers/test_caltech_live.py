@@ -81,6 +81,17 @@ def frames_sent(p: Pipeline) -> dict[str, bytes]:
     return sent
 
 
+def assert_one_result_each(run: dict, frames: int) -> None:
+    """Every frame the cameras put on the frames topic (``run["sent"]``, ``frames`` of them)
+    has exactly one result in ``run["view"]``, and no dead-letter topic holds a record."""
+    sent, view = run["sent"], run["view"]
+    assert len(sent) == frames
+    missing = set(sent) - set(view.results)
+    assert not missing, f"{len(missing)} frames without a result\n{run['p'].log_tail(run['edge'])}"
+    assert view.duplicates == 0 and view.bad == 0, (view.duplicates, view.bad_reasons)
+    assert set(run["dlq"].values()) == {0}, run["dlq"]
+
+
 def dlq_records(p: Pipeline) -> dict[str, int]:
     """Records in each dead-letter topic (end offsets; the DLQs have one partition)."""
     k = p.settings.kafka
