@@ -36,6 +36,11 @@ from splitee.cli.options import settings_of
     default=None,
     help="Torch threads (default 2); 1 when pinned to a core of its own beside other work.",
 )
+@click.option(
+    "--cache-only",
+    is_flag=True,
+    help="Extract the cached views and stop (then train arms in parallel runs, one per core).",
+)
 @click.pass_context
 def train_bottleneck(
     ctx: click.Context,
@@ -48,6 +53,7 @@ def train_bottleneck(
     limit: int | None,
     test_limit: int | None,
     threads: int | None,
+    cache_only: bool,
 ) -> None:
     """Train (or resume) the bottleneck codecs; write safetensors + model card.
 
@@ -94,7 +100,10 @@ def train_bottleneck(
         out,
         s.data.cache_dir / "bottleneck",
         jpeg_sizes(test_src),
+        cache_only=cache_only,
     )
+    if cache_only:
+        return
     for arm in card["arms"]:
         best = [f"{r['bytes_median']} B → {r['top1']:.4f}" for r in arm["rates"]]
         click.echo(f"arm {arm['arm']}: " + ", ".join(best))

@@ -8,9 +8,9 @@ tensor: the codec sits beside the backbone, never inside it (the backbone's weig
 Why this shape (supervised compression for split computing: Matsubara et al.'s head network
 distillation and Entropic Student; Ballé et al.'s factorized prior):
 
-* the encoder is small (two 3×3 convolutions, strided where the tensor is large), so an arm's
-  edge cost grows by a few percent of the backbone's FLOPs, and downsamples to a latent of
-  ~10⁴ values or fewer;
+* the encoder is small (space-to-depth where the tensor is larger than 28×28, a 1×1 and one
+  or two 3×3 convolutions), so an arm's edge cost grows by a few percent of the backbone's
+  FLOPs;
 * latents are quantized with a step ``Δ`` per *rate point* (``ẑ = round(z / Δ) · Δ``): one
   trained encoder and decoder serve several rates, each its own arm for the bandit, because
   training samples Δ from the rate points;
@@ -40,6 +40,9 @@ class CodecSpec:
     down: int  # stride-2 convolutions in the encoder (latent is H / 2**down)
     hidden: int  # width of the encoder's and decoder's hidden layers
     latent: int  # latent channels
+    # 3×3 convolutions in the encoder (the last one makes the latent); checkpoints written
+    # before the field existed had 2
+    convs: int = 2
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -51,7 +54,8 @@ class CodecSpec:
     def tag(self) -> str:
         """A short name of the shape (training states are keyed by it: another shape never
         resumes from them)."""
-        return f"d{self.down}h{self.hidden}l{self.latent}"
+        base = f"d{self.down}h{self.hidden}l{self.latent}"
+        return base if self.convs == 2 else f"{base}c{self.convs}"
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +63,7 @@ class CodecSpec:
             "down": self.down,
             "hidden": self.hidden,
             "latent": self.latent,
+            "convs": self.convs,
         }
 
     @classmethod
@@ -68,34 +73,41 @@ class CodecSpec:
             down=int(d["down"]),
             hidden=int(d["hidden"]),
             latent=int(d["latent"]),
+            convs=int(d.get("convs", 2)),
         )
 
 
 def default_spec(in_shape: Sequence[int]) -> CodecSpec:
-    """A codec for a prefix tensor of ``in_shape``: downsample by 2 per side (more only above
-    28×28), and the larger the latent's side, the fewer its channels. Why 28×28 for a 56×56
-    tensor (EfficientNet-Lite0's arm 1, 24 channels): squeezed to 14×14 (48 channels) its
-    reconstruction alone let the suffix agree with the unsplit model on 19 % of test frames
-    (stage 1 only); at 28×28 (32 channels) on 53 %, and distillation from there went further
-    (docs/bottleneck.md)."""
+    """A codec for a prefix tensor of ``in_shape``: the latent keeps the tensor's resolution up
+    to 28×28 (larger tensors are downsampled by 2 per side until they are), and the larger
+    its side, the fewer its channels.
+
+    Why the resolution is kept: squeezed to 14×14 (48 channels), EfficientNet-Lite0's 56×56
+    arm-1 tensor reconstructed alone let the suffix agree with the unsplit model on 19 % of
+    test frames (stage 1 only), at 28×28 (32 channels) on 53 %, and distillation from there
+    went further; the deeper arms squeezed by 2 stayed 9–13 points under the unsplit model
+    (docs/bottleneck.md). Why one 3×3 convolution where the latent is 14×14 or larger: the
+    encoder runs on the edge and its FLOPs are part of the arm's cost — a second 3×3 at 28×28
+    (64 wide) put arm 1 at 32 % of the backbone's FLOPs; one puts it at 25 %, and with the
+    papers' constants (γ·ℓ_L = 1.7, o = 0.5) every 10 MFLOPs more is 0.02 of arm 1's cost,
+    which has to stay under cloud-only's 0.5."""
     c, h, w = (int(v) for v in in_shape)
     down = 0
     while h // 2**down > 28 and h % 2 ** (down + 1) == 0 and w % 2 ** (down + 1) == 0:
         down += 1  # space-to-depth needs whole blocks
-    if down == 0 and h > 7 and h % 2 == 0 and w % 2 == 0:
-        down = 1
-    hidden = 64 if c <= 32 else 128
     side = h // 2**down
     latent = 32 if side >= 28 else 48 if side >= 14 else 64
-    return CodecSpec(in_shape=(c, h, w), down=down, hidden=hidden, latent=latent)
+    if side >= 14:
+        return CodecSpec(in_shape=(c, h, w), down=down, hidden=64, latent=latent, convs=1)
+    return CodecSpec(in_shape=(c, h, w), down=down, hidden=128, latent=latent, convs=2)
 
 
 class ArmEncoder(nn.Module):
     """Edge side: standardised prefix tensor → continuous latent (quantized by the caller).
 
-    Space-to-depth first (PixelUnshuffle by 2**down), then a 1×1 and a 3×3 convolution at the
-    latent's resolution: all the work happens on few pixels, where a CPU's GEMMs are
-    efficient, instead of strided convolutions on the large shallow tensor."""
+    Space-to-depth first (PixelUnshuffle by 2**down), then a 1×1 and ``convs`` 3×3
+    convolutions at the latent's resolution: all the work happens on few pixels, where a CPU's
+    GEMMs are efficient, instead of strided convolutions on the large shallow tensor."""
 
     def __init__(self, spec: CodecSpec) -> None:
         super().__init__()
@@ -103,14 +115,15 @@ class ArmEncoder(nn.Module):
         s = 2**spec.down
         self.register_buffer("mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("std", torch.ones(1, c, 1, 1))
-        self.net = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.PixelUnshuffle(s),
             nn.Conv2d(c * s * s, spec.hidden, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(spec.hidden, spec.hidden, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(spec.hidden, spec.latent, 3, 1, 1),
-        )
+        ]
+        for _ in range(spec.convs - 1):
+            layers += [nn.Conv2d(spec.hidden, spec.hidden, 3, 1, 1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(spec.hidden, spec.latent, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
         with torch.no_grad():  # latents start well above the quantization step
             self.net[-1].weight.mul_(8.0)
             self.net[-1].bias.zero_()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from splitee.models.bottleneck import Bottlenecks, default_spec
+from splitee.models.bottleneck import ArmEncoder, Bottlenecks, CodecSpec, default_spec
 from splitee.training.bottleneck import (
     BottleneckTrainConfig,
     ViewStack,
@@ -68,3 +68,25 @@ def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(
     assert saved["stage2_steps"] == info["stage2_steps"]
     for n, p in again.codecs[0].state_dict().items():
         torch.testing.assert_close(p, codec.state_dict()[n])
+
+
+def test_default_spec_keeps_the_resolution_up_to_28_and_reads_older_specs():
+    """EfficientNet-Lite0's split tensors: the 56×56 one is halved, the others keep their
+    side; one 3×3 in the encoder where the latent is 14×14 or larger. A spec written before
+    the encoder's depth was recorded loads with the two 3×3 convolutions it had."""
+    shapes = [(24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7)]
+    specs = [default_spec(s) for s in shapes]
+    assert [s.latent_shape for s in specs] == [
+        (32, 28, 28),
+        (32, 28, 28),
+        (48, 14, 14),
+        (48, 14, 14),
+        (64, 7, 7),
+    ]
+    assert [s.convs for s in specs] == [1, 1, 1, 1, 2]
+    for s in specs:
+        assert CodecSpec.from_json(s.to_json()) == s
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in ArmEncoder(s).net)
+        assert convs == 1 + s.convs  # the 1×1 and the 3×3s
+    old = {"in_shape": [192, 7, 7], "down": 0, "hidden": 128, "latent": 64}
+    assert CodecSpec.from_json(old) == specs[-1] and specs[-1].tag == "d0h128l64"
