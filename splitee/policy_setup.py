@@ -247,17 +247,13 @@ def _file_digest(path: Path) -> str:
 
 
 def _identity(model_sha: str, num_arms: int, bottleneck_sha: str | None = None) -> str:
-    ident = f"{model_sha[:12]}-{num_arms}a"
-    return ident if bottleneck_sha is None else f"{ident}-b{bottleneck_sha[:8]}"
-
-
-def model_identity(checkpoint: Path, num_arms: int) -> str:
-    """``<SHA-256 prefix of the checkpoint>-<arms>a``: what the statistics were learned with.
+    """``<SHA-256 prefix of the checkpoint>-<arms>a[-b<bottleneck's>]``: what the statistics
+    were learned with.
 
     The digest (not the file name) tells a retrained model from the one before; the arm count
-    also covers settings that change the arms of one checkpoint (send-frame arm, α pairs).
-    """
-    return _identity(_file_digest(checkpoint), num_arms)
+    also covers settings that change the arms of one checkpoint (send-frame arm, α pairs)."""
+    ident = f"{model_sha[:12]}-{num_arms}a"
+    return ident if bottleneck_sha is None else f"{ident}-b{bottleneck_sha[:8]}"
 
 
 def namespace(s: Settings, num_arms: int, digests: ModelDigests | None = None) -> str:
