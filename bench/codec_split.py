@@ -1,0 +1,132 @@
+"""Benchmark: the shipped bottleneck on the whole test split. One JSON line.
+
+The model card measures every arm's codec on a seeded 1,000 of the test frames (the training
+run's time goes to training). The issue's acceptance is on the whole split, so this measures
+the same thing there, side by side with the unsplit model on the same frames: per arm and
+rate point, the median coded payload (its ratio to the camera JPEG's median) and top-1 after
+encode → code → decode → suffix (its drop against the unsplit model's, and the share of frames
+where the cloud's prediction equals the unsplit model's).
+
+Usage: python bench/codec_split.py [--bottleneck CKPT] [--images ZIP] [--limit N] [--out JSON]
+Frames: ``SPLITEE_DATA__IMAGES`` (Caltech-101's zip) or ``--images``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
+from splitee.entropy import LatentCoder  # noqa: E402
+from splitee.images import load_images, open_source  # noqa: E402
+from splitee.machine import machine_description  # noqa: E402
+from splitee.models import load_checkpoint  # noqa: E402
+from splitee.models.bottleneck_checkpoint import load_bottlenecks  # noqa: E402
+from splitee.models.inputs import to_input  # noqa: E402
+from splitee.settings import load_settings  # noqa: E402
+
+BASE = ROOT / "assets/efficientnet-lite0-caltech101.safetensors"
+BOTTLENECK = ROOT / "assets/efficientnet-lite0-caltech101-bottleneck.safetensors"
+
+
+def measure(bottleneck: Path, images: Path, limit: int | None, bs: int = 32) -> dict:
+    bundle = load_bottlenecks(bottleneck, BASE)
+    model = copy.deepcopy(load_checkpoint(BASE)).fuse_for_inference()
+    s = load_settings(None)
+    src = open_source(images, "test")
+    frames = load_images(src, 224, s.data.cache_dir / "images")
+    x_all, y = frames.images, frames.labels
+    if limit and limit < len(y):
+        idx = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
+        x_all, y = x_all[idx], y[idx]
+    bn, arms = bundle.bottlenecks, bundle.arms
+    coders = {k: [LatentCoder(t) for t in bundle.tables[k]] for k in arms}
+    sizes = {(k, r): [] for k in arms for r in range(bn.num_rates)}
+    preds = {(k, r): [] for k in arms for r in range(bn.num_rates)}
+    unsplit = []
+    with torch.inference_mode():
+        for s0 in tqdm(range(0, len(y), bs), desc="codec on the test split", mininterval=30):
+            h, feats = to_input(x_all[s0 : s0 + bs]), {}
+            for j in range(model.num_exits):
+                h = model.segment(h, j)
+                if j in coders:
+                    feats[j] = h
+            unsplit.append(model.exit_logits(h, model.num_exits - 1).argmax(1).numpy())
+            for k in arms:
+                codec = bn.codecs[k]
+                for r, coder in enumerate(coders[k]):
+                    q = codec.quantize(feats[k], r).numpy()
+                    dec = []
+                    for qi in q:
+                        payload = coder.encode(qi)
+                        sizes[k, r].append(len(payload))
+                        dec.append(coder.decode(payload, qi.shape))
+                    z = torch.from_numpy(np.stack(dec))
+                    logits = model.suffix(codec.dequantize(z, r), k)
+                    preds[k, r].append(logits.argmax(1).numpy())
+    u = np.concatenate(unsplit)
+    u_top1 = float((u == y).mean())
+    jpeg = float(np.median(jpeg_sizes(src)))
+    rows = []
+    for (k, r), p in preds.items():
+        pred = np.concatenate(p)
+        top1 = float((pred == y).mean())
+        b = float(np.median(sizes[k, r]))
+        rows.append(
+            {
+                "arm": k + 1,
+                "step": bn.steps[r],
+                "bytes_median": int(b),
+                "bytes_vs_jpeg": round(b / jpeg, 4),
+                "top1": round(top1, 4),
+                "drop_points": round(100 * (u_top1 - top1), 2),
+                "agrees_with_unsplit": round(float((pred == u).mean()), 4),
+            }
+        )
+    return {
+        "frames": len(y),
+        "unsplit_top1": round(u_top1, 4),
+        "jpeg_bytes_median": jpeg,
+        "rates": rows,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bottleneck", type=Path, default=BOTTLENECK)
+    ap.add_argument("--images", type=Path, default=os.environ.get("SPLITEE_DATA__IMAGES"))
+    ap.add_argument("--limit", type=int, default=None, help="a seeded random N test frames")
+    ap.add_argument("--out", type=Path, default=None, help="also write the line here")
+    a = ap.parse_args()
+    if a.images is None:
+        ap.error("give --images or SPLITEE_DATA__IMAGES (Caltech-101's zip)")
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    out = measure(a.bottleneck, a.images, a.limit)
+    out = {
+        "bench": "codec_split",
+        "bottleneck": a.bottleneck.name,
+        **out,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "machine": machine_description(),
+    }
+    line = json.dumps(out)
+    print(line)
+    if a.out:
+        a.out.write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
