@@ -117,37 +117,16 @@ class UplinkEstimator:
     makes the slope identifiable; while they do not (too little spread, or a slope ≤ 0), the
     last good estimate stands — at first ``prior_bps``, the configured rate.
 
-    A change of the link is also detected, so the estimate need not wait out the forgetting:
-    a two-sided CUSUM on the residuals of the fit (Page's test: each side sums how far the
-    batches' times exceed, or fall short of, the prediction beyond a slack of a few residual
-    standard deviations) restarts the fit from the batches since that side's sum left zero,
-    once ``CHANGE_HITS`` of them were off the fit and the sum passed its threshold. One slow
-    batch (a pause, a retransmission) is not a change. Measured on the 10 → 2 Mbit/s link
-    change of ``bench/uplink.py``, the forgetting alone left the estimate high for about a
-    minute.
-
-    >>> est = UplinkEstimator(prior_bps=10e6, halflife=100)
-    >>> for i in range(300):                   # 10 Mbit/s…
-    ...     _ = est.add(8 * (2000 + 7000 * (i % 5)), 0.03 + 8 * (2000 + 7000 * (i % 5)) / 10e6)
-    >>> for i in range(12):                    # …then 2 Mbit/s
-    ...     _ = est.add(8 * (2000 + 7000 * (i % 5)), 0.03 + 8 * (2000 + 7000 * (i % 5)) / 2e6)
-    >>> est.changes, round(est.rate_bps / 1e6, 2)
-    (1, 2.0)
+    >>> est = UplinkEstimator(prior_bps=10e6, halflife=20)
+    >>> for i in range(200):   # a 2 Mbit/s link behind 30 ms of fixed overhead
+    ...     bits = 8 * (2000 + 7000 * (i % 5))
+    ...     _ = est.add(bits, 0.03 + bits / 2e6)
+    >>> round(est.rate_bps / 1e6, 2)
+    2.0
     """
 
     #: a slope needs batches whose sizes differ by this fraction of their mean, at least
     MIN_SPREAD = 0.05
-    #: a link change needs this many batches off the fit (beyond the slack) on one side…
-    CHANGE_HITS = 3
-    #: …the slack being this many residual standard deviations, and at least CHANGE_MIN_S…
-    CHANGE_SLACK_SD = 2.0
-    #: (s): jitter of a few ms on a fast link is not a change
-    CHANGE_MIN_S = 0.01
-    #: …and that side's sum above max(CHANGE_SUM_SD·sd, CHANGE_SUM_S)
-    CHANGE_SUM_SD = 8.0
-    CHANGE_SUM_S = 0.05
-    #: batches kept per side while its sum is open (memory is bounded whatever the stream)
-    MAX_RUN = 64
 
     def __init__(self, prior_bps: float, halflife: float = 200.0) -> None:
         if not MIN_RATE_BPS <= prior_bps <= MAX_RATE_BPS:
@@ -159,12 +138,7 @@ class UplinkEstimator:
         self.overhead_s = 0.0
         self._keep = 0.5 ** (1.0 / float(halflife))
         self._w = self._x = self._y = self._xx = self._xy = 0.0
-        # residuals of in-control batches (forgetting sums): their spread sets the slack
-        self._rw = self._rr = 0.0
-        self._fitted = False
-        self._sides = {1: _Side(), -1: _Side()}
         self.observations = 0
-        self.changes = 0  # link changes detected (the fit restarted)
 
     def add(self, bits: float, seconds: float) -> bool:
         """Fold one edge batch in; False (ignored) for a non-finite, empty, negative or
@@ -174,47 +148,15 @@ class UplinkEstimator:
             return False
         if not 0.0 <= seconds <= MAX_HOP_S:
             return False
-        run = self._watch(bits, seconds)
-        if run:
-            self.changes += 1
-            self._w = self._x = self._y = self._xx = self._xy = 0.0
-            self._rw = self._rr = 0.0
-            # no new change until the fit has been redone: the old estimate stands till then
-            self._sides, self._fitted = {1: _Side(), -1: _Side()}, False
-            for b, t in run:
-                self._fold(b, t)
-        else:
-            self._fold(bits, seconds)
-        self.observations += 1
-        self._refit()
-        return True
-
-    def _watch(self, bits: float, seconds: float) -> list[tuple[float, float]] | None:
-        """Page's CUSUM, both sides; the batches since the side's sum left zero (this one
-        last) when they say the link changed, else None."""
-        if not self._fitted:
-            return None
-        res = seconds - (self.overhead_s + bits / self.rate_bps)
-        sd = math.sqrt(self._rr / self._rw) if self._rw > 0 else 0.0
-        slack = max(self.CHANGE_SLACK_SD * sd, self.CHANGE_MIN_S)
-        for sign, side in self._sides.items():
-            side.step(sign * res - slack, (bits, seconds), self.MAX_RUN)
-        if all(side.total == 0.0 for side in self._sides.values()):
-            k = self._keep  # in control: the residual belongs to the link's jitter
-            self._rw, self._rr = k * self._rw + 1.0, k * self._rr + res * res
-        limit = max(self.CHANGE_SUM_SD * sd, self.CHANGE_SUM_S)
-        for side in self._sides.values():
-            if side.hits >= self.CHANGE_HITS and side.total > limit:
-                return side.batches
-        return None
-
-    def _fold(self, bits: float, seconds: float) -> None:
         k = self._keep
         self._w = k * self._w + 1.0
         self._x = k * self._x + bits
         self._y = k * self._y + seconds
         self._xx = k * self._xx + bits * bits
         self._xy = k * self._xy + bits * seconds
+        self.observations += 1
+        self._refit()
+        return True
 
     def _refit(self) -> None:
         w = self._w
@@ -227,22 +169,3 @@ class UplinkEstimator:
             return
         self.rate_bps = min(max(1.0 / slope, MIN_RATE_BPS), MAX_RATE_BPS)
         self.overhead_s = max(0.0, my - slope * mx)
-        self._fitted = True
-
-
-class _Side:
-    """One side of the CUSUM: its sum, the batches since it left zero, how many of them
-    were off the fit."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.hits = 0
-        self.batches: list[tuple[float, float]] = []
-
-    def step(self, excess: float, batch: tuple[float, float], keep: int) -> None:
-        if self.total + excess <= 0.0:
-            self.total, self.hits, self.batches = 0.0, 0, []
-            return
-        self.total += excess
-        self.hits += excess > 0
-        self.batches = [*self.batches[-(keep - 1) :], batch]
