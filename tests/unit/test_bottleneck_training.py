@@ -68,6 +68,26 @@ def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(
     assert saved["stage2_steps"] == info["stage2_steps"]
     for n, p in again.codecs[0].state_dict().items():
         torch.testing.assert_close(p, codec.state_dict()[n])
+    assert info["stage2_runs"] == [{"steps": cfg.steps, "from_seconds": 0}]
+
+    # resumed with a longer budget and other rate points: a warm start, and the state says so
+    other = BottleneckTrainConfig(
+        stage1_epochs=1,
+        stage1_frames=40,
+        batch_size=8,
+        stage2_batch=8,
+        stage2_seconds=[3.0],
+        steps=[2.0, 8.0],
+    )
+    warm = train_stage2(
+        tiny, 0, again.codecs[0], stack, {1: ViewStack([feats[1]])}, logits, other, state
+    )
+    assert warm["stage2_steps"] > info["stage2_steps"]
+    spent = round(info["stage2_seconds"])
+    assert warm["stage2_runs"] == [
+        {"steps": cfg.steps, "from_seconds": 0},
+        {"steps": [2.0, 8.0], "from_seconds": spent},
+    ]
 
 
 def test_default_spec_keeps_the_resolution_up_to_28_and_reads_older_specs():
