@@ -42,6 +42,8 @@ R56_ARMS, LITE0_ARMS = [2, 8], [1]
 CIFAR_FRAMES, CALTECH_FRAMES = 256, 32
 ATOL = 1e-3
 AGREE = 0.999
+#: how close to a half-integer a latent must be for the runtimes to round it apart
+TIE = 1e-4
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -155,11 +157,19 @@ def test_real_size_edge_graphs_and_latents_match_torch(lite0):
     a = _agreement(TorchEdgeModel(model, codec), onnx, images, k, alpha)
     (_, tq), (_, oq) = a["t"].features[k], a["o"].features[k]
     assert oq.dtype == np.int32 and oq.shape == tq.shape
-    same = (tq == oq).reshape(len(tq), -1).all(axis=1).mean()
-    assert same >= AGREE, f"same latent on {same:.4f} of frames"
+    # the same integers, except where the latent before rounding is a float32 hair from a
+    # half-integer (the two runtimes add in different orders): one step apart, at a tie
+    step = codec.bundle.bottlenecks.steps[codec.rates[k]]
+    with torch.inference_mode():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        z = (codec.bundle.bottlenecks.codecs[k].encoder(model.prefix(x, k)) / step).numpy()
+    off = tq != oq
+    assert off.mean() < 1e-4, f"{off.sum()} of {off.size} symbols differ"
+    assert (np.abs(tq[off] - oq[off]) == 1).all()
+    assert (np.abs(np.abs(z[off] - np.floor(z[off])) - 0.5) < TIE).all()
     # the torch-free writer, from the export's copy of the tables, writes the same messages
     writer = LatentWriter(m.bottleneck.tables(m.directory), codec.rates)
-    assert writer.messages(oq[:8], k) == codec.messages(tq[:8], k)
+    assert writer.messages(oq[:8], k) == codec.messages(oq[:8], k)
 
 
 def test_real_size_cloud_graph_from_latents_matches_torch(lite0):
@@ -217,8 +227,8 @@ def _records(n: int) -> list:
 
 def test_the_edge_step_on_onnxruntime_offloads_what_torch_does(lite0):
     """The edge step with the send-frame arm in front and a bottleneck arm, on both runtimes:
-    the same offloads byte for byte (latent messages included), which the torch cloud step
-    answers without a dead letter."""
+    the same offloads byte for byte (a latent message may differ only by a symbol rounded
+    apart at a float32 tie), which the torch cloud step answers without a dead letter."""
     from cloud_workers.processor import CloudProcessor
     from edge_workers.processor import EdgeProcessor
     from policy_store import CostModel, MemoryStore
@@ -240,7 +250,11 @@ def test_the_edge_step_on_onnxruntime_offloads_what_torch_does(lite0):
         t = EdgeProcessor(wrapped, b, latent=shifted).process(recs)
         o = EdgeProcessor(onnx, b, latent=writer).process(recs)
         assert not o.dead and not o.results and len(o.offloads) == len(recs)
-        assert [r.value for r in o.offloads] == [r.value for r in t.offloads]
+        for got, want in zip(o.offloads, t.offloads, strict=True):
+            if got.value != want.value:  # only a latent one symbol off at a float32 tie
+                assert arm > 0
+                gs, ws = shifted.symbols(got.value, arm), shifted.symbols(want.value, arm)
+                assert (gs != ws).mean() < 1e-4 and (np.abs(gs - ws) <= 1).all()
         back = CloudProcessor(wrapped, b, latent=shifted).process(
             [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(o.offloads)]
         )
