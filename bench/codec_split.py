@@ -36,6 +36,7 @@ from splitee.models import load_checkpoint  # noqa: E402
 from splitee.models.bottleneck_checkpoint import load_bottlenecks  # noqa: E402
 from splitee.models.inputs import to_input  # noqa: E402
 from splitee.settings import load_settings  # noqa: E402
+from splitee.training.bottleneck import code_through  # noqa: E402
 
 BASE = ROOT / "assets/efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = ROOT / "assets/efficientnet-lite0-caltech101-bottleneck.safetensors"
@@ -67,15 +68,9 @@ def measure(bottleneck: Path, images: Path, limit: int | None, bs: int = 32) -> 
             for k in arms:
                 codec = bn.codecs[k]
                 for r, coder in enumerate(coders[k]):
-                    q = codec.quantize(feats[k], r).numpy()
-                    dec = []
-                    for qi in q:
-                        payload = coder.encode(qi)
-                        sizes[k, r].append(len(payload))
-                        dec.append(coder.decode(payload, qi.shape))
-                    z = torch.from_numpy(np.stack(dec))
-                    logits = model.suffix(codec.dequantize(z, r), k)
-                    preds[k, r].append(logits.argmax(1).numpy())
+                    n_bytes, pred = code_through(model, k, codec, coder, r, feats[k])
+                    sizes[k, r] += n_bytes
+                    preds[k, r].append(pred)
     u = np.concatenate(unsplit)
     u_top1 = float((u == y).mean())
     jpeg = float(np.median(jpeg_sizes(src)))

@@ -443,6 +443,22 @@ def fit_tables(codec: ArmCodec, feats: Frames, rate: int, n: int = 4000) -> Chan
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.inference_mode()
+def code_through(
+    model, k: int, codec: ArmCodec, coder: LatentCoder, rate: int, h: torch.Tensor
+) -> tuple[list[int], np.ndarray]:
+    """A batch of arm ``k``'s prefix tensors the way the wire carries them: quantized, each
+    frame coded to real bytes and decoded, dequantized, through the suffix → (payload sizes,
+    the cloud's predictions)."""
+    sizes, dec = [], []
+    for qi in codec.quantize(h, rate).numpy():
+        payload = coder.encode(qi)
+        sizes.append(len(payload))
+        dec.append(coder.decode(payload, qi.shape))
+    logits = model.suffix(codec.dequantize(torch.from_numpy(np.stack(dec)), rate), k)
+    return sizes, logits.argmax(1).numpy()
+
+
+@torch.inference_mode()
 def evaluate_arm(
     model,
     k: int,
@@ -461,15 +477,9 @@ def evaluate_arm(
         sizes, preds = [], []
         for s in range(0, len(feats), bs):
             h = torch.from_numpy(np.asarray(feats[s : s + bs], np.float32))
-            q = codec.quantize(h, r).numpy()
-            dec = []
-            for qi in q:
-                payload = coder.encode(qi)
-                sizes.append(len(payload))
-                dec.append(coder.decode(payload, qi.shape))
-            z = torch.from_numpy(np.stack(dec))
-            logits = model.suffix(codec.dequantize(z, r), k)
-            preds.append(logits.argmax(1).numpy())
+            n_bytes, pred = code_through(model, k, codec, coder, r, h)
+            sizes += n_bytes
+            preds.append(pred)
         pred = np.concatenate(preds)
         sizes_a = np.array(sizes)
         rows.append(
