@@ -62,12 +62,14 @@ MODEL = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
 JPEG_BYTES = 12844  # median JPEG of the Caltech-101 test split (the model card)
 TICK = os.sysconf("SC_CLK_TCK")
+LEARNING = ("b", "c", "c1")  # policies that learn online: measured cold, then warm
 CLOUD_METRICS_PORT = 9391  # on the data centre's own address, inside its namespace
 POLICIES = {
     "a": "cloud-only: the camera's JPEG",
     "a2": "cloud-only: fitted to 224 px, re-encoded at a low JPEG quality",
     "b": "I-SplitEE over raw split tensors (float16)",
     "c": "I-SplitEE with the bottleneck arms and the JPEG arm",
+    "c1": "c with every bottleneck arm at its most accurate rate point",
 }
 
 
@@ -190,13 +192,14 @@ def stop(p: subprocess.Popen, grace: float = 30.0) -> None:
         p.wait(10)
 
 
-def cameras_env(count: int) -> dict[str, str]:
-    """2 cameras, pristine then distorted halves (noise on one, blur on the other)."""
+def cameras_env(count: int, seed: int = 1) -> dict[str, str]:
+    """2 cameras, pristine then distorted halves (noise on one, blur on the other); ``seed``
+    picks the frames (each camera draws the test split in its own seeded order)."""
     half = max(1, count // 2)
     rest = max(1, count - half)
     cams = [
-        {"id": "cam-1", "seed": 1, "schedule": [f"pristine@{half}f", f"noise:0.1@{rest}f"]},
-        {"id": "cam-2", "seed": 2, "schedule": [f"pristine@{half}f", f"blur:1.5@{rest}f"]},
+        {"id": "cam-1", "seed": seed, "schedule": [f"pristine@{half}f", f"noise:0.1@{rest}f"]},
+        {"id": "cam-2", "seed": seed + 1, "schedule": [f"pristine@{half}f", f"blur:1.5@{rest}f"]},
     ]
     return {"SPLITEE_PRODUCER__CAMERAS": json.dumps(cams)}
 
@@ -211,8 +214,10 @@ def policy_env(pol: str, mbit: float, quality: int | None, **extra: str) -> dict
     }
     if pol == "a2":
         env["SPLITEE_EDGE__FRAME_QUALITY"] = str(quality)
-    if pol in ("c", "ducb", "swucb"):
+    if pol in ("c", "c1", "ducb", "swucb"):
         env["SPLITEE_MODEL__BOTTLENECK"] = str(BOTTLENECK)
+    if pol == "c1":  # no rate point is within 0 of the unsplit model: each arm's best
+        env["SPLITEE_MODEL__BOTTLENECK_MAX_DROP"] = "0"
     return {**env, **extra}
 
 
@@ -247,10 +252,10 @@ class Workers:
         topo.on("core", *SPLITEE, "wait-ready", "--edge", "1", "--cloud", "1", "--timeout",
                 "900", env=self.env, timeout=960)  # fmt: skip
 
-    def stream(self, run: str, count: int, fps: float) -> None:
+    def stream(self, run: str, count: int, fps: float, seed: int = 1) -> None:
         """``count`` frames per camera at ``fps`` from beside broker 1 (returns when sent)."""
         self.topo.on("kafka1", *SPLITEE, "produce", "--count", str(count), "--fps", str(fps),
-                     "--run-id", run, env={**self.env, **cameras_env(count)},
+                     "--run-id", run, env={**self.env, **cameras_env(count, seed)},
                      timeout=count / fps * 4 + 300)  # fmt: skip
 
     def stream_async(self, run: str, count: int, fps: float) -> subprocess.Popen:
@@ -266,9 +271,9 @@ class Workers:
         stop(self.cloud)
 
 
-def measured_run(w: Workers, count: int, fps: float, timeout: float) -> dict:
+def measured_run(w: Workers, count: int, fps: float, timeout: float, run: str = "m") -> dict:
     """One stream at ``fps`` per camera: uplink bytes (tc), results, edge CPU per frame."""
-    run = f"{w.tag}-m"
+    run = f"{w.tag}-{run}"
     tc0, cpu0 = w.topo.uplink_counters(), cpu_seconds(w.edge.pid)
     w.stream(run, count, fps)
     got = w.results(run, timeout)
@@ -290,6 +295,18 @@ def measured_run(w: Workers, count: int, fps: float, timeout: float) -> dict:
         "offload_fraction": s.get("offload_fraction"),
         "arms": s.get("arms"),
     }
+
+
+def warm_run(w: Workers, args: argparse.Namespace, cold: dict) -> dict:
+    """The learning policy's steady state: after its cold run (a fresh policy, exploring), a
+    warm-up stream of other frames at twice the rate (other seeds: the policy learns from
+    confidences, never labels), then the cold run's frames again, measured. The row's figures
+    are the warm run's; ``cold`` keeps the first."""
+    run = f"{w.tag}-w"
+    w.stream(run, args.warmup, 2 * args.fps, seed=101)  # twice the rate: it need not keep up
+    w.results(run, args.timeout)  # drained: the measured run starts on an empty queue
+    warm = measured_run(w, args.frames, args.fps, args.timeout, run="m2")
+    return {**warm, "warmup_frames": 2 * args.warmup, "cold": cold}
 
 
 def sustained_rate(w: Workers, steps: list[float], seconds: float, batch: int) -> dict:
@@ -377,7 +394,11 @@ def compare(topo: Topology, args: argparse.Namespace, quality: int) -> list[dict
             w = Workers(topo, tag, policy_env(pol, mbit, quality))
             try:
                 row = {"policy": pol, "what": POLICIES[pol], "mbit": mbit}
-                row.update(measured_run(w, args.frames, args.fps, args.timeout))
+                first = measured_run(w, args.frames, args.fps, args.timeout)
+                if pol in LEARNING and args.warmup:
+                    row.update(warm_run(w, args, first))
+                else:
+                    row.update(first)
                 row.update(sustained_rate(w, args.steps, args.step_seconds, 32))
             finally:
                 w.stop()
@@ -437,13 +458,17 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
         arms = np.array([f[1] for f in fr], dtype=np.int64)
         seen = np.array([f[2] for f in fr])
         cm = latency_costs(topo, w.env)
+        at = [cm.at_rate(r * 1e6) for r in rates]
+        o = [  # each offload at the bytes it sent, on the link's rate in its phase
+            at[ph].for_payload({int(a): float(f[5])}).offload_costs[int(a)]
+            for f, a, ph in zip(fr, arms, phase_of(ts, changes), strict=True)
+        ]
         true = rewards_at_link(
             np.array([f[3] for f in fr]),
             arms,
             np.array([f[4] for f in fr], dtype=bool),
-            phase_of(ts, changes),
             cm.compute_cost,
-            [cm.at_rate(r * 1e6).offload_costs for r in rates],
+            np.array(o),
             cm.mu,
         )
         phases = link_change_summary(ts, arms, true, changes, rates)
@@ -593,7 +618,8 @@ def last_json(path: Path) -> dict:
 
 def run_results(s, run: str, timeout: float) -> dict:
     """Every frame of the run joined with its truth: the summary, and per frame (capture
-    time, arm, reward as the policy saw it: confidence − μ·cost, confidence, offloaded)."""
+    time, arm, reward as the policy saw it: confidence − μ·cost, confidence, offloaded, the
+    bytes it offloaded)."""
     from splitee.files import exit_depths
     from splitee.policy_setup import cost_model
     from splitee.results import collect_results, collect_truth, summarize
@@ -604,7 +630,14 @@ def run_results(s, run: str, timeout: float) -> dict:
     cm = cost_model(s, exit_depths(s.model.checkpoint))
     mu = s.policy.mu
     frames = [
-        (r.capture_ts, r.arm, r.confidence - mu * r.cost, r.confidence, r.where == "cloud")
+        (
+            r.capture_ts,
+            r.arm,
+            r.confidence - mu * r.cost,
+            r.confidence,
+            r.where == "cloud",
+            r.offload_bytes or 0,
+        )
         for f, r in view.results.items()
         if f in truth
     ]
@@ -631,6 +664,9 @@ def main() -> None:
     ap.add_argument("--policies", default=None, help="of a,a2,b,c (all)")
     ap.add_argument("--frames", type=int, default=None, help="per camera, measured run (120)")
     ap.add_argument("--fps", type=float, default=None, help="per camera (4; link change 6)")
+    ap.add_argument(
+        "--warmup", type=int, default=None, help="b, c: frames per camera, cold to warm (300)"
+    )
     ap.add_argument("--steps", type=floats, default=None, help="fps per camera to step through")
     ap.add_argument("--step-seconds", type=float, default=None, help="each step's stream (12)")
     ap.add_argument("--fair-quality", type=int, default=None, help="a2's JPEG quality (search)")
@@ -652,6 +688,7 @@ def main() -> None:
     args.rates = args.rates or ([2.0] if q else [2.0, 10.0])
     args.policies = (args.policies or ("a,c" if q else "a,a2,b,c")).split(",")
     args.frames = args.frames or (12 if q else 120)
+    args.warmup = (12 if q else 300) if args.warmup is None else args.warmup
     args.fps = args.fps or (2.0 if q else 6.0 if args.link_change else 4.0)
     args.steps = args.steps or ([2.0, 6.0] if q else [4.0, 8.0, 12.0, 16.0])
     args.step_seconds = args.step_seconds or (6.0 if q else 12.0)
@@ -706,6 +743,7 @@ def main() -> None:
                 report["results"] = compare(topo, args, quality)
                 report["config"] = {
                     "frames_per_camera": args.frames,
+                    "warmup_frames_per_camera": args.warmup,
                     "fps_per_camera": args.fps,
                     "steps": args.steps,
                     "step_seconds": args.step_seconds,

@@ -120,7 +120,7 @@ class CloudProcessor:
             now = time.time()
             m.STAGE.labels("cloud_compute").observe(time.perf_counter() - tc)
             for (meta, om, _, nbytes), c_final, pred in zip(items, c, y, strict=True):
-                cm = self._cost_model(meta, nbytes)
+                cm = self._cost_model(meta, om, nbytes)
                 self._answer(out, meta, om, arm, nbytes, float(c_final), int(pred), cm, now, tally)
                 tally.observe(m.LATENCY_STAGE, ("offload_hop",), max(0.0, consumed - om.edge_ts))
                 tally.observe(m.LATENCY_STAGE, ("cloud",), max(0.0, now - consumed))
@@ -199,11 +199,15 @@ class CloudProcessor:
         c, y = (t.cpu().numpy() for t in p.max(dim=1))
         return c, y
 
-    def _cost_model(self, meta: FrameMeta, nbytes: int) -> CostModel:
-        """The cost model for this frame: at the uplink's measured rate (the "latency" mode);
-        with channel cost, ``o`` scales with its air time."""
+    def _cost_model(self, meta: FrameMeta, om: OffloadMeta, nbytes: int) -> CostModel:
+        """The cost model for this frame: the "latency" mode prices its arm at the bytes it
+        really sent and the send-frame arm at its JPEG's size (the edge's ``frame_bytes``), at
+        the uplink's measured rate; with channel cost, ``o`` scales with its air time."""
         if not self.channel_cost:
-            return self._priced
+            payload = {om.arm: float(nbytes)}
+            if om.frame_bytes is not None:
+                payload.setdefault(0, float(om.frame_bytes))
+            return self._priced.for_payload(payload)
         o = air_time_cost(self.cm.offload_cost, nbytes, meta.snr_db, self.ref_bytes)
         return self.cm.with_offload_cost(o)
 

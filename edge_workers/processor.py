@@ -267,11 +267,14 @@ class EdgeProcessor:
             tally.observe(m.LATENCY_STAGE, ("queue",), max(0.0, consumed - meta.capture_ts))
             tally.observe(m.LATENCY_STAGE, ("edge",), max(0.0, now - consumed))
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
+            sent_whole = self.engine.send_frame and self.frame_quality is None
+            frame_bytes = len(raws[i]) if sent_whole else None  # what the JPEG arm would send
             if kept[i]:
                 self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
+                cm = self.cm.for_payload({0: frame_bytes} if frame_bytes else {})
                 obs = observations(
-                    self.bandit.policy, self.cm, self.space, pick, row, None, offloaded, self.side
+                    self.bandit.policy, cm, self.space, pick, row, None, offloaded, self.side
                 )
                 delta = out.deltas.setdefault(keys[i], self.bandit.new_delta())
                 delta.add(pick, obs, meta.frame_id)
@@ -290,6 +293,7 @@ class EdgeProcessor:
                     pair=pick if self.space.pairs else None,
                     alpha=self.space.alpha(pick, self.cm.alpha) if self.space.pairs else None,
                     by_td=bool(by_td[i]),
+                    frame_bytes=frame_bytes,
                 )
                 headers = meta.headers() + om.headers()
                 out.offloads.append(OutRecord(meta.frame_id.encode(), payload, headers))

@@ -13,7 +13,7 @@ Confidence stands in for accuracy, so no reward ever needs a label.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -49,6 +49,7 @@ class CostModel:
     relative_cost: Sequence[float] | None = None
     offload_scale: Sequence[float] | None = None
     latency: LatencyPricing | None = None
+    rate_bps: float | None = None  # the rate ``latency`` priced the arms at (None: its ref)
     compute_cost: np.ndarray = field(init=False, repr=False)
     offload_costs: np.ndarray = field(init=False, repr=False)
 
@@ -122,7 +123,25 @@ class CostModel:
         ``rate_bps`` (bit/s); without a latency pricing the rate changes nothing."""
         if self.latency is None:
             return self
-        return replace(self, offload_scale=self.latency.scale(rate_bps))
+        return replace(self, offload_scale=self.latency.scale(rate_bps), rate_bps=rate_bps)
+
+    def for_payload(self, payload: Mapping[int, float]) -> CostModel:
+        """This cost model for one frame whose arms would put ``payload[k]`` bytes on the
+        uplink (the "latency" mode; otherwise unchanged). The card's per-arm sizes are medians,
+        and a camera's JPEGs are heavy-tailed — a large frame sent whole costs more link time
+        than the median says — so a frame's rewards are priced at the sizes it really had,
+        at the rate the arms are priced at now.
+
+        >>> p = LatencyPricing((12500, 1250, 0), (0.0, 0.02, 0.03), 12500, 10e6)
+        >>> cm = CostModel((0, 3, 9), relative_cost=(0.0, 0.2, 1.0), latency=p,
+        ...                offload_scale=p.scale(10e6))
+        >>> cm.offload_costs.tolist(), cm.for_payload({0: 25000}).offload_costs.tolist()
+        ([0.5, 1.05, 0.0], [1.0, 1.05, 0.0])
+        """
+        if self.latency is None or not payload:
+            return self
+        rate = self.latency.ref_rate_bps if self.rate_bps is None else self.rate_bps
+        return replace(self, offload_scale=self.latency.with_bytes(payload).scale(rate))
 
 
 def bytes_scale(arm_bytes: Sequence[float], ref_bytes: float) -> tuple[float, ...]:

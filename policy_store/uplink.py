@@ -19,7 +19,7 @@ with it — when ``R`` is measured live (:class:`UplinkEstimator`) rather than c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,6 +74,19 @@ class LatencyPricing:
             0.0 if k == last else t + 8.0 * b / rate
             for k, (b, t) in enumerate(zip(self.arm_bytes, self.edge_s, strict=True))
         )
+
+    def with_bytes(self, payload: Mapping[int, float]) -> LatencyPricing:
+        """This pricing with arm k's bytes replaced by ``payload[k]``: one frame's real sizes
+        (the JPEG it arrived as, the payload it was sent with) instead of the card's medians.
+
+        >>> p = LatencyPricing((12500, 1250, 0), (0.0, 0.02, 0.03), 12500, 10e6)
+        >>> [round(x, 2) for x in p.with_bytes({0: 25000}).scale(10e6)]
+        [2.0, 2.1, 0.0]
+        """
+        sizes = list(self.arm_bytes)
+        for k, b in payload.items():
+            sizes[k] = float(b)
+        return LatencyPricing(sizes, self.edge_s, self.ref_bytes, self.ref_rate_bps)
 
     def scale(self, rate_bps: float) -> tuple[float, ...]:
         """``offload_scale`` of a :class:`~policy_store.rewards.CostModel` at ``rate_bps``."""

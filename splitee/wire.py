@@ -64,6 +64,7 @@ MAX_NAME_CHARS = 128  # camera, run, worker ids
 MAX_NUMBER_CHARS = 32  # one number in a header or a confidences list
 MAX_EXITS = 64
 MAX_PAIRS = 1 << 16
+MAX_FRAME_BYTES = 1 << 30  # a camera frame's size as a header claims it (a Kafka record's cap)
 MAX_CONFIDENCES_BYTES = MAX_EXITS * (MAX_NUMBER_CHARS + 1) + 2
 MAX_RESULT_BYTES = 64 * 1024
 MAX_TRUTH_BYTES = 4 * 1024
@@ -470,7 +471,7 @@ def parse_confidences(raw: bytes, exits: int | None) -> list[float | None]:
 class OffloadMeta:
     """Offload headers beyond the frame's: arm, exit confidences so far, codec, policy key.
 
-    Built by keyword: nine fields, several of one type (two optional numbers, two strings)."""
+    Built by keyword: ten fields, several of one type (three optional numbers, two strings)."""
 
     arm: int
     confidences: Sequence[float | None]
@@ -481,6 +482,7 @@ class OffloadMeta:
     pair: int | None = None  # the bandit's (arm, α) pair index, with threshold adaptation
     alpha: float | None = None  # that pair's threshold
     by_td: bool = False  # a transmission decision (not C ≥ α) sent the frame
+    frame_bytes: int | None = None  # the camera JPEG's size: prices the send-frame arm's reward
 
     def headers(self) -> Headers:
         conf = [None if c is None or c != c else round(float(c), 6) for c in self.confidences]
@@ -495,6 +497,7 @@ class OffloadMeta:
                 "pair": self.pair,
                 "alpha": self.alpha,
                 "td": 1 if self.by_td else None,
+                "frame_bytes": self.frame_bytes,
             }
         )
 
@@ -539,6 +542,9 @@ class OffloadMeta:
         td = h.get("td", b"0")
         if td not in (b"0", b"1"):
             raise WireError("bad_header", f"header 'td' {_show(td)} is not 0 or 1")
+        frame_bytes = _int(h["frame_bytes"], "frame_bytes") if h.get("frame_bytes") else None
+        if frame_bytes is not None and not 0 < frame_bytes <= MAX_FRAME_BYTES:
+            raise WireError("bad_header", f"frame_bytes {frame_bytes} not in 1..{MAX_FRAME_BYTES}")
         return cls(
             arm=arm,
             confidences=conf,
@@ -549,6 +555,7 @@ class OffloadMeta:
             pair=pair,
             alpha=alpha,
             by_td=td == b"1",
+            frame_bytes=frame_bytes,
         )
 
 

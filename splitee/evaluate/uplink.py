@@ -95,24 +95,22 @@ def rewards_at_link(
     conf: np.ndarray,
     arms: np.ndarray,
     offloaded: np.ndarray,
-    phase: np.ndarray,
     compute_cost: np.ndarray,
-    offload_costs: Sequence[np.ndarray],
+    offload_cost: np.ndarray,
     mu: float = 1.0,
 ) -> np.ndarray:
     """Each frame's reward priced at the link's true rate in its phase: ``C − μλ_k`` for a
-    frame that exited at arm k, ``C_L − μ(λ_k + o_k)`` for an offloaded one, with ``o_k`` from
-    ``offload_costs[phase]`` (the latency pricing at that phase's rate). ``conf`` is the
-    confidence the result reports (C_k at the edge, C_L from the cloud). What the policy saw
-    was priced at its measured rate instead; this is what the link really cost.
+    frame that exited at arm k, ``C_L − μ(λ_k + o)`` for an offloaded one, with ``o`` its own
+    offload cost (``offload_cost[i]``: the latency pricing of the bytes it sent at its phase's
+    rate). ``conf`` is the confidence the result reports (C_k at the edge, C_L from the cloud).
+    What the policy saw was priced at its measured rate instead; this is what the link cost.
 
     >>> rewards_at_link(np.array([0.9, 0.8]), np.array([0, 1]), np.array([True, False]),
-    ...                 np.array([1, 1]), np.array([0.0, 0.2]),
-    ...                 [np.array([0.5, 0.1]), np.array([2.5, 0.3])]).round(2).tolist()
+    ...                 np.array([0.0, 0.2]), np.array([2.5, 0.3])).round(2).tolist()
     [-1.6, 0.6]
     """
     lam = np.asarray(compute_cost, dtype=np.float64)[arms]
-    o = np.stack([np.asarray(c, dtype=np.float64) for c in offload_costs])[phase, arms]
+    o = np.asarray(offload_cost, dtype=np.float64)
     return np.asarray(conf, dtype=np.float64) - mu * (lam + np.where(offloaded, o, 0.0))
 
 

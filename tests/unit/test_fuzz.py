@@ -141,7 +141,7 @@ def test_mutated_tensors_raise_only_wire_errors(data):
 # --------------------------------------------------------------------------- headers
 HEADER_NAMES = [
     "frame_id", "camera_id", "capture_ts", "schema", "run_id", "snr_db", "arm", "confidences",
-    "codec", "policy", "edge_ts", "edge_worker", "pair", "alpha", "td",
+    "codec", "policy", "edge_ts", "edge_worker", "pair", "alpha", "td", "frame_bytes",
 ]  # fmt: skip
 NUMBERISH = st.sampled_from(
     [b"0", b"1", b"-1", b"2", b"8", b"11", b"0.5", b"1e308", b"nan", b"inf", b"", b"1_0", b" 3"]
@@ -161,6 +161,7 @@ def valid_headers() -> list[tuple[str, bytes]]:
         edge_worker="e",
         pair=11,
         alpha=0.6,
+        frame_bytes=20_000,
     )
     return frame + om.headers()
 

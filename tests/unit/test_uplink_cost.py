@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from cloud_workers.processor import CloudProcessor
 from edge_workers.processor import EdgeProcessor
 from policy_store import CostModel, MemoryStore
-from policy_store.policies import make_policy
+from policy_store.policies import ISplitEE, make_policy
 from policy_store.uplink import LatencyPricing, UplinkEstimator
 from splitee import policy_setup
 from splitee.models.frame_arm import FrameArmNet
@@ -179,6 +179,9 @@ def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:
     out = edge.process([_record(i, _jpeg(60, 80, i)) for i in range(4)])
     assert len(out.offloads) == 4
 
+    sizes = [len(r.value) for r in out.offloads]  # the camera JPEGs, each its own size
+    assert [OffloadMeta.from_headers(r.headers).frame_bytes for r in out.offloads] == sizes
+
     def cloud_costs(cloud: CloudProcessor, hop_s: float) -> list[float]:
         recs = []
         for i, r in enumerate(out.offloads):
@@ -191,7 +194,9 @@ def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:
         return [Result.decode(r.value).cost for r in back.results]
 
     configured = cloud_costs(CloudProcessor(model, b), 0.0)
-    assert configured == pytest.approx([cm.offload_costs[0]] * 4)  # 0.5: the reference rate
+    # at the reference rate a frame of the reference size costs o; each is priced at its own
+    ref = cm.latency.ref_bytes
+    assert configured == pytest.approx([cm.offload_cost * n / ref for n in sizes])
     # a link measured at 1 Mbit/s: the JPEG's offload costs 10× more than at 10 Mbit/s
     est = UplinkEstimator(prior_bps=10e6, halflife=20)
     for bits, sec in _samples(1e6, 100, overhead=0.01):
@@ -199,8 +204,25 @@ def test_the_cloud_prices_offloads_at_the_measured_rate(tiny_real) -> None:
     slow = CloudProcessor(model, b, uplink=est)
     costs = cloud_costs(slow, 0.5)
     assert est.rate_bps < 2e6  # the batch itself is one more sample
-    assert costs[0] == pytest.approx(cm.at_rate(est.rate_bps).offload_costs[0])
+    priced = cm.at_rate(est.rate_bps).for_payload({0: sizes[0]})
+    assert costs[0] == pytest.approx(priced.offload_costs[0])
     assert costs[0] > 4 * configured[0]
+
+
+def test_a_frame_is_priced_at_the_bytes_it_really_has() -> None:
+    """The card's sizes are medians; a camera's JPEGs are heavy-tailed. A frame twice the
+    median costs twice the link time, at whatever rate the arms are priced at now, and the
+    arm it did not use keeps the card's price."""
+    cm = replace_latency(CostModel((0, 3, 9), relative_cost=(0.0, 0.5, 1.0)), 2e6)
+    big = cm.for_payload({0: 2 * JPEG})
+    assert big.offload_costs[0] == pytest.approx(2 * cm.offload_costs[0])
+    assert big.offload_costs[1] == pytest.approx(cm.offload_costs[1])
+    assert cm.for_payload({1: 3200}).offload_costs[1] == pytest.approx(
+        0.5 * (0.040 + 8 * 3200 / 2e6) / PRICING.ref_seconds
+    )
+    assert cm.for_payload({}) is cm
+    plain = CostModel((0, 3, 9))  # no latency pricing: sizes change nothing
+    assert plain.for_payload({0: 2 * JPEG}) is plain
 
 
 def test_the_fair_cloud_only_arm_sends_the_fitted_frame_re_encoded(tiny_real) -> None:
@@ -290,3 +312,24 @@ def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_rea
     assert edge.cm.offload_costs[0] > 4 * cm.offload_costs[0]
     store.publish_rate(float("nan"))  # not a rate: the board holds none
     assert store.shared_rate() is None
+
+
+def test_the_edge_prices_the_jpeg_arm_it_reveals_at_the_frames_own_size(tiny_real) -> None:
+    """A frame run to the final exit at the edge reveals what sending its JPEG would have
+    earned: ``C_L − o·(its bytes at the rate)/t_ref``, not the card's median size."""
+    s = _latency_settings()
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    frame = _jpeg(60, 80, 3)
+
+    class FinalArm(ISplitEE):  # I-SplitEE's side observations, pulling the final arm
+        def pull_batch(self, stats, n):
+            return np.full(n, cm.num_arms - 1)
+
+    b = bandit(cm, MemoryStore(cm.num_arms), FinalArm())
+    out = EdgeProcessor(model, b).process([_record(3, frame)])
+    (rec,) = out.deltas["global"].records
+    revealed = dict(rec.observations)
+    c_final = Result.decode(out.results[0].value).confidence
+    o = cm.offload_cost * len(frame) / cm.latency.ref_bytes  # at the reference rate
+    assert revealed[0] == pytest.approx(c_final - o)
+    assert len(frame) != cm.latency.ref_bytes  # the median would have priced it otherwise

@@ -49,6 +49,7 @@ def offload_headers(**replace: bytes) -> dict[str, bytes]:
         edge_worker="edge-1",
         pair=11,
         alpha=0.6,
+        frame_bytes=20_000,
     )
     return {**dict(frame + om.headers()), **replace}
 
@@ -61,6 +62,7 @@ def reason(exc: pytest.ExceptionInfo) -> str:
 def test_valid_offload_headers_parse():
     om = OffloadMeta.from_headers(offload_headers(), exits=EXITS, pairs=2 * EXITS)
     assert (om.arm, om.pair, om.alpha, om.codec) == (2, 11, 0.6, "float16")
+    assert om.frame_bytes == 20_000
     assert om.confidences[:3] == [0.2, 0.3, 0.4] and om.confidences[3] is None
 
 
@@ -87,6 +89,10 @@ def test_valid_offload_headers_parse():
         ("policy", b"\xff\xfe", "bad_header"),
         ("policy", b"p" * 300, "bad_header"),
         ("td", b"yes", "bad_header"),
+        ("frame_bytes", b"0", "bad_header"),
+        ("frame_bytes", b"-5", "bad_header"),
+        ("frame_bytes", str(1 << 31).encode(), "bad_header"),
+        ("frame_bytes", b"12.5", "bad_header"),
     ],
 )
 def test_poison_offload_headers_raise_wire_error(field, value, why):
