@@ -186,7 +186,11 @@ def plot_link_change(traces: dict[str, dict], path: Path) -> None:
 
 
 def plot_comparison(rows: list[dict], path: Path) -> None:
-    """p50/p99 capture-to-result and uplink bytes per frame, per policy and link rate."""
+    """p50/p99 capture-to-result and uplink bytes per frame, per policy and link rate; a
+    learning policy's cold run (``cold``: fresh, exploring) beside its warm one, as "c cold"."""
+    cold = [{**r["cold"], "policy": f"{r['policy']} cold", "mbit": r["mbit"]}
+            for r in rows if r.get("cold")]  # fmt: skip
+    rows = [*rows, *cold]
     rates = sorted({r["mbit"] for r in rows})
     pols = list(dict.fromkeys(r["policy"] for r in rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

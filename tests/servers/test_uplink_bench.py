@@ -52,8 +52,11 @@ def test_quick_uplink_bench_runs_two_policies_and_removes_its_topology(tmp_path)
         assert r["missing"] == 0 and r["frames"] == 24
         assert r["uplink_bytes"] > 0 and r["sweep"]
         assert r["p50_ms"] is not None and r["p99_ms"] >= r["p50_ms"]
-    a = rows["a"]
+    a, c = rows["a"], rows["c"]
     assert a["offload_fraction"] == 1.0 and a["arms"] == {"1": 24}
+    # the learning policy: measured fresh, then again after a warm-up of other frames
+    assert "cold" not in a and c["warmup_frames"] == 24
+    assert c["cold"]["frames"] == 24 and c["cold"]["missing"] == 0
     # the kernel counted at least the JPEGs (plus headers, results, policy reads, protocol)
     assert a["uplink_bytes_per_frame"] >= a["jpeg_bytes_per_frame"]
     assert (tmp_path / "uplink.json").is_file() and (tmp_path / "uplink.png").is_file()
