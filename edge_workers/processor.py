@@ -267,8 +267,9 @@ class EdgeProcessor:
             tally.observe(m.LATENCY_STAGE, ("queue",), max(0.0, consumed - meta.capture_ts))
             tally.observe(m.LATENCY_STAGE, ("edge",), max(0.0, now - consumed))
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
-            sent_whole = self.engine.send_frame and self.frame_quality is None
-            frame_bytes = len(raws[i]) if sent_whole else None  # what the JPEG arm would send
+            # what the JPEG arm would send, where the latency cost prices it per frame
+            priced = self.cm.latency is not None and self.engine.send_frame
+            frame_bytes = len(raws[i]) if priced and self.frame_quality is None else None
             if kept[i]:
                 self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
