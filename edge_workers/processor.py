@@ -258,6 +258,11 @@ class EdgeProcessor:
                 for j, i in enumerate(idx.tolist()):
                     features[i] = (k, arr[j])
         last_arm: dict[str, int] = {}
+        # the JPEG arm sends each frame as received, and the latency cost prices it per frame
+        # at that size (the offload header frame_bytes; the edge's own side observations)
+        jpeg_priced = (
+            self.cm.latency is not None and self.engine.send_frame and self.frame_quality is None
+        )
         for i, meta in enumerate(metas):
             a, pick = int(arms[i]), int(picks[i])
             # metrics name arms 1-based, like the tables (the code is 0-based)
@@ -267,9 +272,7 @@ class EdgeProcessor:
             tally.observe(m.LATENCY_STAGE, ("queue",), max(0.0, consumed - meta.capture_ts))
             tally.observe(m.LATENCY_STAGE, ("edge",), max(0.0, now - consumed))
             row = [None if np.isnan(c) else float(c) for c in conf[i]]
-            # what the JPEG arm would send, where the latency cost prices it per frame
-            priced = self.cm.latency is not None and self.engine.send_frame
-            frame_bytes = len(raws[i]) if priced and self.frame_quality is None else None
+            frame_bytes = len(raws[i]) if jpeg_priced else None
             if kept[i]:
                 self._exit(out, meta, keys[i], a, row, int(pred[i, a]), now, t3 - t0, tally)
                 offloaded = False if by_td[i] else None
