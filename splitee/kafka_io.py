@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import CorruptRecordError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import (
+    CorruptRecordError,
+    NoBrokersAvailable,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+)
 
 from splitee.settings import KafkaSettings
 
@@ -126,7 +131,9 @@ def consumer(k: KafkaSettings, *topics: str, **overrides: object) -> KafkaConsum
 
 
 def admin(k: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
-    """An admin client, retrying until the broker answers or ``timeout_s`` passes."""
+    """An admin client, retrying until the broker answers or ``timeout_s`` passes — also
+    while the bootstrap broker answers but the controller it names does not yet (a cluster
+    still starting: the client connects to the controller before it returns)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -139,7 +146,10 @@ def admin(k: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
                     f"no Kafka broker at kafka.bootstrap={k.bootstrap}: start it with "
                     "deploy/servers-up.sh"
                 ) from None
-            time.sleep(0.5)
+        except NodeNotReadyError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def dlq(topic: str, k: KafkaSettings) -> str:
