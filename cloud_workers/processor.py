@@ -171,7 +171,8 @@ class CloudProcessor:
         """Each edge batch in this batch is one rate sample: its bits, and its time from the
         edge's send to the broker's append of its last record (with LogAppendTime on the
         offload topic), else to this consume — which then also holds the cloud's own
-        queueing. The offloads' rewards are then priced at the new estimate."""
+        queueing —, and the append time itself, which tells a queue draining at the link's
+        rate from a stall. The offloads' rewards are then priced at the new estimate."""
         if self.uplink is None:
             return
         for key, (nbytes, appended) in sent.items():
@@ -180,7 +181,7 @@ class CloudProcessor:
             self._folded[key] = None
             if len(self._folded) > FOLDED_KEYS:
                 self._folded.popitem(last=False)
-            self.uplink.add(8.0 * nbytes, (appended or consumed) - key[1])
+            self.uplink.add(8.0 * nbytes, (appended or consumed) - key[1], appended or None)
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
         if self.board is not None and self.uplink.observations:

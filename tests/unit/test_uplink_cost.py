@@ -94,6 +94,69 @@ def test_the_estimator_finds_the_rate_and_follows_a_change() -> None:
     assert seen[-1] == pytest.approx(2e6, rel=0.1)
 
 
+def _token_bucket(rate_bps: float, sizes: list[float], gap_s: float, start: float = 0.0):
+    """(bits, hop, arrival) of batches sent every ``gap_s`` through a FIFO link of
+    ``rate_bps`` with a 32 KiB burst (tc tbf as deploy/hosts.sh sets it) behind 30 ms."""
+    tokens, free_at, t = 32768.0, start, start
+    for b in sizes:
+        begin = max(t, free_at)
+        tokens = min(32768.0, tokens + max(0.0, begin - free_at) * rate_bps / 8)
+        through = min(b, tokens)
+        tokens -= through
+        free_at = begin + (b - through) * 8 / rate_bps
+        yield 8 * b, free_at - t + 0.03, free_at + 0.03
+        t += gap_s
+
+
+def test_a_queue_after_a_rate_drop_restarts_the_fit_at_the_rate_it_drains() -> None:
+    """10 → 2 Mbit/s while JPEGs fill the link: a queue delays every batch alike, which a
+    plain fit reads as overhead; the run of late batches restarts it at the drain rate."""
+    rng = np.random.default_rng(0)
+    est = UplinkEstimator(prior_bps=10e6, halflife=30)
+    sizes = list(rng.lognormal(np.log(40e3), 0.4, 400))
+    for bits, hop, arrived in _token_bucket(10e6, sizes[:200], 0.1):
+        est.add(bits, hop, arrived)
+    assert est.rate_bps > 5e6 and est.restarts == 0
+    seen = []
+    for bits, hop, arrived in _token_bucket(2e6, sizes[200:], 0.1, start=20.0):
+        est.add(bits, hop, arrived)
+        seen.append(est.rate_bps)
+    assert est.restarts >= 1
+    # within a second of the queue forming the estimate is the rate it drains at; while the
+    # stream keeps overfilling the link (no policy backs off here) it stays low
+    assert any(x == pytest.approx(2e6, rel=0.1) for x in seen[:10])
+    assert max(seen[10:]) < 2.5e6
+
+
+def test_small_batches_through_the_burst_do_not_read_as_a_fast_link() -> None:
+    """On 2 Mbit/s a few small latents pass inside the shaper's burst at line speed: they
+    neither raise the estimate the large batches made nor restart it."""
+    rng = np.random.default_rng(1)
+    est = UplinkEstimator(prior_bps=10e6, halflife=30)
+    for bits, hop, arrived in _token_bucket(2e6, list(rng.uniform(20e3, 60e3, 60)), 0.4):
+        est.add(bits, hop, arrived)
+    before = est.rate_bps
+    assert 1.5e6 < before < 3e6
+    for bits, hop, arrived in _token_bucket(2e6, list(rng.uniform(1e3, 6e3, 200)), 0.1, 30.0):
+        est.add(bits, hop, arrived)
+    assert est.rate_bps < 1.5 * before and est.restarts == 0
+
+
+def test_a_stall_that_delivers_batches_together_is_not_a_slower_link() -> None:
+    """A broker's or host's stall delays every batch to the same moment: late, but arriving
+    together, so not a queue draining at a lower rate — the estimate stays."""
+    est = UplinkEstimator(prior_bps=10e6, halflife=30)
+    rng = np.random.default_rng(2)
+    for bits, hop, arrived in _token_bucket(10e6, list(rng.uniform(10e3, 80e3, 200)), 0.1):
+        est.add(bits, hop, arrived)
+    rate = est.rate_bps
+    t = 20.0
+    for i in range(8):  # sent 0.1 s apart during a 1 s stall, all appended at its end
+        sent = t + 0.1 * i
+        est.add(8 * 60e3, t + 1.0 - sent + 0.03, t + 1.03 + 0.001 * i)
+    assert est.restarts == 0 and est.rate_bps == rate
+
+
 def test_the_estimator_ignores_bad_samples_and_keeps_its_prior_without_spread() -> None:
     est = UplinkEstimator(prior_bps=10e6, halflife=10)
     for bad in ((float("nan"), 0.1), (8000.0, float("inf")), (0.0, 0.1), (8000.0, -1.0)):
@@ -249,10 +312,12 @@ class _Recording(UplinkEstimator):
     def __init__(self) -> None:
         super().__init__(prior_bps=10e6)
         self.samples: list[tuple[float, float]] = []
+        self.arrivals: list[float | None] = []
 
-    def add(self, bits: float, seconds: float) -> bool:
+    def add(self, bits: float, seconds: float, arrived: float | None = None) -> bool:
         self.samples.append((bits, seconds))
-        return super().add(bits, seconds)
+        self.arrivals.append(arrived)
+        return super().add(bits, seconds, arrived)
 
 
 def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real) -> None:
@@ -281,11 +346,13 @@ def test_an_edge_batch_is_one_sample_ended_by_the_brokers_append_time(tiny_real)
     cloud = CloudProcessor(model, b, uplink=est)
     cloud.process(records(True))
     assert est.samples == [(pytest.approx(8.0 * wire), pytest.approx(0.07))]
+    assert est.arrivals == [pytest.approx(sent + 0.07)]  # the last record's append
     cloud.process(records(True))  # the batch redelivered (a restart, a rebalance)
     assert len(est.samples) == 1  # answered again, but one sample of the link
     est2 = _Recording()
     CloudProcessor(model, b, uplink=est2).process(records(False))  # CreateTime: consume time
     assert est2.samples[0][1] == pytest.approx(10.0, abs=1.0)
+    assert est2.arrivals == [None]  # no append time: no arrival to read a queue's drain from
 
 
 def test_the_cloud_shares_its_measured_rate_and_the_edge_prices_with_it(tiny_real) -> None:
