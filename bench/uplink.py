@@ -429,6 +429,8 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
         if args.window is not None:
             env["SPLITEE_POLICY__WINDOW"] = str(args.window)
         env["SPLITEE_POLICY__UPLINK_HALFLIFE"] = str(args.uplink_halflife)
+        if args.trace_uplink:
+            env["SPLITEE_LOG_LEVELS"] = json.dumps({"splitee.uplink": "DEBUG"})
         w = Workers(topo, tag, env, cloud_metrics=CLOUD_METRICS_PORT)
         try:
             run = f"{tag}-lc"
@@ -449,6 +451,10 @@ def link_change(topo: Topology, args: argparse.Namespace) -> dict:
             measured = last_json(topo.log / f"{run}-rate.log").get("samples", [])
         finally:
             w.stop()
+        if args.trace_uplink and args.out:
+            keep = [ln for ln in (topo.log / f"{tag}-cloud.log").read_text().splitlines()
+                    if '"uplink sample"' in ln]  # fmt: skip
+            (args.out / f"uplink_samples_{name}.jsonl").write_text("\n".join(keep) + "\n")
         import numpy as np
 
         from splitee.evaluate.uplink import phase_of, rewards_at_link
@@ -672,12 +678,18 @@ def main() -> None:
     ap.add_argument("--fair-quality", type=int, default=None, help="a2's JPEG quality (search)")
     ap.add_argument("--quality-frames", type=int, default=300, help="frames of that search")
     ap.add_argument("--change-policies", default="ducb,swucb")
+    ap.add_argument(
+        "--trace-uplink",
+        action="store_true",
+        help="link change: the cloud's uplink rate samples (bits, hop, arrival, estimate) into "
+        "<out>/uplink_samples_<policy>.jsonl",
+    )
     ap.add_argument("--change-rates", type=floats, default=[10.0, 2.0, 10.0])
     ap.add_argument("--change-frames", type=int, default=None, help="frames per phase (1500)")
     ap.add_argument("--discount", type=float, default=None, help="D-UCB's (policy.discount)")
     ap.add_argument("--window", type=int, default=None, help="SW-UCB's (policy.window)")
     ap.add_argument(
-        "--uplink-halflife", type=int, default=30, help="the rate estimate's, in edge batches"
+        "--uplink-halflife", type=int, default=10, help="the rate estimate's, in edge batches"
     )
     ap.add_argument("--timeout", type=float, default=600.0, help="results wait per run (s)")
     ap.add_argument("--images", type=Path, default=None)

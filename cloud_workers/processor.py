@@ -8,6 +8,7 @@ shallower arm — to the shared policy.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 
@@ -36,6 +37,9 @@ from splitee.wire import (
     decode_tensor,
 )
 from splitee.worker.records import DeadLetter, InRecord, OutRecord, StepOutput
+
+#: one debug line per uplink rate sample (``log_levels = {"splitee.uplink": "DEBUG"}``)
+UPLINK_LOG = logging.getLogger("splitee.uplink")
 
 #: One valid offload: its frame header, offload header, features (or a latent's symbols) and
 #: bytes on the wire.
@@ -171,8 +175,9 @@ class CloudProcessor:
         """Each edge batch in this batch is one rate sample: its bits, and its time from the
         edge's send to the broker's append of its last record (with LogAppendTime on the
         offload topic), else to this consume — which then also holds the cloud's own
-        queueing —, and the append time itself, which tells a queue draining at the link's
-        rate from a stall. The offloads' rewards are then priced at the new estimate."""
+        queueing —, and its send time, which places it on the link's timeline (the batch
+        before may still hold the link, or have emptied a token bucket). The offloads' rewards
+        are then priced at the new estimate."""
         if self.uplink is None:
             return
         for key, (nbytes, appended) in sent.items():
@@ -181,7 +186,16 @@ class CloudProcessor:
             self._folded[key] = None
             if len(self._folded) > FOLDED_KEYS:
                 self._folded.popitem(last=False)
-            self.uplink.add(8.0 * nbytes, (appended or consumed) - key[1], appended or None)
+            seconds = (appended or consumed) - key[1]
+            self.uplink.add(8.0 * nbytes, seconds, sent=key[1])
+            if UPLINK_LOG.isEnabledFor(logging.DEBUG):
+                UPLINK_LOG.debug(
+                    "uplink sample",
+                    extra={"bits": 8.0 * nbytes, "seconds": round(seconds, 4), "sent": key[1],
+                           "arrived": appended or None, "rate_bps": round(self.uplink.rate_bps),
+                           "burst_bytes": self.uplink.burst_bytes,
+                           "overhead_s": round(self.uplink.overhead_s, 4)},
+                )  # fmt: skip
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)
         if self.board is not None and self.uplink.observations:

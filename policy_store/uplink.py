@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 #: Rates outside these bounds (bit/s) are measurement noise, not a link: estimates are clamped.
 MIN_RATE_BPS = 1e4
 MAX_RATE_BPS = 1e11
@@ -119,201 +121,124 @@ class RateBoard(Protocol):
 
 
 class UplinkEstimator:
-    """The uplink's rate, measured from what crossed it: ``hop = overhead + bits / R``.
+    """The uplink's rate, measured from what crossed it, as a token-bucket shaper.
 
-    Each observation is one edge batch as the cloud received it: the bits its offloads carried
-    and the time from the edge's send (``edge_ts``) to the cloud's consume. The fixed part
-    (producer linger, broker append, consumer fetch wait, queueing shared by every size) is
-    the intercept; the rate is the inverse of the slope, fitted by least squares with
-    exponential forgetting (``halflife`` observations). Batch sizes and arm sizes both vary,
-    which is what makes the slope identifiable; while they do not (too little spread, or a
-    slope ≤ 0), the last good estimate stands — at first ``prior_bps``, the configured rate.
+    Each observation is one edge batch as the cloud received it: its bits, the time it was
+    sent (the edge's ``edge_ts``) and its hop — from the send to the broker's append of its
+    last record. A shaped uplink is a token bucket (``tc tbf``, and most traffic policers):
+    bits leave at line speed while the bucket holds tokens, then at its rate R; the bucket
+    (burst B) refills at R while the link is idle. So a batch that fits in the burst crosses
+    in a millisecond on 2 Mbit/s as on 10, and only a batch sent while the bucket is low — the
+    second of two cameras' frames, a large noisy frame, a queue — shows the rate. A straight
+    line ``hop = overhead + bits/R`` through such data reads the link as 30–600 Mbit/s (the
+    runs before this estimator), and after a drop from 10 to 2 Mbit/s it took ~50 s to come
+    down.
 
-    Two things a shaped link does that a plain fit gets wrong, and what is done about them:
+    Instead every (R, B) on a grid (``PER_DECADE`` rates per decade from 10 kbit/s to 100
+    Gbit/s, bursts ``BURSTS``) predicts each batch's hop from the link's observed state — when
+    the last batch got through, and the tokens that hypothesis leaves after it —, scores the
+    prediction by its absolute error (capped at ``CAP_S``, so a stall is one bad sample, not
+    a verdict) with exponential forgetting (``halflife`` batches), and the estimate is the
+    best-scoring hypothesis. It moves only when the current one scores worse than the best by
+    ``MARGIN`` and ``TOL_S`` (the nearest such rate), so batches that tell nothing — small
+    ones through the burst, which every hypothesis with some burst predicts alike — leave it
+    where the informative ones put it. The fixed part of a hop (producer, broker append) is
+    the lowest hop lately (a minimum rising by ``FLOOR_DRIFT_S`` per batch).
 
-    * **A small batch says little about the rate.** A token-bucket shaper lets a burst through
-      at line speed, so a batch of a few small latents arrives as fast on 2 Mbit/s as on
-      10, and a fit over such batches reads the link as hundreds of Mbit/s (one earlier
-      run: 631 Mbit/s at 2) — the policy then sends JPEGs again and jams the link. So only
-      a *large* batch (``LARGE`` of the largest lately, a maximum decaying with
-      ``10·halflife``) goes into the fit, weighted — and making the fit forget — by its bits
-      against that maximum: a stream of small latents leaves the estimate where the large
-      batches put it.
-    * **A link that slows down fills a queue**, and a queue delays every batch alike, which a
-      fit reads as overhead, not rate: after a drop from 10 to 2 Mbit/s the estimate stayed
-      at 5–15 Mbit/s for ~50 s. So a run of ``SURPRISES`` batches whose time past the
-      overhead is ``SURPRISE_FACTOR`` times what the fit gives their bits (and
-      ``SURPRISE_MARGIN_S`` more) — or, for large batches, as many times less: the link got
-      faster — with no batch on time between late ones, nor a large one above the fit's
-      line between early ones, restarts the fit. A surprise never
-      enters the fit: it is an outlier or the first sign of a new link. After a slowdown
-      the new rate is what the queue drained at — the run's bits over the span of their
-      arrivals at the broker; a run that arrived together was a stall on the way (a broker's
-      flush, a busy host), not the link, and changes nothing. After a speed-up it is the run's
-      bits over their time, at most ``SURPRISE_FACTOR``² the old rate per run.
-
-    >>> est = UplinkEstimator(prior_bps=10e6, halflife=20)
-    >>> for i in range(200):   # a 2 Mbit/s link behind 30 ms of fixed overhead
-    ...     bits = 8 * (2000 + 7000 * (i % 5))
-    ...     _ = est.add(bits, 0.03 + bits / 2e6)
-    >>> round(est.rate_bps / 1e6, 1)
-    2.0
+    >>> est = UplinkEstimator(prior_bps=10e6, halflife=10)
+    >>> for i in range(100):   # 2 Mbit/s, burst 32 KiB, 1 ms fixed: a batch a second
+    ...     bits = 8 * (20_000 + 10_000 * (i % 8))
+    ...     _ = est.add(bits, 0.001 + max(0, bits - 8 * 32768) / 2e6, sent=float(i))
+    >>> round(est.rate_bps / 1e6, 1), est.burst_bytes
+    (2.0, 32768.0)
     """
 
-    #: a slope needs batches whose sizes differ by this fraction of their mean, at least
-    MIN_SPREAD = 0.05
-    #: a batch surprises the fit when its time past the overhead is this many times what the
-    #: fit gives its bits, or this many times less …
-    SURPRISE_FACTOR = 2.0
-    #: … by this much more (noise on a busy host: a broker's flush, a scheduler's hiccup) …
-    SURPRISE_MARGIN_S = 0.05
-    #: … and this many such batches in a row mean the link changed
-    SURPRISES = 5
-    #: a batch is large (tells the rate) at this fraction of the largest lately, at least
-    LARGE = 0.25
+    #: rate hypotheses per decade (the estimate's resolution: 20 per decade is ±6 %)
+    PER_DECADE = 20
+    #: burst hypotheses, bytes (tc tbf needs at least one MTU per tick; deploy/hosts.sh 32 KiB)
+    BURSTS = (0, 8192, 16384, 32768, 65536, 131072, 262144)
+    #: a prediction error counts at most this much (a stall, a broker's flush)
+    CAP_S = 0.25
+    #: the estimate moves when its hypothesis scores worse than the best by this factor …
+    MARGIN = 1.1
+    #: … and by this much mean absolute error, seconds (less is noise, not evidence)
+    TOL_S = 0.0005
+    #: the hop's fixed part is the lowest lately, rising by this much per batch
+    FLOOR_DRIFT_S = 1e-4
 
-    def __init__(self, prior_bps: float, halflife: float = 200.0) -> None:
+    def __init__(self, prior_bps: float, halflife: float = 10.0) -> None:
         if not MIN_RATE_BPS <= prior_bps <= MAX_RATE_BPS:
             raise ValueError(f"prior rate {prior_bps} bit/s outside [10 kbit/s, 100 Gbit/s]")
         if not halflife >= 1:
             raise ValueError(f"halflife must be ≥ 1 observation, got {halflife}")
+        decades = math.log10(MAX_RATE_BPS / MIN_RATE_BPS)
+        rates = np.logspace(
+            math.log10(MIN_RATE_BPS), math.log10(MAX_RATE_BPS), round(decades * self.PER_DECADE) + 1
+        )
+        grid_r, grid_b = np.meshgrid(rates, 8.0 * np.asarray(self.BURSTS, float), indexing="ij")
+        self._rate, self._burst = grid_r.ravel(), grid_b.ravel()  # bit/s, bits
+        self._tokens = self._burst.copy()  # bits left in each hypothesis's bucket …
+        self._free_at: float | None = None  # … when the link last let a batch through
+        self._keep = 0.5 ** (1.0 / float(halflife))
+        self._weight = 0.0
+        self._error = np.zeros_like(self._rate)  # forgotten sum of |observed − predicted|
+        self._floor: float | None = None
+        self._clock = 0.0
+        self._best = int(np.argmin(np.abs(np.log(self._rate / prior_bps)) - 1e-9 * self._burst))
         self.prior_bps = float(prior_bps)
         self.rate_bps = float(prior_bps)
         self.overhead_s = 0.0
-        self._keep = 0.5 ** (1.0 / float(halflife))
-        self._large_keep = 0.5 ** (1.0 / (10.0 * float(halflife)))
-        self._large_bits = 0.0  # the largest batch lately: what a batch's weight is against
-        self._w = self._x = self._y = self._xx = self._xy = 0.0
-        self._run: list[tuple[float, float, float | None]] = []  # surprises, one way, in a row
-        self._run_sign = 0
         self.observations = 0
-        self.restarts = 0
+        self.restarts = 0  # the estimate's moves by more than 2× (a link that changed)
 
-    def add(self, bits: float, seconds: float, arrived: float | None = None) -> bool:
-        """Fold one edge batch in: its ``bits``, its hop in ``seconds`` and, where known, when
-        it ``arrived`` (the broker's append time: how a queue's drain rate is read). False
-        (ignored) for a non-finite, empty, negative or over-long one (a clock step, a replayed
-        record), so bad input never moves the estimate."""
+    @property
+    def burst_bytes(self) -> float:
+        """The burst of the hypothesis the estimate is (bytes)."""
+        return float(self._burst[self._best]) / 8.0
+
+    def add(self, bits: float, seconds: float, sent: float | None = None) -> bool:
+        """Fold one edge batch in: its ``bits``, its hop in ``seconds`` and when it was
+        ``sent`` (the edge's clock, as the hop's start; None: long after the batch before,
+        the link idle between them). False (ignored) for a non-finite, empty, negative or
+        over-long one (a clock step, a replayed record), so bad input never moves the
+        estimate."""
         if not (math.isfinite(bits) and math.isfinite(seconds)) or bits <= 0:
             return False
         if not 0.0 <= seconds <= MAX_HOP_S:
             return False
-        if arrived is not None and not math.isfinite(arrived):
-            arrived = None
-        if not self.observations:
-            self._large_bits = float(bits)
-            self._seed(float(bits))  # the prior, as if seen: a first outlier cannot tip it
+        if sent is None or not math.isfinite(sent):
+            sent = self._clock + 3600.0
+        self._clock = max(self._clock, sent)
+        floor = seconds if self._floor is None else min(seconds, self._floor + self.FLOOR_DRIFT_S)
+        self._floor = floor
+        through = sent + seconds - floor  # when the link let it through, as observed
+        if self._free_at is None:
+            self._free_at = sent
+        start = max(sent, self._free_at)  # it waited for the batch before, if that one was late
+        tokens = np.minimum(self._burst, self._tokens + (start - self._free_at) * self._rate)
+        predicted = start + np.maximum(0.0, bits - tokens) / self._rate
+        miss = np.minimum(np.abs(through - predicted), self.CAP_S)
+        # each hypothesis's bucket after the batch, from what was observed (not its own
+        # prediction: a wrong hypothesis must not drift into a queue of its own)
+        self._tokens = np.clip(tokens + (through - start) * self._rate - bits, 0.0, self._burst)
+        self._free_at = max(self._free_at, through)
+        self._weight = self._keep * self._weight + 1.0
+        self._error = self._keep * self._error + miss
         self.observations += 1
-        self._large_bits = max(float(bits), self._large_bits * self._large_keep)
-        surprise = self._surprise(bits, seconds) if self._fitted() else 0
-        large = bits >= self.LARGE * self._large_bits
-        if not surprise:
-            # a batch on time ends a run of late ones; a large one goes into the fit, and
-            # ends a run of early ones if it lies above the fit's line; a small one says
-            # nothing about a faster link (a shaper's burst hides the rate from it)
-            if self._run_sign > 0:
-                self._run = []  # no queue: a queue would have delayed this one too
-            if large or not self._fitted():
-                side = 1 if seconds > self.predict(bits) else -1
-                if self._run and side != self._run_sign:
-                    self._run = []
-                self._fold(bits, seconds)
-                self._refit()
-            return True
-        # a surprise is kept out of the fit (an outlier, or the first sign of a new link); one
-        # the other way ends a run if its batch is large (a small one is late by noise alone)
-        if self._run and surprise != self._run_sign:
-            if not large:
-                return True
-            self._run = []
-        self._run.append((float(bits), float(seconds), arrived))
-        self._run_sign = surprise
-        if len(self._run) >= self.SURPRISES:
-            run, self._run = self._run, []
-            self._restart(run, surprise)
+        self.overhead_s = floor
+        if self.observations >= 5:
+            self._choose()
         return True
 
-    def predict(self, bits: float) -> float:
-        """The hop the fit expects for a batch of ``bits``, seconds."""
-        return self.overhead_s + bits / self.rate_bps
-
-    def _surprise(self, bits: float, seconds: float) -> int:
-        """+1 where a batch's time past the overhead is ``SURPRISE_FACTOR`` times what the fit
-        gives its bits and ``SURPRISE_MARGIN_S`` more (the link slowed down, or a queue
-        formed), −1 where it is less than a ``SURPRISE_FACTOR``-th of it by that margin (the
-        link got faster), 0 where it is neither."""
-        link_s, fit_s = seconds - self.overhead_s, bits / self.rate_bps
-        if link_s > self.SURPRISE_FACTOR * fit_s + self.SURPRISE_MARGIN_S:
-            return 1
-        large = bits >= self.LARGE * self._large_bits  # only a large one shows a faster link
-        if large and link_s < fit_s / self.SURPRISE_FACTOR - self.SURPRISE_MARGIN_S:
-            return -1
-        return 0
-
-    def _fitted(self) -> bool:
-        """Whether the fit has seen enough to be surprised (a few batches' worth of weight)."""
-        return self._w >= 3.0
-
-    def _fold(self, bits: float, seconds: float, weight: float | None = None) -> None:
-        """One batch into the fit, weighted (and forgetting) by its bits against the largest
-        lately — ``weight`` observations' worth where given."""
-        u = bits / self._large_bits if weight is None else weight
-        k = self._keep**u
-        self._w = k * self._w + u
-        self._x = k * self._x + u * bits
-        self._y = k * self._y + u * seconds
-        self._xx = k * self._xx + u * bits * bits
-        self._xy = k * self._xy + u * bits * seconds
-
-    def _restart(self, run: list[tuple[float, float, float | None]], sign: int) -> bool:
-        """A run of surprises one way: the link changed — unless the run was slow and its
-        batches arrived together (a stall on the way, which delays every batch to the same
-        moment: then False, and nothing changes). The new rate is, after a slowdown, the rate
-        the queue drained at (the run's bits over the span of its arrivals; without arrival
-        times, its bits over its time past the overhead) and, after a speed-up, the run's own
-        bits over their time, at most ``SURPRISE_FACTOR``² the old rate per run; the fit
-        starts again from it."""
-        bits = [b for b, _, _ in run]
-        arrivals = [a for _, _, a in run]
-        if all(a is not None for a in arrivals):
-            order = sorted(range(len(run)), key=lambda i: arrivals[i])  # type: ignore[arg-type]
-            span = arrivals[order[-1]] - arrivals[order[0]]  # type: ignore[operator]
-            drained = sum(bits) - bits[order[0]]
-            rate = drained / span if span > 0 else math.inf
-        else:
-            rate = sum(bits) / sum(max(s - self.overhead_s, 1e-3) for _, s, _ in run)
-        if sign > 0:
-            if sum(bits) < self._large_bits or rate >= self.rate_bps / self.SURPRISE_FACTOR:
-                return False  # too few bits to have kept the link busy, or arrived together
-        else:
-            busy = sum(max(s - self.overhead_s, 1e-3) for _, s, _ in run)
-            rate = min(sum(bits) / busy, self.rate_bps * self.SURPRISE_FACTOR**2)
-        self.rate_bps = min(max(rate, MIN_RATE_BPS), MAX_RATE_BPS)
-        self._seed(sum(bits) / len(bits))
-        self.restarts += 1
-        return True
-
-    def _seed(self, bits: float) -> None:
-        """Start the fit from the current line, as two batches' worth each at half and 1.5
-        times ``bits``: enough to judge the next batches by (the rest of a queue is still a
-        surprise, kept out), few enough that large batches move it at once."""
-        self._w = self._x = self._y = self._xx = self._xy = 0.0
-        for b in (0.5 * bits, 1.5 * bits):
-            self._fold(b, self.predict(b), weight=2.0)
-
-    def _refit(self) -> bool:
-        """The rate and overhead from the fit; False (the last estimate stands) without a
-        slope to fit."""
-        w = self._w
-        if w <= 0:
-            return False
-        mx, my = self._x / w, self._y / w
-        var = self._xx / w - mx * mx
-        if var <= (self.MIN_SPREAD * mx) ** 2:
-            return False
-        slope = (self._xy / w - mx * my) / var
-        if slope <= 0:
-            return False
-        self.rate_bps = min(max(1.0 / slope, MIN_RATE_BPS), MAX_RATE_BPS)
-        self.overhead_s = max(0.0, my - slope * mx)
-        return True
+    def _choose(self) -> None:
+        err = self._error / self._weight
+        best = float(err.min())
+        if err[self._best] <= self.MARGIN * best + self.TOL_S:
+            return
+        fits = np.flatnonzero(err <= self.MARGIN * best + self.TOL_S)
+        here = math.log(self._rate[self._best])
+        new = int(fits[np.argmin(np.abs(np.log(self._rate[fits]) - here))])
+        if abs(math.log(self._rate[new]) - here) > math.log(2.0):
+            self.restarts += 1
+        self._best = new
+        self.rate_bps = float(self._rate[new])

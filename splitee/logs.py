@@ -26,9 +26,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(level: str = "WARNING") -> None:
+def configure_logging(level: str = "WARNING", levels: dict[str, str] | None = None) -> None:
+    """Every logger at ``level``, and those named in ``levels`` at their own: one module's
+    debug lines (``{"splitee.uplink": "DEBUG"}``) without every library's."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name, lvl in (levels or {}).items():
+        logging.getLogger(name).setLevel(lvl.upper())

@@ -226,15 +226,16 @@ class PolicySettings(Section):
         description="'latency' mode: R is uplink_mbps, or measured live by the cloud worker "
         "from the offloads it receives (edge batch bits against the time from the edge's send "
         "to the broker's append — give the offload topic message.timestamp.type = "
-        "LogAppendTime — or else to the cloud's consume, fitted as overhead + bits/R with "
-        "forgetting), so a rate change on the link re-prices the offloaded frames' rewards; "
+        "LogAppendTime — or else to the cloud's consume, read as a token-bucket shaper's "
+        "rate and burst), so a rate change on the link re-prices the offloaded frames' rewards; "
         "shared with the edge workers through Redis for the rewards they score.",
     )
     uplink_halflife: int = Field(
-        default=100,
+        default=10,
         ge=1,
         le=1_000_000,
-        description="uplink_rate = measured: half-life of the rate estimate, in edge batches.",
+        description="uplink_rate = measured: half-life of the estimator's memory of how well "
+        "each (rate, burst) hypothesis predicted the batches, in edge batches.",
     )
     edge_ms: list[float] | None = Field(
         default=None,
@@ -666,6 +667,21 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field(default="WARNING", description="Structured log level.")
+    log_levels: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-logger levels beside log_level, e.g. {"splitee.uplink": "DEBUG"} '
+        "(the cloud worker's uplink rate samples) without every library's debug lines.",
+    )
+
+    @field_validator("log_levels")
+    @classmethod
+    def _known_levels(cls, v: dict[str, str]) -> dict[str, str]:
+        known = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        bad = {name: lvl for name, lvl in v.items() if lvl.upper() not in known}
+        if bad:
+            raise ValueError(f"unknown log levels {bad}: use one of {sorted(known)}")
+        return v
+
     var_dir: Path = Field(
         default=REPO_ROOT / "var",
         description="Runtime state of the deploy scripts and workers (faust data, Prometheus "

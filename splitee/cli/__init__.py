@@ -40,7 +40,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
         settings = load_settings(config)
     except Exception as exc:  # pydantic's errors already name the field
         raise click.ClickException(f"invalid settings: {exc}") from exc
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_levels)
     if settings.model.backbones:  # a user's backbones: registered once, from these settings
         from splitee.models.backbones import register_from_settings
 

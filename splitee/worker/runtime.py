@@ -344,7 +344,7 @@ def run_batch_worker(
 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             self.spinner = None
-            configure_logging(s.log_level)
+            configure_logging(s.log_level, s.log_levels)
 
     kafka_records.install()  # a record with a non-UTF-8 header key is a dead letter, no crash
     group = f"{s.kafka.group_prefix}-{role.name}"  # faust's consumer group is its app id
