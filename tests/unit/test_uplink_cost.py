@@ -8,6 +8,7 @@ and a rate measured live moves the rewards the policy learns from.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from splitee.settings import load_settings
 from splitee.wire import FrameMeta, OffloadMeta, Result
 from splitee.worker.records import InRecord
 from tests.bandits import bandit
+from tests.conftest import REPO
 from tests.unit.test_send_frame import _jpeg, _record
 
 JPEG = 12_800  # bytes of the camera's frame, the reference
@@ -408,3 +410,22 @@ def test_the_edge_prices_the_jpeg_arm_it_reveals_at_the_frames_own_size(tiny_rea
     o = cm.offload_cost * len(frame) / cm.latency.ref_bytes  # at the reference rate
     assert revealed[0] == pytest.approx(c_final - o)
     assert len(frame) != cm.latency.ref_bytes  # the median would have priced it otherwise
+
+
+def test_a_recorded_link_change_reads_at_each_phases_rate() -> None:
+    """The cloud's samples of a real run through tc's shaper (bench/uplink.py --link-change
+    --trace-uplink: 10 → 2 → 10 Mbit/s, burst 32 KiB; docs/uplink/probes/): the estimate is
+    the link's rate in each phase, and the drop shows within 5 s."""
+    path = REPO / "docs" / "uplink" / "probes" / "uplink_samples_10-2-10.csv.gz"
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", comments="#", skiprows=2)
+    est = UplinkEstimator(prior_bps=10e6, halflife=10)
+    seen = []
+    for sent, bits, hop in rows:
+        est.add(bits, hop, sent=sent)
+        seen.append((sent, est.rate_bps / 1e6))
+    t, rate = np.array(seen).T
+    assert 5 < np.median(rate[(t > 30) & (t < 120)]) < 15
+    assert np.all((rate[(t > 130) & (t < 245)] > 1.2) & (rate[(t > 130) & (t < 245)] < 3))
+    assert rate[-1] > 5  # back on the fast link (once large batches cross it again)
+    assert est.burst_bytes == 32768
