@@ -139,11 +139,11 @@ class UplinkEstimator:
     the last batch got through, and the tokens that hypothesis leaves after it —, scores the
     prediction by its absolute error (capped at ``CAP_S``, so a stall is one bad sample, not
     a verdict) with exponential forgetting (``halflife`` batches), and the estimate is the
-    best-scoring hypothesis. It moves only when the current one scores worse than the best by
-    ``MARGIN`` and ``TOL_S`` (the nearest such rate), so batches that tell nothing — small
-    ones through the burst, which every hypothesis with some burst predicts alike — leave it
-    where the informative ones put it. The fixed part of a hop (producer, broker append) is
-    the lowest hop lately (a minimum rising by ``FLOOR_DRIFT_S`` per batch).
+    best-scoring hypothesis — a move counting against it by ``TOL_S`` and ``MOVE_S`` per decade,
+    so batches that tell nothing (small ones through the burst, which every hypothesis with
+    some burst predicts alike, or a noisy few that one hypothesis of a thousand happens to
+    fit) leave it where the informative ones put it. The fixed part of a hop (producer,
+    broker append) is the lowest hop lately (a minimum rising by ``FLOOR_DRIFT_S`` per batch).
 
     >>> est = UplinkEstimator(prior_bps=10e6, halflife=10)
     >>> for i in range(100):   # 2 Mbit/s, burst 32 KiB, 1 ms fixed: a batch a second
@@ -159,10 +159,12 @@ class UplinkEstimator:
     BURSTS = (0, 8192, 16384, 32768, 65536, 131072, 262144)
     #: a prediction error counts at most this much (a stall, a broker's flush)
     CAP_S = 0.25
-    #: the estimate moves when its hypothesis scores worse than the best by this factor …
-    MARGIN = 1.1
-    #: … and by this much mean absolute error, seconds (less is noise, not evidence)
+    #: the estimate moves to a hypothesis that scores better by this much mean absolute
+    #: error, seconds …
     TOL_S = 0.0005
+    #: … and by this much more per decade its rate is from the estimate's (one of a thousand
+    #: hypotheses fits a few noisy batches by chance; a changed link misses by tens of ms)
+    MOVE_S = 0.001
     #: the hop's fixed part is the lowest lately, rising by this much per batch
     FLOOR_DRIFT_S = 1e-4
 
@@ -231,14 +233,17 @@ class UplinkEstimator:
         return True
 
     def _choose(self) -> None:
-        err = self._error / self._weight
-        best = float(err.min())
-        if err[self._best] <= self.MARGIN * best + self.TOL_S:
+        """The best hypothesis, counting a move against it: ``TOL_S`` plus ``MOVE_S`` per
+        decade the rate moves — so noise that one of a thousand hypotheses happens to fit
+        does not move the estimate, while a changed link (errors of tens of ms) does."""
+        here = math.log10(self._rate[self._best])
+        score = self._error / self._weight
+        score = score + self.TOL_S + self.MOVE_S * np.abs(np.log10(self._rate) - here)
+        score[self._best] -= self.TOL_S
+        new = int(np.argmin(score))
+        if new == self._best:
             return
-        fits = np.flatnonzero(err <= self.MARGIN * best + self.TOL_S)
-        here = math.log(self._rate[self._best])
-        new = int(fits[np.argmin(np.abs(np.log(self._rate[fits]) - here))])
-        if abs(math.log(self._rate[new]) - here) > math.log(2.0):
+        if abs(math.log10(self._rate[new]) - here) > math.log10(2.0):
             self.restarts += 1
         self._best = new
         self.rate_bps = float(self._rate[new])

@@ -58,6 +58,22 @@ def test_link_change_summary_finds_each_phases_best_arm_and_the_frames_to_settle
     assert out[1]["regret"] == pytest.approx(60 * 2.05, rel=0.05)
     assert out[0]["regret"] == pytest.approx(0.0, abs=1.0)
     assert out[1]["arms"] == {"1": 60, "3": 240}
+    # it left the JPEG when it settled on the latent; the first phase has nothing to leave
+    assert out[1]["leave_frames"] == out[1]["settle_frames"] and "leave_frames" not in out[0]
+
+
+def test_leaving_the_old_best_arm_is_counted_apart_from_settling_on_the_new_one() -> None:
+    """A policy that drops the JPEG at once after the link slows but shares its pulls between
+    two latents of nearly equal reward: it never settles by the 80 % rule, yet it left the JPEG
+    40 frames after the change."""
+    n = 300
+    ts = np.arange(2 * n, dtype=float)
+    arms = np.zeros(2 * n, dtype=np.int64)
+    arms[n + 40 :] = np.where(np.arange(n - 40) % 2 == 0, 2, 3)
+    mean = np.where(ts < n, 0.8, np.select([arms == 0, arms == 2], [-1.5, 0.56], 0.55))
+    out = U.link_change_summary(ts, arms, mean, [float(n)], [10, 2])
+    assert out[1]["best_arm"] == 3 and out[1]["settle_frames"] is None
+    assert out[1]["leave_frames"] == 20  # the first 100 from there hold 20 JPEGs: a fifth
 
 
 def test_the_figures_are_drawn(tmp_path) -> None:
