@@ -154,6 +154,17 @@ def test_small_batches_through_the_burst_leave_the_estimate_alone() -> None:
     assert all(x == pytest.approx(2e6, rel=0.25) for x in seen)
 
 
+def test_a_slow_start_does_not_move_the_prior() -> None:
+    """A pipeline's first batches are slow (connections, metadata, a cold broker): the prior
+    stands for two half-lives, so they cannot set a wrong estimate that small latents would
+    then never correct (a run read 3.6 Mbit/s on a 10 Mbit/s link after five such batches)."""
+    est = UplinkEstimator(prior_bps=10e6, halflife=10)
+    for i, hop in enumerate((0.020, 0.034, 0.044, 0.022, 0.027, 0.047)):
+        est.add(8 * 14e3, hop, sent=0.03 * i)
+    seen = _stream(est, 10e6, [2.5e3] * 200, 0.15, 1.0)  # then only latents
+    assert all(x == 10e6 for x in seen)
+
+
 def test_a_stall_is_one_bad_sample_per_batch_not_a_slower_link() -> None:
     """A broker's or host's stall delays every batch by up to a second: the capped error
     leaves the estimate where it was."""
