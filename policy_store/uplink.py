@@ -182,10 +182,12 @@ class UplinkEstimator:
         self._tokens = self._burst.copy()  # bits left in each hypothesis's bucket …
         self._free_at: float | None = None  # … when the link last let a batch through
         self._keep = 0.5 ** (1.0 / float(halflife))
-        # the prior stands for two half-lives: a pipeline's first batches are slow (connections,
-        # metadata, a cold broker), and a wrong early estimate holds while only small latents
-        # follow (one run read 3.6 Mbit/s on a 10 Mbit/s link after five such batches)
-        self._warmup = max(5, round(2 * halflife))
+        # a pipeline's first batches are slow (connections, metadata, a cold broker) and out
+        # of order: the first half-life of batches only sets the floor and the link's state,
+        # and the prior stands until another half-life has been scored — a wrong early
+        # estimate holds while only small latents follow (runs read 3.2–3.6 Mbit/s on a
+        # 10 Mbit/s link after such a start)
+        self._warmup = max(5, round(halflife))
         self._weight = 0.0
         self._error = np.zeros_like(self._rate)  # forgotten sum of |observed − predicted|
         self._floor: float | None = None
@@ -228,11 +230,15 @@ class UplinkEstimator:
         # prediction: a wrong hypothesis must not drift into a queue of its own)
         self._tokens = np.clip(tokens + (through - start) * self._rate - bits, 0.0, self._burst)
         self._free_at = max(self._free_at, through)
-        self._weight = self._keep * self._weight + 1.0
-        self._error = self._keep * self._error + miss
         self.observations += 1
         self.overhead_s = floor
-        if self.observations >= self._warmup:
+        if self.observations > self._warmup:
+            self._weight = self._keep * self._weight + 1.0
+            self._error = self._keep * self._error + miss
+        if self.observations == 2 * self._warmup:  # the prior's rate; its burst, as seen
+            at_prior = np.flatnonzero(self._rate == self._rate[self._best])
+            self._best = int(at_prior[np.argmin(self._error[at_prior])])
+        if self.observations >= 2 * self._warmup:
             self._choose()
         return True
 
