@@ -124,10 +124,11 @@ def link_change_summary(
 ) -> list[dict]:
     """Per link phase: its rate, frames, the best fixed arm (by the results' own rewards,
     confidence − μ·cost as the policy saw them), frames to settle on it, the regret against it
-    (Σ best mean − reward) and the arms chosen; where the best arm changed, also the frames
-    until the policy left the previous phase's best arm (``leave_frames``: from then on at
-    most a fifth of every 100 choices are that arm) — a policy that moves at once but then
-    shares its pulls between two arms of nearly equal reward settles late by the 80 % rule.
+    (Σ best mean − reward), the arms chosen and their mean rewards; where the best arm changed,
+    also the frames until the policy left the previous phase's best arm (``leave_frames``:
+    from then on at most a fifth of every 100 choices are that arm) — a policy that moves at
+    once but then shares its pulls between two arms of nearly equal reward settles late by the
+    80 % rule.
     Arms are 1-based, as in every table."""
     order = np.argsort(ts)
     ts, arms, rewards = ts[order], arms[order], rewards[order]
@@ -152,6 +153,13 @@ def link_change_summary(
                 "regret": round(float(np.sum(mean - r)), 2),
                 "regret_per_frame": round(float(np.mean(mean - r)), 4),
                 "arms": {str(int(x) + 1): int(c) for x, c in zip(u, n, strict=True)},
+                # each arm's mean reward where it was pulled enough to say (how close the
+                # runner-up is to the best: a policy shares its pulls between near equals)
+                "arm_means": {
+                    str(int(x) + 1): round(float(r[a == x].mean()), 3)
+                    for x, c in zip(u, n, strict=True)
+                    if c >= min_pulls
+                },
             }
         )
         if previous is not None and previous != b:

@@ -73,6 +73,7 @@ def test_leaving_the_old_best_arm_is_counted_apart_from_settling_on_the_new_one(
     mean = np.where(ts < n, 0.8, np.select([arms == 0, arms == 2], [-1.5, 0.56], 0.55))
     out = U.link_change_summary(ts, arms, mean, [float(n)], [10, 2])
     assert out[1]["best_arm"] == 3 and out[1]["settle_frames"] is None
+    assert out[1]["arm_means"] == {"1": -1.5, "3": 0.56, "4": 0.55}
     assert out[1]["leave_frames"] == 20  # the first 100 from there hold 20 JPEGs: a fifth
 
 
