@@ -194,7 +194,8 @@ class CloudProcessor:
                     extra={"bits": 8.0 * nbytes, "seconds": round(seconds, 4), "sent": key[1],
                            "arrived": appended or None, "rate_bps": round(self.uplink.rate_bps),
                            "burst_bytes": self.uplink.burst_bytes,
-                           "overhead_s": round(self.uplink.overhead_s, 4)},
+                           "overhead_s": round(self.uplink.overhead_s, 4),
+                           "moves": self.uplink.moves},
                 )  # fmt: skip
         self._priced = self.cm.at_rate(self.uplink.rate_bps)
         m.UPLINK_RATE.labels("measured").set(self.uplink.rate_bps)

@@ -192,12 +192,12 @@ class UplinkEstimator:
         self._error = np.zeros_like(self._rate)  # forgotten sum of |observed − predicted|
         self._floor: float | None = None
         self._clock = 0.0
-        self._best = int(np.argmin(np.abs(np.log(self._rate / prior_bps)) - 1e-9 * self._burst))
+        self._best = int(np.argmin(np.abs(np.log(self._rate / prior_bps))))  # its burst: seen
         self.prior_bps = float(prior_bps)
         self.rate_bps = float(prior_bps)
         self.overhead_s = 0.0
         self.observations = 0
-        self.restarts = 0  # the estimate's moves by more than 2× (a link that changed)
+        self.moves = 0  # the estimate's moves by more than 2× (a link that changed)
 
     @property
     def burst_bytes(self) -> float:
@@ -254,6 +254,6 @@ class UplinkEstimator:
         if new == self._best:
             return
         if abs(math.log10(self._rate[new]) - here) > math.log10(2.0):
-            self.restarts += 1
+            self.moves += 1
         self._best = new
         self.rate_bps = float(self._rate[new])
