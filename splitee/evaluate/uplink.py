@@ -66,11 +66,20 @@ def phase_of(ts: np.ndarray, changes: Sequence[float]) -> np.ndarray:
     return np.searchsorted(np.asarray(changes, dtype=np.float64), ts, side="right")
 
 
+def arm_means(arms: np.ndarray, rewards: np.ndarray, min_pulls: int = 10) -> dict[int, float]:
+    """Each arm's mean reward, among the arms pulled at least ``min_pulls`` times."""
+    u, n = np.unique(arms, return_counts=True)
+    return {
+        int(a): float(rewards[arms == a].mean())
+        for a, c in zip(u, n, strict=True)
+        if c >= min_pulls
+    }
+
+
 def best_arm(arms: np.ndarray, rewards: np.ndarray, min_pulls: int = 10) -> tuple[int, float]:
     """The arm with the highest mean reward among those pulled at least ``min_pulls`` times
     (all of them when none is), and that mean: the best fixed arm as the results show it."""
-    cands = [a for a in np.unique(arms) if np.sum(arms == a) >= min_pulls] or list(np.unique(arms))
-    means = {int(a): float(rewards[arms == a].mean()) for a in cands}
+    means = arm_means(arms, rewards, min_pulls) or arm_means(arms, rewards, 1)
     a = max(means, key=means.__getitem__)
     return a, means[a]
 
@@ -156,9 +165,7 @@ def link_change_summary(
                 # each arm's mean reward where it was pulled enough to say (how close the
                 # runner-up is to the best: a policy shares its pulls between near equals)
                 "arm_means": {
-                    str(int(x) + 1): round(float(r[a == x].mean()), 3)
-                    for x, c in zip(u, n, strict=True)
-                    if c >= min_pulls
+                    str(x + 1): round(m, 3) for x, m in arm_means(a, r, min_pulls).items()
                 },
             }
         )
