@@ -179,6 +179,7 @@ class UplinkEstimator:
         )
         grid_r, grid_b = np.meshgrid(rates, 8.0 * np.asarray(self.BURSTS, float), indexing="ij")
         self._rate, self._burst = grid_r.ravel(), grid_b.ravel()  # bit/s, bits
+        self._log_rate = np.log10(self._rate)  # a move's distance, in decades
         self._tokens = self._burst.copy()  # bits left in each hypothesis's bucket …
         self._free_at: float | None = None  # … when the link last let a batch through
         self._keep = 0.5 ** (1.0 / float(halflife))
@@ -246,14 +247,14 @@ class UplinkEstimator:
         """The best hypothesis, counting a move against it: ``TOL_S`` plus ``MOVE_S`` per
         decade the rate moves — so noise that one of a thousand hypotheses happens to fit
         does not move the estimate, while a changed link (errors of tens of ms) does."""
-        here = math.log10(self._rate[self._best])
+        here = self._log_rate[self._best]
         score = self._error / self._weight
-        score = score + self.TOL_S + self.MOVE_S * np.abs(np.log10(self._rate) - here)
+        score = score + self.TOL_S + self.MOVE_S * np.abs(self._log_rate - here)
         score[self._best] -= self.TOL_S
         new = int(np.argmin(score))
         if new == self._best:
             return
-        if abs(math.log10(self._rate[new]) - here) > math.log10(2.0):
+        if abs(self._log_rate[new] - here) > math.log10(2.0):
             self.moves += 1
         self._best = new
         self.rate_bps = float(self._rate[new])
