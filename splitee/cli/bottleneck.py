@@ -28,6 +28,13 @@ from splitee.cli.options import settings_of
     help="Scale every arm's distillation budget (BottleneckTrainConfig.stage2_seconds; an "
     "arm already past its scaled budget is not trained further).",
 )
+@click.option(
+    "--stage2-mix",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of distillation batches cut-mixed and taught on the fly "
+    "(BottleneckTrainConfig.stage2_mix; a new value starts a warm run with its own schedule).",
+)
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)
 @click.option(
@@ -50,6 +57,7 @@ def train_bottleneck(
     arms: str | None,
     stage1_epochs: int | None,
     stage2_scale: float | None,
+    stage2_mix: float | None,
     limit: int | None,
     test_limit: int | None,
     threads: int | None,
@@ -83,6 +91,7 @@ def train_bottleneck(
             "stage2_seconds": None
             if stage2_scale is None
             else [t * stage2_scale for t in BottleneckTrainConfig().stage2_seconds],
+            "stage2_mix": stage2_mix,
             "limit": limit,
             "test_limit": test_limit,
             "threads": threads,

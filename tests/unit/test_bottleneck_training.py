@@ -11,9 +11,11 @@ from splitee.models.bottleneck import ArmEncoder, Bottlenecks, CodecSpec, defaul
 from splitee.training.bottleneck import (
     BottleneckTrainConfig,
     ViewStack,
+    _cutmix,
     _extract,
     _load_state,
     _optimizer,
+    _teach,
     train_stage1,
     train_stage2,
 )
@@ -89,6 +91,26 @@ def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(
         {"steps": [2.0, 8.0], "from_seconds": spent},
     ]
 
+    # continued on cut-mixed tensors taught on the fly: it trains, and the state says so
+    mixing = BottleneckTrainConfig(
+        stage1_epochs=1,
+        stage1_frames=40,
+        batch_size=8,
+        stage2_batch=8,
+        stage2_seconds=[4.5],
+        steps=[2.0, 8.0],
+        stage2_mix=1.0,
+    )
+    mixed = train_stage2(
+        tiny, 0, again.codecs[0], stack, {1: ViewStack([feats[1]])}, logits, mixing, state
+    )
+    assert mixed["stage2_steps"] > warm["stage2_steps"] and np.isfinite(mixed["stage2_kd"]).all()
+    assert mixed["stage2_runs"][-1] == {
+        "steps": [2.0, 8.0],
+        "from_seconds": round(warm["stage2_seconds"]),
+        "mix": 1.0,
+    }
+
 
 def test_default_spec_keeps_the_resolution_up_to_28_and_reads_older_specs():
     """EfficientNet-Lite0's split tensors: the 56×56 one is halved, the others keep their
@@ -110,3 +132,21 @@ def test_default_spec_keeps_the_resolution_up_to_28_and_reads_older_specs():
         assert convs == 1 + s.convs  # the 1×1 and the 3×3s
     old = {"in_shape": [192, 7, 7], "down": 0, "hidden": 128, "latent": 64}
     assert CodecSpec.from_json(old) == specs[-1] and specs[-1].tag == "d0h128l64"
+
+
+def test_a_cut_mixed_tensor_is_taught_by_the_frozen_suffix(tiny):
+    """A cut-mixed batch keeps its shape and takes one box from another frame; the teacher of
+    an unmixed tensor is exactly the cached one (the same frozen segments), so mixing changes
+    the inputs, never what the teacher means."""
+    images = np.random.default_rng(1).integers(0, 256, (6, 48, 48, 3), dtype=np.uint8)
+    feats, logits = _extract(tiny, images, 6, "cache")
+    h = torch.from_numpy(feats[0].astype(np.float32))
+    mixed = _cutmix(h, np.random.default_rng(0))
+    assert mixed.shape == h.shape and not torch.equal(mixed, h)
+    changed = (mixed != h).any(dim=1)  # (N, H, W): where a frame took another's values
+    assert changed.any(dim=0).sum() < h.shape[-2] * h.shape[-1]  # a box, not the whole map
+    deep, t = _teach(tiny, 0, h, {1})
+    torch.testing.assert_close(t, torch.from_numpy(logits), atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(
+        deep[1], torch.from_numpy(feats[1].astype(np.float32)), atol=2e-2, rtol=1e-2
+    )
