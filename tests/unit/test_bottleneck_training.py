@@ -70,7 +70,7 @@ def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(
     assert saved["stage2_steps"] == info["stage2_steps"]
     for n, p in again.codecs[0].state_dict().items():
         torch.testing.assert_close(p, codec.state_dict()[n])
-    assert info["stage2_runs"] == [{"steps": cfg.steps, "from_seconds": 0}]
+    assert info["stage2_runs"] == [{"steps": cfg.steps, "from_seconds": 0, "mix": cfg.stage2_mix}]
 
     # resumed with a longer budget and other rate points: a warm start, and the state says so
     other = BottleneckTrainConfig(
@@ -87,8 +87,8 @@ def test_distillation_with_deeper_features_trains_within_its_budget_and_resumes(
     assert warm["stage2_steps"] > info["stage2_steps"]
     spent = round(info["stage2_seconds"])
     assert warm["stage2_runs"] == [
-        {"steps": cfg.steps, "from_seconds": 0},
-        {"steps": [2.0, 8.0], "from_seconds": spent},
+        {"steps": cfg.steps, "from_seconds": 0, "mix": cfg.stage2_mix},
+        {"steps": [2.0, 8.0], "from_seconds": spent, "mix": cfg.stage2_mix},
     ]
 
     # continued on cut-mixed tensors taught on the fly: it trains, and the state says so
