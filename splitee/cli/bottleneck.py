@@ -35,6 +35,13 @@ from splitee.cli.options import settings_of
     help="Share of distillation batches cut-mixed and taught on the fly "
     "(BottleneckTrainConfig.stage2_mix; a new value starts a warm run with its own schedule).",
 )
+@click.option(
+    "--scalar-side",
+    type=click.IntRange(0, 4096),
+    default=None,
+    help="Arms whose tensor's side is at most this get the scalar codec, the others a learned "
+    "one (BottleneckTrainConfig.scalar_side, default 14; 0: learned everywhere).",
+)
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)
 @click.option(
@@ -58,6 +65,7 @@ def train_bottleneck(
     stage1_epochs: int | None,
     stage2_scale: float | None,
     stage2_mix: float | None,
+    scalar_side: int | None,
     limit: int | None,
     test_limit: int | None,
     threads: int | None,
@@ -92,6 +100,7 @@ def train_bottleneck(
             if stage2_scale is None
             else [t * stage2_scale for t in BottleneckTrainConfig().stage2_seconds],
             "stage2_mix": stage2_mix,
+            "scalar_side": scalar_side,
             "limit": limit,
             "test_limit": test_limit,
             "threads": threads,

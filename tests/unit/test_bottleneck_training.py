@@ -150,3 +150,41 @@ def test_a_cut_mixed_tensor_is_taught_by_the_frozen_suffix(tiny):
     torch.testing.assert_close(
         deep[1], torch.from_numpy(feats[1].astype(np.float32)), atol=2e-2, rtol=1e-2
     )
+
+
+def test_small_tensors_get_a_scalar_codec_that_quantizes_the_standardised_tensor():
+    """arm_spec gives the 14×14 and 7×7 tensors the scalar codec (its latent is the tensor)
+    and the larger ones a learned one; the scalar codec's symbols are the standardised tensor
+    in steps of Δ / gain standard deviations, its decoder inverts that up to half a step, and
+    its spec survives the checkpoint's JSON (a learned spec's JSON stays as older readers
+    know it)."""
+    from splitee.models.bottleneck import ArmCodec, scalar_spec
+    from splitee.training.bottleneck import arm_spec
+
+    cfg = BottleneckTrainConfig()
+    shapes = [(24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7)]
+    kinds = [arm_spec(s, cfg).kind for s in shapes]
+    assert kinds == ["learned", "learned", "scalar", "scalar", "scalar"]
+    assert {arm_spec(s, BottleneckTrainConfig(scalar_side=0)).kind for s in shapes} == {"learned"}
+    spec = scalar_spec((8, 6, 6), gain=3.0)
+    assert spec.latent_shape == (8, 6, 6) and spec.tag == "scalar-g3"
+    assert CodecSpec.from_json(spec.to_json()) == spec
+    assert "kind" not in default_spec((8, 6, 6)).to_json()
+    with pytest.raises(ValueError):
+        CodecSpec(in_shape=(8, 6, 6), down=0, hidden=0, latent=4, kind="scalar")
+    with pytest.raises(ValueError):
+        CodecSpec(in_shape=(8, 6, 6), down=0, hidden=0, latent=8, kind="zip")
+
+    codec = ArmCodec(spec, [1.0, 6.0]).eval()
+    mean, std = torch.linspace(-1, 1, 8), torch.linspace(0.5, 2, 8)
+    codec.set_statistics(mean, std)
+    h = torch.randn(2, 8, 6, 6) * std.view(1, 8, 1, 1) + mean.view(1, 8, 1, 1)
+    assert sum(p.numel() for p in codec.encoder.parameters()) == 0  # nothing to train
+    for rate, step in enumerate(codec.steps):
+        q = codec.quantize(h, rate)
+        expected = torch.round((h - mean.view(1, 8, 1, 1)) / std.view(1, 8, 1, 1) * 3 / step)
+        assert torch.equal(q, expected.to(torch.int32))
+        err = (codec.dequantize(q, rate) - h).abs() / std.view(1, 8, 1, 1)
+        assert float(err.max()) <= step / 3 / 2 + 1e-5
+    bn = Bottlenecks([default_spec((8, 12, 12)), spec], [1.0])
+    assert [bn.trainable(k) for k in range(2)] == [True, False]

@@ -279,3 +279,31 @@ def test_rate_points_are_the_fewest_bytes_within_the_drop():
     }
     assert choose_rates(card, [0, 1, 2, 3], 0.01) == {0: 1, 1: 2, 2: 0, 3: 0}
     assert choose_rates(card, [1], 0.02) == {1: 3}  # 0.866 is within 0.02 of 0.884
+
+
+def test_a_scalar_arm_survives_the_checkpoint_and_the_wire(tmp_path):
+    """A scalar codec (no weights, only the tensor's statistics) beside a learned one: after
+    save and load it quantizes and reconstructs exactly as before, and its latent crosses the
+    wire codec to the same symbols."""
+    from splitee.files import sha256_file
+    from splitee.models.bottleneck import scalar_spec
+
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"stand-in")
+    spec = scalar_spec((8, 6, 6))
+    bn = Bottlenecks([default_spec((8, 12, 12)), spec], [0.5, 1.0])
+    bn.codecs[1].set_statistics(torch.linspace(-1, 1, 8), torch.linspace(0.5, 2, 8))
+    h = torch.randn(64, 8, 6, 6)
+    tables = {1: [tables_for(bn.codecs[1].quantize(h, r).numpy()) for r in range(2)]}
+    save_bottlenecks(bn, tables, tmp_path / "bn.safetensors", base, sha256_file(base))
+    bundle = load_bottlenecks(tmp_path / "bn.safetensors")
+    loaded = bundle.bottlenecks.codecs[1]
+    assert loaded.spec == spec and bundle.arms == [1]
+    for r in range(2):
+        q = loaded.quantize(h, r)
+        assert torch.equal(q, bn.codecs[1].quantize(h, r))
+        torch.testing.assert_close(loaded.dequantize(q, r), bn.codecs[1].dequantize(q, r))
+    latent = LatentCodec(bundle, {1: 1})
+    msgs = latent.encode(h[:3], 1)
+    got = np.stack([latent.symbols(m, 1) for m in msgs])
+    np.testing.assert_array_equal(got, loaded.quantize(h[:3], 1).numpy())

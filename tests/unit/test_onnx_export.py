@@ -38,7 +38,8 @@ LITE0 = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
 CIFAR = REPO / "assets" / "cifar10-sample.zip"
 CALTECH = REPO / "assets" / "caltech101-sample.zip"
-R56_ARMS, LITE0_ARMS = [2, 8], [1]
+# Lite0: a learned codec's arm (2) and a scalar codec's (3), 0-based
+R56_ARMS, LITE0_ARMS = [2, 8], [1, 2]
 CIFAR_FRAMES, CALTECH_FRAMES = 256, 32
 ATOL = 1e-3
 AGREE = 0.999
@@ -172,9 +173,9 @@ def test_real_size_edge_graphs_and_latents_match_torch(lite0):
     assert writer.messages(oq[:8], k) == codec.messages(oq[:8], k)
 
 
-def test_real_size_cloud_graph_from_latents_matches_torch(lite0):
+@pytest.mark.parametrize("k", LITE0_ARMS)
+def test_real_size_cloud_graph_from_latents_matches_torch(lite0, k):
     m, model, codec, images = lite0
-    k = LITE0_ARMS[0]
     step = codec.bundle.bottlenecks.steps[codec.rates[k]]
     with torch.inference_mode():
         x = torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255
