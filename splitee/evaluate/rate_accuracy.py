@@ -255,10 +255,13 @@ def bottleneck_points(card: dict) -> list[dict]:
     """Every arm's rate points from a bottleneck model card, priced with the latent header."""
     rows = []
     for arm in card.get("arms", []):
+        # a scalar codec says so in its training record; older cards hold learned codecs only
+        kind = "scalar" if (arm.get("training") or {}).get("kind") == "scalar" else "learned"
         for r in arm["rates"]:
             rows.append(
                 {
                     "arm": int(arm["arm"]),
+                    "codec": kind,
                     "rate": int(r["rate"]),
                     "bytes_median": int(r["bytes_median"]) + LATENT_HEADER_BYTES,
                     "bytes_mean": round(float(r["bytes_mean"]) + LATENT_HEADER_BYTES, 1),
@@ -332,13 +335,19 @@ def table_md(result: dict) -> str:
     ]
     if result.get("bottleneck"):
         lines += [
-            "## Learned bottlenecks (model card; coded latent + its message header)",
+            "## Bottlenecks (model card; coded latent + its message header)",
             "",
-            f"As measured for the card, on {result.get('bottleneck_frames') or 'its'} test frames.",
+            f"As measured for the card, on {result.get('bottleneck_frames') or 'its'} test frames."
+            " Learned: an encoder and a decoder trained per arm; scalar: the standardised split "
+            "tensor quantized and coded as it is.",
             "",
             *head,
             *(
-                row(f"arm {p['arm']} rate {p['rate']}", p["bytes_median"], p["top1"])
+                row(
+                    f"arm {p['arm']} rate {p['rate']} ({p.get('codec', 'learned')})",
+                    p["bytes_median"],
+                    p["top1"],
+                )
                 for p in result["bottleneck"]
             ),
             "",
@@ -405,12 +414,14 @@ def plot(result: dict, path: Path) -> None:
             alpha=0.9,
             zorder=4,
         )
+    kinds = {p["arm"]: p.get("codec", "learned") for p in result["bottleneck"]}
     for a in arms:
         pts = sorted(
             (p["bytes_median"], 100 * p["top1"]) for p in result["bottleneck"] if p["arm"] == a
         )
         if pts:
-            ax.plot(*zip(*pts, strict=True), "-o", color=colour[a], lw=1.8, ms=4, zorder=5)
+            style = "--o" if kinds[a] == "scalar" else "-o"
+            ax.plot(*zip(*pts, strict=True), style, color=colour[a], lw=1.8, ms=4, zorder=5)
     star = {"isplitee-online": "tab:red", "splitee-ucb1": "tab:orange", "cloud-only": "tab:blue"}
     for p in result["policies"]:
         ax.plot(
@@ -459,10 +470,14 @@ def plot(result: dict, path: Path) -> None:
         Line2D([], [], ls="", marker=m, color="lightgrey", mec="black", label=f"raw tensor {c}")
         for c, m in raw_marker.items()
     ]
-    if result["bottleneck"]:
-        handles.append(
-            Line2D([], [], color="lightgrey", marker="o", lw=1.8, ms=4, label="learned bottleneck")
-        )
+    for kind, ls, label in (
+        ("learned", "-", "learned bottleneck"),
+        ("scalar", "--", "scalar codec (the tensor itself)"),
+    ):
+        if kind in set(kinds.values()):
+            handles.append(
+                Line2D([], [], color="grey", marker="o", ls=ls, lw=1.8, ms=4, label=label)
+            )
     handles += [Line2D([], [], ls="", marker="s", color=colour[a], label=f"arm {a}") for a in arms]
     handles += [
         Line2D(

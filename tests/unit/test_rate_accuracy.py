@@ -29,6 +29,7 @@ CARD = {
         for a in (1, 2)
     ]
 }  # fmt: skip
+CARD["arms"][1]["training"] = {"kind": "scalar", "gain": 3.0}  # arm 2: a scalar codec
 
 SUMMARY = {
     "results": [
@@ -74,9 +75,10 @@ def test_readers_take_the_card_and_the_pristine_policies() -> None:
     points = bottleneck_points(CARD)
     assert len(points) == 6
     assert points[0] == {
-        "arm": 1, "rate": 0, "bytes_median": 3000 + LATENT_HEADER_BYTES,
+        "arm": 1, "codec": "learned", "rate": 0, "bytes_median": 3000 + LATENT_HEADER_BYTES,
         "bytes_mean": 3100.0 + LATENT_HEADER_BYTES, "top1": 0.94,
     }  # fmt: skip
+    assert {p["codec"] for p in points if p["arm"] == 2} == {"scalar"}
     policies = policy_points(SUMMARY)
     assert [p["method"] for p in policies] == ["isplitee-online", "splitee-ucb1", "cloud-only"]
     assert policies[0] == {"method": "isplitee-online", "offload_bytes": 1200.0, "accuracy": 0.935}
@@ -104,7 +106,8 @@ def test_files_and_table_rows(tmp_path) -> None:
         expect = ["camera JPEG (as stored)", *(f"q{q}" for q in QUALITIES)]
         expect += [f"arm {a} {c}" for a in range(1, 6) for c in ("float16", "int8", "int8+zstd")]
         if with_learned:
-            expect += [f"arm {a} rate {r}" for a in (1, 2) for r in range(3)]
+            kind = {1: "learned", 2: "scalar"}
+            expect += [f"arm {a} rate {r} ({kind[a]})" for a in (1, 2) for r in range(3)]
             expect += ["isplitee-online", "splitee-ucb1", "cloud-only"]
         assert names == expect
         q5 = next(r for r in rows if r.startswith("| q5 |"))
