@@ -188,3 +188,50 @@ def test_small_tensors_get_a_scalar_codec_that_quantizes_the_standardised_tensor
         assert float(err.max()) <= step / 3 / 2 + 1e-5
     bn = Bottlenecks([default_spec((8, 12, 12)), spec], [1.0])
     assert [bn.trainable(k) for k in range(2)] == [True, False]
+
+
+def test_a_whole_run_trains_the_learned_arm_and_codes_the_scalar_one(tiny, tmp_path, monkeypatch):
+    """train_bottlenecks on the tiny backbone: arm 1 (24×24) gets a learned codec and trains,
+    arm 2 (12×12) the scalar codec with nothing to train; the checkpoint holds both with their
+    tables and the card measures both. A second run finds everything done and writes the same
+    figures."""
+    from splitee.data import Dataset
+    from splitee.models import backbones
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.models.checkpoint import save_checkpoint
+    from splitee.training.bottleneck import train_bottlenecks
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    backbones.register_custom(
+        "tiny", "tests.unit.test_backbones:tiny_backbone", ["stage1", "stage2"], 48
+    )
+    model_path = tmp_path / "tiny.safetensors"
+    save_checkpoint(tiny, model_path)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (24, 48, 48, 3), dtype=np.uint8)
+    train = Dataset(images=frames[:16], labels=np.arange(16) % 5, source="t")
+    test = Dataset(images=frames[16:], labels=np.arange(8) % 5, source="t")
+    cfg = BottleneckTrainConfig(
+        steps=[1.0, 4.0],
+        stage1_epochs=1,
+        stage1_frames=16,
+        batch_size=8,
+        stage2_batch=8,
+        stage2_seconds=[1.0, 1.0],
+        views=1,
+        distorted_frames=0,
+        extract_batch=8,
+        test_limit=None,
+    )
+    out = tmp_path / "bn.safetensors"
+    card = train_bottlenecks(model_path, cfg, train, test, out, tmp_path / "work")
+    assert [a["arm"] for a in card["arms"]] == [1, 2]
+    assert card["arms"][0]["training"]["stage2_steps"] > 0
+    assert card["arms"][1]["training"] == {"kind": "scalar", "gain": 3.0}
+    assert card["arms"][1]["encoder_flops"] == 0
+    assert all(len(a["rates"]) == 2 and a["rates"][0]["bytes_median"] > 0 for a in card["arms"])
+    bundle = load_bottlenecks(out, model_path)
+    assert [c.spec.kind for c in bundle.bottlenecks.codecs] == ["learned", "scalar"]
+    assert bundle.arms == [0, 1] and all(len(t) == 2 for t in bundle.tables.values())
+    again = train_bottlenecks(model_path, cfg, train, test, out, tmp_path / "work")
+    assert [a["rates"] for a in again["arms"]] == [a["rates"] for a in card["arms"]]
