@@ -7,7 +7,8 @@ rate point, the median coded payload (its ratio to the camera JPEG's median) and
 encode → code → decode → suffix (its drop against the unsplit model's, and the share of frames
 where the cloud's prediction equals the unsplit model's).
 
-Usage: python bench/codec_split.py [--bottleneck CKPT] [--images ZIP] [--limit N] [--out JSON]
+Usage: python bench/codec_split.py [--bottleneck CKPT] [--images ZIP] [--limit N] [--arms 1,2]
+       [--out JSON]
 Frames: ``SPLITEE_DATA__IMAGES`` (Caltech-101's zip) or ``--images``.
 """
 
@@ -42,7 +43,13 @@ BASE = ROOT / "assets/efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = ROOT / "assets/efficientnet-lite0-caltech101-bottleneck.safetensors"
 
 
-def measure(bottleneck: Path, images: Path, limit: int | None, bs: int = 32) -> dict:
+def measure(
+    bottleneck: Path,
+    images: Path,
+    limit: int | None,
+    only: list[int] | None = None,
+    bs: int = 32,
+) -> dict:
     bundle = load_bottlenecks(bottleneck, BASE)
     model = copy.deepcopy(load_checkpoint(BASE)).fuse_for_inference()
     s = load_settings(None)
@@ -53,6 +60,8 @@ def measure(bottleneck: Path, images: Path, limit: int | None, bs: int = 32) -> 
         idx = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
         x_all, y = x_all[idx], y[idx]
     bn, arms = bundle.bottlenecks, bundle.arms
+    if only is not None:
+        arms = [k for k in arms if k + 1 in only]
     coders = {k: [LatentCoder(t) for t in bundle.tables[k]] for k in arms}
     sizes = {(k, r): [] for k in arms for r in range(bn.num_rates)}
     preds = {(k, r): [] for k in arms for r in range(bn.num_rates)}
@@ -103,13 +112,15 @@ def main() -> None:
     ap.add_argument("--bottleneck", type=Path, default=BOTTLENECK)
     ap.add_argument("--images", type=Path, default=os.environ.get("SPLITEE_DATA__IMAGES"))
     ap.add_argument("--limit", type=int, default=None, help="a seeded random N test frames")
+    ap.add_argument("--arms", default=None, help="1-based split arms to measure (default all)")
     ap.add_argument("--out", type=Path, default=None, help="also write the line here")
     a = ap.parse_args()
     if a.images is None:
         ap.error("give --images or SPLITEE_DATA__IMAGES (Caltech-101's zip)")
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
-    out = measure(a.bottleneck, a.images, a.limit)
+    only = None if a.arms is None else [int(v) for v in a.arms.split(",")]
+    out = measure(a.bottleneck, a.images, a.limit, only)
     out = {
         "bench": "codec_split",
         "bottleneck": a.bottleneck.name,
