@@ -209,10 +209,8 @@ class ArmDecoder(nn.Module):
         return self.forward_std(z) * self.std + self.mean
 
 
-class ScalarEncoder(nn.Module):
-    """Edge side of a scalar codec: the prefix tensor standardised per channel, times the gain.
-    Nothing to learn: the statistics come from the training tensors, the coding tables from
-    their histograms."""
+class _Standardised(nn.Module):
+    """The per-channel statistics and the gain a scalar codec's two sides share."""
 
     def __init__(self, spec: CodecSpec) -> None:
         super().__init__()
@@ -220,20 +218,19 @@ class ScalarEncoder(nn.Module):
         self.gain = spec.gain
         self.register_buffer("mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("std", torch.ones(1, c, 1, 1))
+
+
+class ScalarEncoder(_Standardised):
+    """Edge side of a scalar codec: the prefix tensor standardised per channel, times the gain.
+    Nothing to learn: the statistics come from the training tensors, the coding tables from
+    their histograms."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return (h - self.mean) / self.std * self.gain
 
 
-class ScalarDecoder(nn.Module):
+class ScalarDecoder(_Standardised):
     """Cloud side of a scalar codec: the dequantized latent back in the backbone's scale."""
-
-    def __init__(self, spec: CodecSpec) -> None:
-        super().__init__()
-        c = spec.in_shape[0]
-        self.gain = spec.gain
-        self.register_buffer("mean", torch.zeros(1, c, 1, 1))
-        self.register_buffer("std", torch.ones(1, c, 1, 1))
 
     def forward_std(self, z: torch.Tensor) -> torch.Tensor:
         return z / self.gain
