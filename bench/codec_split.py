@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
-from splitee.entropy import LatentCoder  # noqa: E402
+from splitee.coding_tables import coder_for  # noqa: E402
 from splitee.images import load_images, open_source  # noqa: E402
 from splitee.machine import machine_description  # noqa: E402
 from splitee.models import load_checkpoint  # noqa: E402
@@ -62,7 +62,7 @@ def measure(
     bn, arms = bundle.bottlenecks, bundle.arms
     if only is not None:
         arms = [k for k in arms if k + 1 in only]
-    coders = {k: [LatentCoder(t) for t in bundle.tables[k]] for k in arms}
+    coders = {k: [coder_for(t) for t in bundle.tables[k]] for k in arms}
     sizes = {(k, r): [] for k in arms for r in range(bn.num_rates)}
     preds = {(k, r): [] for k in arms for r in range(bn.num_rates)}
     unsplit = []

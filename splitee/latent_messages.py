@@ -3,8 +3,9 @@
 Whatever computed the symbols — the torch encoder (:class:`splitee.models.latent_codec.
 LatentCodec`) or an exported edge graph on ONNX Runtime (:mod:`splitee.onnx_edge`) — the
 bytes on the wire come from here: the rate point chosen per arm (:func:`choose_rates`, the
-same rule on edge and cloud), rANS with the shipped integer tables (:mod:`splitee.entropy`)
-and the latent header (:func:`splitee.wire.encode_latent`).
+same rule on edge and cloud), rANS with the shipped integer tables (checkerboard contexts or
+factorized: :mod:`splitee.coding_tables`) and the latent header
+(:func:`splitee.wire.encode_latent`).
 
 Arms are the *worker's* arms: with the send-frame arm in front, the backbone's arm k is the
 worker's arm k + ``arm_offset``.
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from splitee.entropy import ChannelTables, LatentCoder
+from splitee.coding_tables import Coder, Tables, coder_for
 from splitee.wire import LATENT_HEADER_BYTES, encode_latent
 
 
@@ -53,12 +54,12 @@ class LatentWriter:
     """Codes a batch of one arm's integer latents into one wire message per frame."""
 
     def __init__(
-        self, tables: dict[int, list[ChannelTables]], rates: dict[int, int], arm_offset: int = 0
+        self, tables: dict[int, list[Tables]], rates: dict[int, int], arm_offset: int = 0
     ) -> None:
         self.offset = arm_offset
         self.rates = dict(rates)
         self.tables = tables
-        self._coders = {k: LatentCoder(tables[k][r]) for k, r in self.rates.items()}
+        self._coders = {k: coder_for(tables[k][r]) for k, r in self.rates.items()}
 
     def shifted(self, arm_offset: int) -> LatentWriter:
         return LatentWriter(self.tables, self.rates, arm_offset)
@@ -70,7 +71,7 @@ class LatentWriter:
     def rate(self, arm: int) -> int:
         return self.rates[arm - self.offset]
 
-    def coder(self, arm: int) -> LatentCoder:
+    def coder(self, arm: int) -> Coder:
         return self._coders[arm - self.offset]
 
     def messages(self, symbols: np.ndarray, arm: int) -> list[bytes]:

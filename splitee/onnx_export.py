@@ -173,14 +173,10 @@ def _bottleneck(bundle, path: Path, out: Path) -> dict:
     """Copy the bottleneck's integer tables (numpy safetensors) and card beside the graphs."""
     from safetensors.numpy import save_file
 
+    from splitee.coding_tables import table_arrays
     from splitee.models.latent_codec import encoder_flops
 
-    tensors = {}
-    for k, per_rate in bundle.tables.items():
-        for r, tab in enumerate(per_rate):
-            tensors[f"arm{k}.rate{r}.offsets"] = np.ascontiguousarray(tab.offsets, np.int32)
-            tensors[f"arm{k}.rate{r}.freqs"] = np.ascontiguousarray(tab.freqs, np.int32)
-            tensors[f"arm{k}.rate{r}.lengths"] = np.ascontiguousarray(tab.lengths, np.int32)
+    tensors = table_arrays(bundle.tables)
     save_file(tensors, str(out / TABLES))
     (out / CARD).write_text(json.dumps(bundle.card, indent=1) + "\n")
     return {

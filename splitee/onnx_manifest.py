@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splitee.arm_facts import ArmFacts
-from splitee.entropy import ChannelTables
+from splitee.coding_tables import Tables, read_tables
 
 MANIFEST_FORMAT = "splitee-onnx-1"
 MANIFEST = "manifest.json"
@@ -57,25 +57,17 @@ class Bottleneck:
     encoder_flops: dict[int, int]
     card: dict
 
-    def tables(self, directory: Path) -> dict[int, list[ChannelTables]]:
+    def tables(self, directory: Path) -> dict[int, list[Tables]]:
         """The integer coding tables per arm and rate point (numpy, no torch)."""
         from safetensors.numpy import load_file
 
         stored = load_file(str(Path(directory) / TABLES))
         try:
-            return {
-                k: [
-                    ChannelTables(
-                        offsets=stored[f"arm{k}.rate{r}.offsets"],
-                        freqs=stored[f"arm{k}.rate{r}.freqs"],
-                        lengths=stored[f"arm{k}.rate{r}.lengths"],
-                    )
-                    for r in range(len(self.steps))
-                ]
-                for k in self.arms
-            }
+            return read_tables(stored, self.arms, len(self.steps))
         except KeyError as exc:
             raise ManifestError(f"{directory / TABLES} lacks {exc}") from None
+        except ValueError as exc:
+            raise ManifestError(f"{directory / TABLES}: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -42,6 +42,12 @@ from splitee.cli.options import settings_of
     help="Arms whose tensor's side is at most this get the scalar codec, the others a learned "
     "one (BottleneckTrainConfig.scalar_side, default 14; 0: learned everywhere).",
 )
+@click.option(
+    "--factorized",
+    is_flag=True,
+    help="Code with factorized per-channel tables, not checkerboard contexts "
+    "(BottleneckTrainConfig.context; for comparison and for workers older than contexts).",
+)
 @click.option("--limit", type=int, default=None, help="First N training frames (smoke runs).")
 @click.option("--test-limit", type=int, default=None)
 @click.option(
@@ -66,6 +72,7 @@ def train_bottleneck(
     stage2_scale: float | None,
     stage2_mix: float | None,
     scalar_side: int | None,
+    factorized: bool,
     limit: int | None,
     test_limit: int | None,
     threads: int | None,
@@ -101,6 +108,7 @@ def train_bottleneck(
             else [t * stage2_scale for t in BottleneckTrainConfig().stage2_seconds],
             "stage2_mix": stage2_mix,
             "scalar_side": scalar_side,
+            "context": False if factorized else None,
             "limit": limit,
             "test_limit": test_limit,
             "threads": threads,

@@ -12,12 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from splitee.entropy import ChannelTables
+from splitee.coding_tables import Tables, read_tables, table_arrays
 from splitee.models.bottleneck import Bottlenecks, CodecSpec
 
 BOTTLENECK_FORMAT = "splitee-bottleneck-1"
@@ -28,7 +27,7 @@ class BottleneckBundle:
     """What a worker needs: the codecs, their tables per arm and rate, and the base model."""
 
     bottlenecks: Bottlenecks
-    tables: dict[int, list[ChannelTables]]  # 0-based arm → one table set per rate point
+    tables: dict[int, list[Tables]]  # 0-based arm → one table set per rate point
     base_path: Path
     base_sha256: str
     card: dict
@@ -40,7 +39,7 @@ class BottleneckBundle:
 
 def save_bottlenecks(
     bn: Bottlenecks,
-    tables: dict[int, list[ChannelTables]],
+    tables: dict[int, list[Tables]],
     out: Path,
     base_path: Path,
     base_sha256: str,
@@ -54,13 +53,7 @@ def save_bottlenecks(
         for part in ("encoder", "decoder"):
             for n, t in getattr(codec, part).state_dict().items():
                 tensors[f"arm{k}.{part}.{n}"] = t.detach().cpu().contiguous()
-        for r, tab in enumerate(tables[k]):
-            tensors[f"arm{k}.rate{r}.offsets"] = torch.from_numpy(tab.offsets.astype(np.int32))
-            width = int(tab.lengths.max())  # the rest of every row is zeros
-            tensors[f"arm{k}.rate{r}.freqs"] = torch.from_numpy(
-                np.ascontiguousarray(tab.freqs[:, :width], np.int32)
-            )
-            tensors[f"arm{k}.rate{r}.lengths"] = torch.from_numpy(tab.lengths.astype(np.int32))
+    tensors |= {n: torch.from_numpy(a) for n, a in table_arrays(tables).items()}
     meta = {
         "format": BOTTLENECK_FORMAT,
         "base_checkpoint": Path(base_path).name,
@@ -105,8 +98,8 @@ def load_bottlenecks(path: Path, base_path: Path | None = None) -> BottleneckBun
     steps = json.loads(meta["steps"])
     bn = Bottlenecks(specs, steps)
     stored = load_file(str(path))
-    tables: dict[int, list[ChannelTables]] = {}
-    for k in json.loads(meta["arms"]):
+    arms = json.loads(meta["arms"])
+    for k in arms:
         codec = bn.codecs[k]
         for part in ("encoder", "decoder"):
             sd = {
@@ -115,14 +108,8 @@ def load_bottlenecks(path: Path, base_path: Path | None = None) -> BottleneckBun
                 if n.startswith(f"arm{k}.{part}.")
             }
             getattr(codec, part).load_state_dict(sd)
-        tables[k] = [
-            ChannelTables(
-                offsets=stored[f"arm{k}.rate{r}.offsets"].numpy(),
-                freqs=stored[f"arm{k}.rate{r}.freqs"].numpy(),
-                lengths=stored[f"arm{k}.rate{r}.lengths"].numpy(),
-            )
-            for r in range(len(steps))
-        ]
+    arrays = {n: t.numpy() for n, t in stored.items() if ".rate" in n}
+    tables = read_tables(arrays, arms, len(steps))
     card_file = path.with_suffix(".card.json")
     card = json.loads(card_file.read_text()) if card_file.exists() else {}
     return BottleneckBundle(

@@ -13,6 +13,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from splitee.checkerboard import ContextTables, fit_context_tables
+from splitee.coding_tables import coder_for
 from splitee.entropy import MAX_ALPHABET, PRECISION, ChannelTables, LatentCoder
 from splitee.models.bottleneck import Bottlenecks, default_spec
 from splitee.models.bottleneck_checkpoint import load_bottlenecks, save_bottlenecks
@@ -127,7 +129,8 @@ _CACHED: dict[str, LatentCodec] = {}
 
 
 def _bundle_file(tmp: Path) -> Path:
-    """A tiny bottleneck (random weights, tables from its own latents) on a stand-in base."""
+    """A tiny bottleneck (random weights, checkerboard tables from its own latents) on a
+    stand-in base."""
     torch.manual_seed(0)
     base = tmp / "base.safetensors"
     base.write_bytes(b"a stand-in for the base model's bytes")
@@ -135,7 +138,7 @@ def _bundle_file(tmp: Path) -> Path:
 
     bn = Bottlenecks([default_spec((8, 12, 12))], [0.5, 1.0])
     h = torch.randn(64, 8, 12, 12)
-    tables = {0: [tables_for(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
+    tables = {0: [fit_context_tables(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
     out = tmp / "bn.safetensors"
     save_bottlenecks(bn, tables, out, base, sha256_file(base))
     return out
@@ -160,6 +163,7 @@ def test_checkpoint_refuses_another_base(tmp_path):
 def test_live_round_trip_shapes(tmp_path):
     codec = LatentCodec(load_bottlenecks(_bundle_file(tmp_path)), {0: 1}, arm_offset=1)
     assert codec.handles(1) and not codec.handles(0)
+    assert all(isinstance(t, ContextTables) for t in codec.bundle.tables[0])
     h = torch.randn(3, 8, 12, 12)
     msgs = codec.encode(h, 1)
     z = torch.from_numpy(np.stack([codec.symbols(m, 1) for m in msgs]))
@@ -196,7 +200,7 @@ def test_a_latent_encoded_in_one_process_decodes_identically_in_another(tmp_path
     assert msgs == mine  # the same bytes: same encoder output, same integer tables
     torch.manual_seed(7)
     q = codec.bundle.bottlenecks.codecs[0].quantize(torch.randn(4, 8, 12, 12), 0).numpy()
-    coder = LatentCoder(codec.bundle.tables[0][0])
+    coder = coder_for(codec.bundle.tables[0][0])
     for m, qi in zip(msgs, q, strict=True):
         assert (codec.symbols(m, 0) == coder.clamp(qi)).all()
 
@@ -284,7 +288,8 @@ def test_rate_points_are_the_fewest_bytes_within_the_drop():
 def test_a_scalar_arm_survives_the_checkpoint_and_the_wire(tmp_path):
     """A scalar codec (no weights, only the tensor's statistics) beside a learned one: after
     save and load it quantizes and reconstructs exactly as before, and its latent crosses the
-    wire codec to the same symbols."""
+    wire codec to the same symbols (factorized tables: checkpoints from before context
+    coding still load and code)."""
     from splitee.files import sha256_file
     from splitee.models.bottleneck import scalar_spec
 
@@ -299,6 +304,7 @@ def test_a_scalar_arm_survives_the_checkpoint_and_the_wire(tmp_path):
     bundle = load_bottlenecks(tmp_path / "bn.safetensors")
     loaded = bundle.bottlenecks.codecs[1]
     assert loaded.spec == spec and bundle.arms == [1]
+    assert all(isinstance(t, ChannelTables) for t in bundle.tables[1])
     for r in range(2):
         q = loaded.quantize(h, r)
         assert torch.equal(q, bn.codecs[1].quantize(h, r))
