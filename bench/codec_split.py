@@ -5,7 +5,9 @@ run's time goes to training). The issue's acceptance is on the whole split, so t
 the same thing there, side by side with the unsplit model on the same frames: per arm and
 rate point, the median coded payload (its ratio to the camera JPEG's median) and top-1 after
 encode → code → decode → suffix (its drop against the unsplit model's, and the share of frames
-where the cloud's prediction equals the unsplit model's).
+where the cloud's prediction equals the unsplit model's). With checkerboard context tables it
+also codes the same symbols with each channel's anchor table alone (a factorized code, the
+channel's marginal) and reports those bytes beside: what the contexts save, in the same run.
 
 Usage: python bench/codec_split.py [--bottleneck CKPT] [--images ZIP] [--limit N] [--arms 1,2]
        [--out JSON]
@@ -29,8 +31,10 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from splitee.checkerboard import ContextTables  # noqa: E402
 from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
 from splitee.coding_tables import coder_for  # noqa: E402
+from splitee.entropy import LatentCoder  # noqa: E402
 from splitee.images import load_images, open_source  # noqa: E402
 from splitee.machine import machine_description  # noqa: E402
 from splitee.models import load_checkpoint  # noqa: E402
@@ -63,7 +67,13 @@ def measure(
     if only is not None:
         arms = [k for k in arms if k + 1 in only]
     coders = {k: [coder_for(t) for t in bundle.tables[k]] for k in arms}
+    # the same symbols under each channel's anchor table alone: a factorized code beside
+    factorized = {
+        k: [LatentCoder(t.anchors) for t in bundle.tables[k] if isinstance(t, ContextTables)]
+        for k in arms
+    }
     sizes = {(k, r): [] for k in arms for r in range(bn.num_rates)}
+    fsizes = {(k, r): [] for k in arms for r in range(bn.num_rates)}
     preds = {(k, r): [] for k in arms for r in range(bn.num_rates)}
     unsplit = []
     with torch.inference_mode():
@@ -80,6 +90,10 @@ def measure(
                     n_bytes, pred = code_through(model, k, codec, coder, r, feats[k])
                     sizes[k, r] += n_bytes
                     preds[k, r].append(pred)
+                    if factorized[k]:
+                        fcoder = factorized[k][r]
+                        for q in codec.quantize(feats[k], r).numpy():
+                            fsizes[k, r].append(len(fcoder.encode(q)))
     u = np.concatenate(unsplit)
     u_top1 = float((u == y).mean())
     jpeg = float(np.median(jpeg_sizes(src)))
@@ -88,17 +102,21 @@ def measure(
         pred = np.concatenate(p)
         top1 = float((pred == y).mean())
         b = float(np.median(sizes[k, r]))
-        rows.append(
-            {
-                "arm": k + 1,
-                "step": bn.steps[r],
-                "bytes_median": int(b),
-                "bytes_vs_jpeg": round(b / jpeg, 4),
-                "top1": round(top1, 4),
-                "drop_points": round(100 * (u_top1 - top1), 2),
-                "agrees_with_unsplit": round(float((pred == u).mean()), 4),
-            }
-        )
+        row = {
+            "arm": k + 1,
+            "step": bn.steps[r],
+            "bytes_median": int(b),
+            "bytes_vs_jpeg": round(b / jpeg, 4),
+            "top1": round(top1, 4),
+            "drop_points": round(100 * (u_top1 - top1), 2),
+            "agrees_with_unsplit": round(float((pred == u).mean()), 4),
+        }
+        if fsizes[k, r]:
+            fb = float(np.median(fsizes[k, r]))
+            row["factorized_bytes_median"] = int(fb)
+            ratio = float(np.sum(sizes[k, r])) / float(np.sum(fsizes[k, r]))
+            row["context_vs_factorized"] = round(ratio, 4)
+        rows.append(row)
     return {
         "frames": len(y),
         "unsplit_top1": round(u_top1, 4),
