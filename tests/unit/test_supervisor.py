@@ -131,6 +131,12 @@ def test_stop_also_ends_a_child_whose_supervisor_was_killed(tmp_path):
     wait_for(lambda: not alive(child), timeout=5)
 
 
+def _default_sigint() -> None:
+    """A supervisor started from a terminal: bash cannot trap a signal that was ignored when it
+    started (as SIGINT is under a non-interactive shell's ``cmd &``, e.g. a backgrounded CI)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_to_the_supervisor_is_passed_on(tmp_path, sig):
     proc = subprocess.Popen(
@@ -138,6 +144,7 @@ def test_a_stop_signal_to_the_supervisor_is_passed_on(tmp_path, sig):
         env={**os.environ, "SPLITEE_VAR_DIR": str(tmp_path)},
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
     child = wait_for(lambda: read_pid(tmp_path / "run" / "child" / "fg.pid"))
     proc.send_signal(sig)
