@@ -103,8 +103,8 @@ class BottleneckTrainConfig:
     # points under; at 28×28 and 56×56 the learned codecs are ahead (models/bottleneck.py)
     scalar_side: int = 14
     # code with checkerboard contexts (splitee.checkerboard) rather than factorized tables:
-    # on the 1,000 test frames, 6–9 % fewer bytes on the learned arms and 3–8 % on the scalar
-    # ones (arm 1 at Δ = 6: 2,610 → 2,406 B), the same symbols, two coder calls a frame
+    # on the whole test split 1.5–4.5 % fewer bytes at Δ = 1 and 5–11 % at Δ = 6 for the same
+    # symbols (arm 1 at Δ = 6: 2,704 → 2,520 B; bench/codec_split.py), two coder calls a frame
     context: bool = True
 
 
