@@ -258,11 +258,9 @@ class EdgeProcessor:
                 for j, i in enumerate(idx.tolist()):
                     features[i] = (k, arr[j])
         last_arm: dict[str, int] = {}
-        # the JPEG arm sends each frame as received, and the latency cost prices it per frame
+        # the JPEG arm sends each frame as received, and the bytes and latency costs price it
         # at that size (the offload header frame_bytes; the edge's own side observations)
-        jpeg_priced = (
-            self.cm.latency is not None and self.engine.send_frame and self.frame_quality is None
-        )
+        jpeg_priced = self.cm.frame_priced and self.engine.send_frame and self.frame_quality is None
         for i, meta in enumerate(metas):
             a, pick = int(arms[i]), int(picks[i])
             # metrics name arms 1-based, like the tables (the code is 0-based)

@@ -31,6 +31,8 @@ class CostModel:
     it does by blocks and the others what they really spend. ``offload_scale`` makes o per
     arm: arm k's offload costs o·offload_scale_k (the "bytes" mode: the arm's encoded bytes over
     a reference, so sending the JPEG frame and sending a feature tensor are priced apart).
+    ``bytes_ref`` (the "bytes" mode): the reference those bytes were divided by, so a frame's
+    own sizes can price it (:meth:`for_payload`, :meth:`frame_offload_costs`).
     ``latency`` (the "latency" mode): the pricing that made ``offload_scale`` from the arms'
     bytes, edge times and the link's rate, so :meth:`at_rate` can re-price the arms when the
     measured rate moves.
@@ -50,6 +52,7 @@ class CostModel:
     offload_scale: Sequence[float] | None = None
     latency: LatencyPricing | None = None
     rate_bps: float | None = None  # the rate ``latency`` priced the arms at (None: its ref)
+    bytes_ref: float | None = None  # the "bytes" mode's reference size (the median JPEG)
     compute_cost: np.ndarray = field(init=False, repr=False)
     offload_costs: np.ndarray = field(init=False, repr=False)
 
@@ -76,6 +79,8 @@ class CostModel:
         if self.latency is not None and len(self.latency.arm_bytes) != len(d):
             n = len(self.latency.arm_bytes)
             raise ValueError(f"a latency pricing of {n} arms for {len(d)}")
+        if self.bytes_ref is not None and not self.bytes_ref > 0:
+            raise ValueError(f"bytes_ref must be > 0, got {self.bytes_ref}")
 
     @property
     def num_arms(self) -> int:
@@ -96,21 +101,50 @@ class CostModel:
         ok[..., -1] = True
         return ok
 
-    def rewards(self, conf: np.ndarray, exits: np.ndarray, c_final: np.ndarray) -> np.ndarray:
+    @property
+    def frame_priced(self) -> bool:
+        """Whether a frame's own payload sizes change its offload costs (:meth:`for_payload`)."""
+        return self.latency is not None or self.bytes_ref is not None
+
+    def rewards(
+        self,
+        conf: np.ndarray,
+        exits: np.ndarray,
+        c_final: np.ndarray,
+        offload: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(…, L) reward of every arm: ``C_k − μλ_k`` where the frame exits at k, else
-        ``C_L − (μλ_k + μo)`` (algorithms.md §2). ``c_final`` broadcasts against ``conf``."""
+        ``C_L − (μλ_k + μo)`` (algorithms.md §2). ``c_final`` broadcasts against ``conf``;
+        so does ``offload``, each frame's o per arm (default: :attr:`offload_costs`)."""
         lam = self.mu * self.compute_cost
-        return np.where(exits, conf - lam, c_final - (lam + self.mu * self.offload_costs))
+        o = self.offload_costs if offload is None else offload
+        return np.where(exits, conf - lam, c_final - (lam + self.mu * o))
 
     def reward_matrix(self, conf: np.ndarray) -> np.ndarray:
         """(N, L) reward of every arm for every frame, from the (N, L) confidence matrix."""
         conf = np.asarray(conf, dtype=np.float64)
         return self.rewards(conf, self.exits_at(conf), conf[:, -1:])
 
-    def cost_matrix(self, conf: np.ndarray) -> np.ndarray:
-        """(N, L) cost of every arm for every frame: λ_k, plus o when offloaded."""
+    def cost_matrix(self, conf: np.ndarray, offload: np.ndarray | None = None) -> np.ndarray:
+        """(N, L) cost of every arm for every frame: λ_k, plus o when offloaded (``offload``:
+        each frame's o per arm, as from :meth:`frame_offload_costs`)."""
         off = ~self.exits_at(np.asarray(conf))
-        return self.compute_cost[None, :] + self.offload_costs[None, :] * off
+        o = self.offload_costs[None, :] if offload is None else offload
+        return self.compute_cost[None, :] + o * off
+
+    def frame_offload_costs(self, offload_bytes: np.ndarray) -> np.ndarray:
+        """(N, L) o of every arm for every frame at the bytes it would really carry, in the
+        "bytes" mode (``offload_bytes[i, k] / bytes_ref``, as :meth:`for_payload` prices one
+        frame); the other modes price every frame alike.
+
+        >>> cm = CostModel((0, 3, 9), offload_scale=(1.0, 0.2, 0.0), bytes_ref=10000)
+        >>> cm.frame_offload_costs(np.array([[20000, 1000, 0]])).tolist()
+        [[1.0, 0.05, 0.0]]
+        """
+        b = np.asarray(offload_bytes, dtype=np.float64)
+        if self.bytes_ref is None:
+            return np.broadcast_to(self.offload_costs, b.shape)
+        return self.offload_cost * b / self.bytes_ref
 
     def with_offload_cost(self, offload_cost: float) -> CostModel:
         return replace(self, offload_cost=offload_cost)
@@ -127,19 +161,32 @@ class CostModel:
 
     def for_payload(self, payload: Mapping[int, float]) -> CostModel:
         """This cost model for one frame whose arms would put ``payload[k]`` bytes on the
-        uplink (the "latency" mode; otherwise unchanged). The card's per-arm sizes are medians,
-        and a camera's JPEGs are heavy-tailed — a large frame sent whole costs more link time
-        than the median says — so a frame's rewards are priced at the sizes it really had,
-        at the rate the arms are priced at now.
+        uplink (the "latency" and "bytes" modes; otherwise unchanged). The card's per-arm
+        sizes are medians, and a camera's JPEGs are heavy-tailed — a large frame sent whole
+        costs more link time than the median says — so a frame's rewards are priced at the
+        sizes it really had, at the rate the arms are priced at now.
 
         >>> p = LatencyPricing((12500, 1250, 0), (0.0, 0.02, 0.03), 12500, 10e6)
         >>> cm = CostModel((0, 3, 9), relative_cost=(0.0, 0.2, 1.0), latency=p,
         ...                offload_scale=p.scale(10e6))
         >>> cm.offload_costs.tolist(), cm.for_payload({0: 25000}).offload_costs.tolist()
         ([0.5, 1.05, 0.0], [1.0, 1.05, 0.0])
+
+        The "bytes" mode prices the given arms at their bytes over ``bytes_ref`` likewise:
+
+        >>> cm = CostModel((0, 3, 9), offload_scale=(1.0, 0.2, 0.0), bytes_ref=12500)
+        >>> cm.for_payload({0: 25000}).offload_costs.tolist()
+        [1.0, 0.1, 0.0]
         """
-        if self.latency is None or not payload:
+        if not payload:
             return self
+        if self.latency is None:
+            if self.bytes_ref is None:
+                return self
+            scale = list(self.offload_scale or [1.0] * self.num_arms)
+            for k, b in payload.items():
+                scale[k] = float(b) / self.bytes_ref
+            return replace(self, offload_scale=scale)
         rate = self.latency.ref_rate_bps if self.rate_bps is None else self.rate_bps
         return replace(self, offload_scale=self.latency.with_bytes(payload).scale(rate))
 

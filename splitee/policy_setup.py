@@ -156,7 +156,8 @@ def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
     CIFAR ResNets: λ_k = γ·ℓ_k, constant o (as always). Real-size backbones: λ_k from the
     FLOPs of each prefix, the send-frame arm 0 when on (:func:`_send_frame_on`), and with
     ``offload_cost_mode = "bytes"`` o scaled per arm by its encoded bytes over
-    policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after).
+    policy.jpeg_bytes (the frame itself for arm 0, the split tensor in edge.codec after; a
+    frame's rewards at the bytes it really sent, :meth:`CostModel.for_payload`).
     A bottleneck's measured bytes replace the split tensors', and its encoder's FLOPs add to
     λ_k. With ``offload_cost_mode = "latency"`` o is scaled per arm by its time to reach the
     cloud, ``(t_edge,k + 8·B_k/R) / t_ref`` (:class:`~policy_store.uplink.LatencyPricing`, at
@@ -184,9 +185,9 @@ def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
     if send:
         depths, rel = [0, *depths], [0.0, *rel]
         arm_bytes, edge_s = [p.jpeg_bytes, *arm_bytes], [0.0, *edge_s]
-    scale, pricing = None, None
+    scale, pricing, ref = None, None, None
     if p.offload_cost_mode == "bytes":
-        scale = bytes_scale([*arm_bytes, 0], p.jpeg_bytes)
+        scale, ref = bytes_scale([*arm_bytes, 0], p.jpeg_bytes), float(p.jpeg_bytes)
     elif latency:
         pricing = LatencyPricing([*arm_bytes, 0], edge_s, p.jpeg_bytes, p.uplink_mbps * 1e6)
         scale = pricing.scale(pricing.ref_rate_bps)
@@ -199,6 +200,7 @@ def costs_from_facts(s: Settings, facts: ArmFacts) -> tuple[bool, CostModel]:
         relative_cost=rel,
         offload_scale=scale,
         latency=pricing,
+        bytes_ref=ref,
     )
     return send, cm
 

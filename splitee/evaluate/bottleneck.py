@@ -147,7 +147,7 @@ def evaluate_bottleneck(
         settings,
         depths,
         replace(cfg, sweep_o=[]),
-        cost_args={"relative_cost": [0.0, *rel], "offload_scale": scale},
+        cost_args={"relative_cost": [0.0, *rel], "offload_scale": scale, "bytes_ref": median},
     )
     summary["model"] = {
         **info,

@@ -36,15 +36,22 @@ class Setting:
         return self.cost_model.exits_at(self.outputs.confidence.astype(np.float64))
 
     @property
+    def offload_costs(self) -> np.ndarray | None:
+        """(N, L) each frame's o per arm at the bytes it carries (the "bytes" mode prices
+        every offload by its size, the live workers' ``for_payload``); None: the arms' o."""
+        if self.offload_bytes is None:
+            return None
+        return self.cost_model.frame_offload_costs(self.offload_bytes)
+
+    @property
     def rewards(self) -> np.ndarray:
-        if self.cloud is None:
-            return self.cost_model.reward_matrix(self.outputs.confidence)
         conf = self.outputs.confidence.astype(np.float64)
-        return self.cost_model.rewards(conf, self.exits, self.cloud.confidence)
+        final = conf[:, -1:] if self.cloud is None else self.cloud.confidence
+        return self.cost_model.rewards(conf, self.exits, final, self.offload_costs)
 
     @property
     def costs(self) -> np.ndarray:
-        return self.cost_model.cost_matrix(self.outputs.confidence)
+        return self.cost_model.cost_matrix(self.outputs.confidence, self.offload_costs)
 
     @property
     def correct(self) -> np.ndarray:
@@ -159,12 +166,14 @@ def edge_only(setting: Setting) -> MethodResult:
 
 
 def cloud_only(setting: Setting) -> MethodResult:
-    """Send the input, the cloud runs everything: cost o, the final exit's accuracy."""
+    """Send the input, the cloud runs everything: cost o (each frame's, where offloads are
+    priced by their bytes), the final exit's accuracy."""
     o = setting.cost_model.offload_cost
     acc = float(setting.outputs.correct(setting.labels)[:, -1].mean())
     sent = None  # the frame's own bytes, where arm 0 is the send-frame arm (it computes nothing)
     if setting.offload_bytes is not None and setting.cost_model.compute_cost[0] == 0:
         sent = float(setting.offload_bytes[:, 0].mean())
+        o = float(setting.offload_costs[:, 0].mean())
     return MethodResult(
         "cloud-only",
         acc,

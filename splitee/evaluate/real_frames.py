@@ -9,7 +9,8 @@ Differences from the CIFAR reproduction, all about what a real frame costs:
 * a second evaluation adds arm 0, "send the JPEG to the cloud and compute nothing at the
   edge", with the offload cost in the "bytes" mode: o·bytes_k / median JPEG bytes for every
   arm k (arm 0's bytes are the median JPEG's, arm k's the encoded split tensor's in the
-  edge's codec), so the policy can weigh a frame's own bytes against a feature tensor's.
+  edge's codec), so the policy can weigh a frame's own bytes against a feature tensor's;
+  arm 0 sent for one frame is priced at that frame's own JPEG, as the live workers do.
 
 Both write the usual summary, table and plots; the second into ``<out>/send-frame/``.
 """
@@ -35,16 +36,24 @@ def load_test_frames(path: Path, size: int, cache_dir: Path | None) -> tuple[Dat
     return load_images(src, size, None if cache_dir is None else cache_dir / "images"), sizes
 
 
-def with_send_frame(outputs: list[SettingOutputs]) -> list[SettingOutputs]:
+def with_send_frame(
+    outputs: list[SettingOutputs], jpeg_bytes: np.ndarray, arm_bytes: list[int]
+) -> list[SettingOutputs]:
     """Arm 0 = send the frame: nothing runs at the edge, so its confidence is 0 (< any α:
-    always offloaded, the cloud's final exit answers) and it has no edge prediction."""
+    always offloaded, the cloud's final exit answers) and it has no edge prediction. Each
+    frame's arm 0 carries its own JPEG, arm k the split tensor's ``arm_bytes[k - 1]``."""
+    n = len(jpeg_bytes)
+    sent = np.zeros((n, len(arm_bytes) + 2))
+    sent[:, 0], sent[:, 1:-1] = jpeg_bytes, arm_bytes
     out = []
     for so in outputs:
         o = so.outputs
         n = len(o.confidence)
         conf = np.concatenate([np.zeros((n, 1), o.confidence.dtype), o.confidence], axis=1)
         pred = np.concatenate([np.full((n, 1), -1, o.prediction.dtype), o.prediction], axis=1)
-        out.append(SettingOutputs(so.distortion, ExitOutputs(conf, pred), so.labels))
+        out.append(
+            SettingOutputs(so.distortion, ExitOutputs(conf, pred), so.labels, offload_bytes=sent)
+        )
     return out
 
 
@@ -83,10 +92,10 @@ def evaluate_real(
     scale = [1.0, *(b / median for b in arm_bytes), 0.0]
     frame_cfg = replace(cfg, sweep_o=[])
     summary2 = run_evaluation(
-        with_send_frame(outputs),
+        with_send_frame(outputs, jpeg_bytes, arm_bytes),
         [0, *depths],
         frame_cfg,
-        cost_args={"relative_cost": [0.0, *rel], "offload_scale": scale},
+        cost_args={"relative_cost": [0.0, *rel], "offload_scale": scale, "bytes_ref": median},
     )
     summary2["model"] = {**info, "send_frame_arm": True, "offload_cost_mode": "bytes"}
     summary2["offload_scale"] = [round(x, 4) for x in scale]

@@ -34,16 +34,7 @@ class PairSetting:
 
 
 def pair_setting(setting: Setting, grid: list[float]) -> PairSetting:
-    per = [
-        Setting(
-            setting.name,
-            setting.level,
-            setting.outputs,
-            setting.labels,
-            replace(setting.cost_model, alpha=a),
-        )
-        for a in grid
-    ]
+    per = [replace(setting, cost_model=replace(setting.cost_model, alpha=a)) for a in grid]
     cat = lambda attr: np.concatenate([getattr(s, attr) for s in per], axis=1)  # noqa: E731
     return PairSetting(
         setting.name,

@@ -17,7 +17,7 @@ from PIL import Image
 from cloud_workers.processor import CloudProcessor
 from edge_workers.processor import EdgeProcessor
 from policy_store import CostModel, MemoryStore
-from policy_store.policies import make_policy
+from policy_store.policies import ISplitEE, make_policy
 from policy_store.rewards import bytes_scale
 from splitee import policy_setup
 from splitee.models.frame_arm import FrameArmNet
@@ -150,3 +150,54 @@ def test_frames_beyond_the_aspect_bound_are_dead_lettered_from_their_header(tiny
     assert [(d.record.offset, d.reason) for d in out.dead] == [(0, "bad_aspect")]
     assert "60000x4 px is more elongated than 20:1" in out.dead[0].detail
     assert len(out.results) + len(out.offloads) == 2
+
+
+def test_the_bytes_mode_prices_each_jpeg_at_its_own_size(tiny_real) -> None:
+    """A camera's JPEGs are heavy-tailed, so a stream of large frames must not pay the
+    median's price for sending them whole: the edge's revealed reward, the cloud's answer and
+    the offline evaluation all price arm 0 at the frame's own bytes over policy.jpeg_bytes."""
+    s = load_settings(None, policy={"offload_cost_mode": "bytes", "jpeg_bytes": 1000})
+    model, cm = policy_setup.model_and_costs(s, tiny_real)
+    assert cm.bytes_ref == 1000 and cm.frame_priced
+    frames = [_jpeg(60, 80, 3), _jpeg(200, 150, 4)]
+    assert len(frames[0]) != len(frames[1])
+
+    class FinalArm(ISplitEE):  # runs every frame to the final exit: reveals every arm
+        def pull_batch(self, stats, n):
+            return np.full(n, cm.num_arms - 1)
+
+    edge = EdgeProcessor(model, bandit(cm, MemoryStore(cm.num_arms), FinalArm()))
+    out = edge.process([_record(i, f) for i, f in enumerate(frames)])
+    for rec, res, f in zip(out.deltas["global"].records, out.results, frames, strict=True):
+        c_final = Result.decode(res.value).confidence
+        assert dict(rec.observations)[0] == pytest.approx(c_final - 0.5 * len(f) / 1000)
+
+    b = bandit(cm, MemoryStore(cm.num_arms), make_policy("fixed:1"))  # 1-based: arm 0
+    sent = EdgeProcessor(model, b).process([_record(i, f) for i, f in enumerate(frames)])
+    assert [OffloadMeta.from_headers(r.headers).frame_bytes for r in sent.offloads] == [
+        len(f) for f in frames
+    ]
+    back = CloudProcessor(model, b).process(
+        [InRecord(r.key, r.value, r.headers, "offload", 0, i) for i, r in enumerate(sent.offloads)]
+    )
+    costs = [Result.decode(r.value).cost for r in back.results]
+    assert costs == pytest.approx([0.5 * len(f) / 1000 for f in frames])
+
+
+def test_the_offline_evaluation_prices_each_offload_by_its_bytes() -> None:
+    """Offline as live: o·bytes/ref per frame and arm, so cloud-only costs the stream's mean
+    JPEG over the median, and each frame's rewards follow its own size."""
+    from splitee.evaluate.methods import Setting, cloud_only
+    from splitee.evaluate.outputs import ExitOutputs
+
+    cm = CostModel((0, 3, 9), relative_cost=(0.0, 0.3, 1.0), bytes_ref=1000)
+    conf = np.array([[0.0, 0.2, 0.9], [0.0, 0.3, 0.8], [0.0, 0.95, 0.9]])
+    pred = np.array([[-1, 1, 1], [-1, 2, 2], [-1, 0, 0]])
+    sent = np.array([[1000.0, 200, 0], [3000, 100, 0], [500, 300, 0]])
+    s = Setting("pristine", 0.0, ExitOutputs(conf, pred), np.array([1, 2, 0]), cm, None, sent)
+    assert cloud_only(s).cost == pytest.approx(0.5 * 4500 / 3000)
+    lam = cm.compute_cost
+    assert s.rewards[:, 0] == pytest.approx(conf[:, 2] - 0.5 * sent[:, 0] / 1000)
+    assert s.rewards[0, 1] == pytest.approx(0.9 - lam[1] - 0.5 * 0.2)
+    assert s.rewards[2, 1] == pytest.approx(0.95 - lam[1])  # exits at the edge: no offload
+    assert s.costs[:, 1] == pytest.approx(lam[1] + np.array([0.1, 0.05, 0.0]))
