@@ -207,8 +207,9 @@ class PolicySettings(Section):
     offload_cost: float = Field(default=0.5, ge=0, description="Offload (communication) cost o.")
     offload_cost_mode: Literal["constant", "bytes", "latency"] = Field(
         default="constant",
-        description="o per offload: constant, or o·(encoded bytes of the chosen arm)/(median "
-        "JPEG bytes) with 'bytes' (the channel's air time is channel.offload_cost), or with "
+        description="o per offload: constant, or o·(bytes the offload carries: the frame's own "
+        "JPEG for the send-frame arm)/jpeg_bytes with 'bytes' (the channel's air time is "
+        "channel.offload_cost), or with "
         "'latency' o·(t_edge,k + 8·B_k/R)/(8·jpeg_bytes/uplink_mbps): the arm's time to reach "
         "the cloud (edge compute + payload on an uplink of rate R) in units of the JPEG's "
         "uplink time at the reference rate (real-size backbones; README, 'Costs in seconds').",
