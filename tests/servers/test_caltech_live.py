@@ -203,7 +203,9 @@ def test_arm0_offloads_carry_the_cameras_jpeg_and_other_arms_the_split_tensor(ru
             assert r.offload_bytes == len(encode_tensor(np.zeros(shape, np.float32), codec)), r
         else:
             assert r.offload_bytes == 0, r  # exited at the edge: nothing went to the cloud
-        expect = cm.compute_cost[r.arm] + (cm.offload_costs[r.arm] if r.where == "cloud" else 0)
+        # an offload is priced at the bytes it carried (the JPEG at its own size)
+        priced = cm.for_payload({r.arm: r.offload_bytes})
+        expect = cm.compute_cost[r.arm] + (priced.offload_costs[r.arm] if r.where == "cloud" else 0)
         assert r.cost == pytest.approx(float(expect)), r
     # pristine frames go out byte for byte as stored, distorted ones as the camera re-encoded
     # them (at the frame's own resolution): what arm 0 carries is the camera's, not the zip's
