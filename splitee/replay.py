@@ -21,7 +21,10 @@ Everything else — keys of frames, values, other headers and their order — is
 truth (joined on frame id), grouped by the recorded distortion and run once through the model
 of the settings; then the bandit policies are replayed over the exit outputs by the same engine
 as ``splitee evaluate`` (:func:`splitee.evaluate.runner.run_evaluation`), so a recording of
-clean frames gives exactly the numbers ``splitee evaluate`` gives on those frames.
+clean frames gives exactly the numbers ``splitee evaluate`` gives on those frames. A real-size
+backbone's frames are fitted as the edge fits them and priced and answered as the workers do
+(:mod:`splitee.evaluate.recorded`: the send-frame arm at each frame's recorded JPEG size, the
+bottleneck's answers and bytes), so a live run and the replay of its own recording compare.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ class RecordedFrames:
     distortions: list[str]
     frame_ids: list[str]
     dropped: dict[str, int]
+    jpeg_bytes: np.ndarray  # each frame's recorded JPEG size: what the send-frame arm carries
 
     def groups(self) -> dict[str, np.ndarray]:
         """distortion → frame indices, in order of first appearance (the schedule's order)."""
@@ -269,15 +273,20 @@ class RecordedFrames:
         return {d: np.asarray(ix) for d, ix in out.items()}
 
 
-def recorded_frames(rec: Recording) -> RecordedFrames:
+def recorded_frames(
+    rec: Recording, fit: int | None = None, max_aspect: float | None = None
+) -> RecordedFrames:
     """Decode the recorded frames and join their labels and distortions from the truth topic.
 
     Order: frames merged by timestamp across partitions, each camera (partition) in offset
     order — the order the pipeline saw them. Frames without a valid frame id or a valid truth
     record (:func:`splitee.wire.decode_truth`), or not decodable (the live edge would
-    dead-letter them), are dropped and counted.
+    dead-letter them), are dropped and counted. ``fit``: real-size frames, each fitted to
+    ``fit``×``fit`` as the edge does (:func:`splitee.images.decode_fit`, ``max_aspect`` its
+    bound); None: frames of one fixed size (CIFAR), decoded as they are.
     """
     from splitee.distortions import Distortion
+    from splitee.images import decode_fit
     from splitee.jpeg import CorruptFrameError, decode_jpeg
 
     truth: dict[str, dict] = {}
@@ -286,7 +295,7 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
             truth[decode_frame_id(r.key)] = decode_truth(r.value)
         except WireError:
             continue  # the frame it labels is counted as no_truth
-    images, labels, dists, ids = [], [], [], []
+    images, labels, dists, ids, sizes = [], [], [], [], []
     dropped = {"no_truth": 0, "corrupt": 0, "no_frame_id": 0}
     for _, r in rec.merged(["frames"]):
         try:
@@ -299,7 +308,8 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
             dropped["no_truth"] += 1
             continue
         try:
-            img = decode_jpeg(r.value or b"")
+            data = r.value or b""
+            img = decode_jpeg(data) if fit is None else decode_fit(data, fit, max_aspect=max_aspect)
             dist = str(Distortion.parse(str(t.get("distortion", "pristine"))))
         except (CorruptFrameError, ValueError):
             dropped["corrupt"] += 1
@@ -308,9 +318,15 @@ def recorded_frames(rec: Recording) -> RecordedFrames:
         labels.append(t["label"])
         dists.append(dist)
         ids.append(fid)
+        sizes.append(len(data))
     if not images:
         raise RecordingError(f"{rec.path}: no labelled, decodable frames ({dropped})")
-    return RecordedFrames(np.stack(images), np.asarray(labels, np.int64), dists, ids, dropped)
+    if len({im.shape for im in images}) > 1:
+        raise RecordingError(
+            f"{rec.path}: frames of several sizes; this model is not a real-size backbone"
+        )
+    labels_ = np.asarray(labels, np.int64)
+    return RecordedFrames(np.stack(images), labels_, dists, ids, dropped, np.asarray(sizes))
 
 
 def offline_ab(
@@ -330,19 +346,21 @@ def offline_ab(
     from splitee.distortions import Distortion
     from splitee.evaluate.outputs import exit_outputs
     from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation
-    from splitee.files import sha256_file
+    from splitee.files import checkpoint_metadata, sha256_file
     from splitee.models import load_checkpoint
 
     methods = bandit_methods(policies)
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    model_path = Path(model_path or s.model.checkpoint)
+    if "backbone" in checkpoint_metadata(model_path):  # real-size: the workers' arms and prices
+        return _offline_real(s, rec, methods, seeds, seed, model_path)
     frames = recorded_frames(rec)
     groups = frames.groups()
     p = s.policy
     cfg = EvalConfig.from_settings(
         s, runs=seeds, seed=p.seed if seed is None else seed, distortions=list(groups)
     )
-    model_path = Path(model_path or s.model.checkpoint)
     model = load_checkpoint(model_path)
     digest = sha256_file(model_path)
     summaries = []
@@ -362,7 +380,65 @@ def offline_ab(
         "frames": len(frames.labels),
         "data": f"recording {rec.path}",
     }
-    summary["recording"] = {
+    summary["recording"] = _recording_block(rec, frames, methods)
+    return summary
+
+
+def _offline_real(
+    s: Settings, rec: Recording, methods: list[str], seeds: int, seed: int | None, path: Path
+) -> dict:
+    """:func:`offline_ab` for a real-size backbone: frames fitted as the edge fits them, the
+    workers' own arms, α and prices (the send-frame arm at each frame's recorded JPEG size),
+    the cloud's answers after the bottleneck (``model.bottleneck``) — so a live run and this
+    replay of its own recording can be compared frame for frame."""
+    from dataclasses import replace
+
+    from splitee.evaluate.recorded import RecordedWorkers
+    from splitee.evaluate.runner import EvalConfig, run_evaluation
+    from splitee.files import checkpoint_metadata
+
+    size = int(checkpoint_metadata(path)["input_size"])
+    frames = recorded_frames(rec, fit=size, max_aspect=s.edge.max_aspect)
+    groups = frames.groups()
+    workers = RecordedWorkers(s, path)
+    cm = workers.cost_model
+    cfg = EvalConfig.from_settings(
+        s, path, runs=seeds, seed=s.policy.seed if seed is None else seed, distortions=list(groups)
+    )
+    cfg = replace(cfg, alpha=cm.alpha)
+    summaries = []
+    for name, idx in groups.items():
+        so = workers.outputs(
+            name,
+            frames.images[idx],
+            frames.jpeg_bytes[idx],
+            frames.labels[idx],
+            cfg.seed,
+            s.data.cache_dir,
+        )
+        summaries.append(
+            run_evaluation([so], list(cm.depths), cfg, methods, cost_args=workers.cost_args)
+        )
+    summary = merge_summaries(summaries)
+    summary["model"] = {
+        "checkpoint": str(path),
+        "sha256": workers.digest,
+        "bottleneck": None if workers.codec is None else str(s.model.bottleneck),
+        "send_frame_arm": workers.send,
+        "offload_cost_mode": s.policy.offload_cost_mode,
+        "depths": list(cm.depths),
+        "frames": len(frames.labels),
+        "jpeg_bytes_mean": round(float(frames.jpeg_bytes.mean()), 1),
+        "data": f"recording {rec.path}",
+    }
+    summary["recording"] = _recording_block(rec, frames, methods)
+    return summary
+
+
+def _recording_block(rec: Recording, frames: RecordedFrames, methods: list[str]) -> dict:
+    """What the summary says about the recording it was computed from."""
+    groups = frames.groups()
+    return {
         "path": str(rec.path),
         "complete": rec.manifest.complete,
         "seconds": round(rec.manifest.seconds, 3),
@@ -372,7 +448,6 @@ def offline_ab(
         "warnings": rec.warnings,
         "policies": methods,
     }
-    return summary
 
 
 def merge_summaries(parts: list[dict]) -> dict:

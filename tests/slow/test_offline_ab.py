@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from producers.camera import Frame
 from splitee.cli import main
 from splitee.data import iter_zip_frames
-from tests.conftest import CHECKPOINT, SAMPLE
+from tests.conftest import CHECKPOINT, REPO, SAMPLE
 from tests.recordings import camera_recording
 
 
@@ -76,3 +76,57 @@ def test_offline_ab_groups_by_recorded_distortion_and_is_deterministic(tmp_path,
     key = ("noise:0.1", "isplitee-online")
     assert a[key]["runs"] == 4
     assert [a[k] for k in a if k[1] == "isplitee-online"] != [c[k] for k in c if k[1] == key[1]]
+
+
+def test_a_real_size_recording_replays_as_the_workers_price_and_answer_it(tmp_path):
+    """Caltech-101 frames at their own sizes (the demo's stream): fitted as the edge fits
+    them, the workers' arms and α, the send-frame arm carrying each frame's recorded JPEG (a
+    noisy frame re-encoded by the camera, not the stored file), the cloud answering after the
+    bottleneck — the offline figure a live run of the same stream is compared with."""
+    from policy_store.rewards import CostModel
+    from splitee import policy_setup
+    from splitee.images import open_source
+    from splitee.models import load_checkpoint
+    from splitee.recording import open_recording
+    from splitee.replay import recorded_frames
+    from splitee.settings import load_settings
+
+    caltech = REPO / "assets" / "caltech101-sample.zip"
+    model = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
+    bottleneck = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
+    src = open_source(caltech, "test")  # as producer.source = "images" reads them
+    cams = [Frame(b, y, i) for i, (_, b, y) in enumerate(src.iter_bytes())][:40]
+    rec = tmp_path / "rec"
+    camera_recording(rec, cams, 40, schedule=("pristine@20f", "noise:0.1"))
+    env = {
+        "SPLITEE_DATA__CACHE_DIR": str(tmp_path / "cache"),
+        "SPLITEE_MODEL__CHECKPOINT": str(model),
+        "SPLITEE_MODEL__BOTTLENECK": str(bottleneck),
+        "SPLITEE_POLICY__OFFLOAD_COST_MODE": "bytes",
+        "SPLITEE_POLICY__JPEG_BYTES": "12844",
+    }
+    args = ["replay", str(rec), "--offline", "--seeds", "2", "--out", str(tmp_path / "a")]
+    res = CliRunner().invoke(main, args, env=env)
+    assert res.exit_code == 0, res.output
+    a, s = rows(tmp_path / "a")
+    assert s["recording"]["groups"] == {"pristine": 20, "noise:0.1": 20}
+    assert s["model"]["send_frame_arm"] and s["model"]["bottleneck"] == str(bottleneck)
+    # the workers' own cost model: arm 0 + the model's 6 exits, the model's α
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        settings = load_settings(None)
+    _, cm = policy_setup.model_and_costs(settings, load_checkpoint(model))
+    assert s["model"]["depths"] == list(cm.depths) and s["settings"]["alpha"] == cm.alpha == 0.7
+    # arm 0 carries the recorded JPEG: pristine frames as stored, noisy ones re-encoded
+    sent = recorded_frames(open_recording(rec), fit=224).jpeg_bytes
+    stored = [len(f.jpeg) for f in cams[:20]]
+    assert sent[:20].tolist() == stored and sent[20:].tolist() != [len(f.jpeg) for f in cams[20:]]
+    for group, ix in (("pristine", slice(0, 20)), ("noise:0.1", slice(20, 40))):
+        cloud = a[(group, "cloud-only")]
+        assert cloud["offload_bytes"] == round(sent[ix].mean())
+        o = CostModel((0, 1), bytes_ref=12844).offload_cost * sent[ix].mean() / 12844
+        assert cloud["cost"] == pytest.approx(o, abs=1e-6)
+        # arm 1 (the bottleneck after exit 1) sends coded latents, a fraction of the JPEG
+        fixed = a[(group, "fixed-2")]
+        assert 0 < fixed["offload_bytes"] < cloud["offload_bytes"] / 3

@@ -1,0 +1,107 @@
+"""Offline A/B of a recorded real-size stream, priced and answered as the live workers are.
+
+A real-size stream (Caltech-101 frames at their own resolution) reaches the edge as JPEGs of
+many sizes; the edge fits each to the model's input and — with the send-frame arm, the bytes
+or latency cost and a learned bottleneck — sends some frames as the JPEG itself and the others
+as coded latents. Replaying such a recording offline needs what the workers have, so that its
+figure is the one a live run on the same stream should reach: their cost model
+(:func:`splitee.policy_setup.arm_facts` priced by :func:`~splitee.policy_setup.costs_from_facts`:
+the same arms, α, FLOPs and bytes), each frame's recorded JPEG size for the send-frame arm, and
+the cloud's answer after the codec for each bottleneck arm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from policy_store.rewards import CostModel
+from splitee import policy_setup
+from splitee.distortions import Distortion
+from splitee.evaluate.outputs import ExitOutputs, exit_outputs
+from splitee.evaluate.runner import SettingOutputs
+from splitee.settings import Settings
+
+
+class RecordedWorkers:
+    """The live workers' model, cost model and codec for a real-size checkpoint.
+
+    ``send``: arm 0 sends the frame (its JPEG); ``cost_model`` is over the workers' arms
+    (arm 0 first when ``send``); ``codec``: the bottleneck of ``model.bottleneck``, or None.
+    """
+
+    def __init__(self, s: Settings, model_path: Path) -> None:
+        from splitee.files import sha256_file
+        from splitee.models import load_checkpoint
+        from splitee.models.backbones import register_from_settings
+
+        register_from_settings(s)
+        self.settings = s
+        self.model = load_checkpoint(model_path)
+        self.digest = sha256_file(model_path)
+        self.codec = policy_setup.latent_codec(s, self.model)
+        self.facts = policy_setup.arm_facts(s, self.model, self.codec)
+        self.send, self.cost_model = policy_setup.costs_from_facts(s, self.facts)
+        self._fused = None
+        self._key = None
+        if self.codec is not None:
+            self._fused = load_checkpoint(model_path, fuse=True)
+            self._key = f"{self.digest}|{sha256_file(Path(s.model.bottleneck))}"
+
+    @property
+    def cost_args(self) -> dict:
+        """The CostModel fields beyond the papers' constants (``run_evaluation``'s cost_args)."""
+        cm: CostModel = self.cost_model
+        return {
+            "relative_cost": cm.relative_cost,
+            "offload_scale": cm.offload_scale,
+            "bytes_ref": cm.bytes_ref,
+            "latency": cm.latency,
+        }
+
+    def outputs(
+        self,
+        name: str,
+        images: np.ndarray,
+        jpeg_bytes: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        cache_dir: Path | None,
+    ) -> SettingOutputs:
+        """One distortion group's outputs: the edge's exits (with arm 0 in front when the
+        frame is an arm), the cloud's answer per offloaded arm, and each offload's bytes."""
+        s = self.settings
+        # the recorded pixels already carry the distortion: run them through as they are
+        out = exit_outputs(self.model, images, Distortion(), seed, cache_dir, self.digest)
+        dist = Distortion.parse(name)
+        if not self.send:
+            return SettingOutputs(dist, out, labels)
+        n = len(images)
+        edge = ExitOutputs(
+            np.concatenate([np.zeros((n, 1), out.confidence.dtype), out.confidence], axis=1),
+            np.concatenate([np.full((n, 1), -1, out.prediction.dtype), out.prediction], axis=1),
+        )
+        jpeg = np.asarray(jpeg_bytes, np.float64)[:, None]
+        if self.codec is None:
+            split = [b[s.edge.codec] for b in self.facts.split_bytes]
+            sent = np.concatenate([jpeg, np.tile(np.asarray([*split, 0.0]), (n, 1))], axis=1)
+            return SettingOutputs(dist, edge, labels, offload_bytes=sent)
+        from splitee.evaluate.bottleneck import cloud_outputs
+
+        cloud, size = cloud_outputs(
+            self._fused,
+            self.codec.bundle,
+            self.codec.rates,
+            images,
+            Distortion(),
+            seed,
+            cache_dir,
+            self._key,
+        )
+        cl = ExitOutputs(
+            np.concatenate([out.confidence[:, -1:], cloud.confidence], axis=1),
+            np.concatenate([out.prediction[:, -1:], cloud.prediction], axis=1),
+        )
+        sent = np.concatenate([jpeg, size], axis=1)
+        return SettingOutputs(dist, edge, labels, cloud=cl, offload_bytes=sent)
