@@ -265,12 +265,32 @@ class RecordedFrames:
     dropped: dict[str, int]
     jpeg_bytes: np.ndarray  # each frame's recorded JPEG size: what the send-frame arm carries
 
-    def groups(self) -> dict[str, np.ndarray]:
-        """distortion → frame indices, in order of first appearance (the schedule's order)."""
+    def groups(self, as_recorded: bool = False) -> dict[str, np.ndarray]:
+        """distortion → frame indices, in order of first appearance (the schedule's order);
+        ``as_recorded``: one stream of every frame in recorded order (:data:`AS_RECORDED`)."""
+        if as_recorded:
+            return {AS_RECORDED: np.arange(len(self.labels))}
         out: dict[str, list[int]] = {}
         for i, d in enumerate(self.distortions):
             out.setdefault(d, []).append(i)
         return {d: np.asarray(ix) for d, ix in out.items()}
+
+
+#: The setting name of a recording replayed as one stream, in its own order.
+AS_RECORDED = "as-recorded"
+
+
+def stream_orders(as_recorded: bool, n: int) -> np.ndarray | None:
+    """The stream orders of one group: the recorded order itself (one run), or None (the
+    evaluator's seeded random orders)."""
+    return np.arange(n)[None, :] if as_recorded else None
+
+
+def setting_distortion(name: str):
+    """The Distortion a group's name stands for (the recorded stream mixes them: none)."""
+    from splitee.distortions import Distortion
+
+    return Distortion() if name == AS_RECORDED else Distortion.parse(name)
 
 
 def recorded_frames(
@@ -336,12 +356,16 @@ def offline_ab(
     seeds: int,
     seed: int | None = None,
     model_path: Path | None = None,
+    as_recorded: bool = False,
 ) -> dict:
     """Replay bandit policies over a recording without Kafka, deterministically.
 
     ``seeds`` random stream orders per distortion group (from ``seed``, default policy.seed),
     costs and rewards from the policy settings; returns the evaluator's summary dict (write it
-    with :func:`splitee.evaluate.runner.write_outputs`).
+    with :func:`splitee.evaluate.runner.write_outputs`). ``as_recorded``: instead, every frame
+    as one stream in the recorded order, one bandit across the recorded distortions — what
+    the live run learned from (but for its rewards' delay) — in one setting named
+    :data:`AS_RECORDED`.
     """
     from splitee.distortions import Distortion
     from splitee.evaluate.outputs import exit_outputs
@@ -353,10 +377,12 @@ def offline_ab(
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
     model_path = Path(model_path or s.model.checkpoint)
+    if as_recorded:
+        seeds = 1  # one order, the recording's
     if "backbone" in checkpoint_metadata(model_path):  # real-size: the workers' arms and prices
-        return _offline_real(s, rec, methods, seeds, seed, model_path)
+        return _offline_real(s, rec, methods, seeds, seed, model_path, as_recorded)
     frames = recorded_frames(rec)
-    groups = frames.groups()
+    groups = frames.groups(as_recorded)
     p = s.policy
     cfg = EvalConfig.from_settings(
         s, runs=seeds, seed=p.seed if seed is None else seed, distortions=list(groups)
@@ -369,8 +395,9 @@ def offline_ab(
         out = exit_outputs(
             model, frames.images[idx], Distortion(), cfg.seed, s.data.cache_dir, digest
         )
-        so = SettingOutputs(Distortion.parse(name), out, frames.labels[idx])
-        summaries.append(run_evaluation([so], model.exit_depths, cfg, bandits=methods))
+        so = SettingOutputs(setting_distortion(name), out, frames.labels[idx], name=name)
+        orders = stream_orders(as_recorded, len(idx))
+        summaries.append(run_evaluation([so], model.exit_depths, cfg, methods, orders=orders))
     summary = merge_summaries(summaries)
     summary["model"] = {
         "checkpoint": str(model_path),
@@ -380,12 +407,18 @@ def offline_ab(
         "frames": len(frames.labels),
         "data": f"recording {rec.path}",
     }
-    summary["recording"] = _recording_block(rec, frames, methods)
+    summary["recording"] = _recording_block(rec, frames, methods, as_recorded)
     return summary
 
 
 def _offline_real(
-    s: Settings, rec: Recording, methods: list[str], seeds: int, seed: int | None, path: Path
+    s: Settings,
+    rec: Recording,
+    methods: list[str],
+    seeds: int,
+    seed: int | None,
+    path: Path,
+    as_recorded: bool,
 ) -> dict:
     """:func:`offline_ab` for a real-size backbone: frames fitted as the edge fits them, the
     workers' own arms, α and prices (the send-frame arm at each frame's recorded JPEG size),
@@ -399,7 +432,7 @@ def _offline_real(
 
     size = int(checkpoint_metadata(path)["input_size"])
     frames = recorded_frames(rec, fit=size, max_aspect=s.edge.max_aspect)
-    groups = frames.groups()
+    groups = frames.groups(as_recorded)
     workers = RecordedWorkers(s, path)
     cm = workers.cost_model
     cfg = EvalConfig.from_settings(
@@ -410,14 +443,16 @@ def _offline_real(
     for name, idx in groups.items():
         so = workers.outputs(
             name,
+            setting_distortion(name),
             frames.images[idx],
             frames.jpeg_bytes[idx],
             frames.labels[idx],
             cfg.seed,
             s.data.cache_dir,
         )
+        orders = stream_orders(as_recorded, len(idx))
         summaries.append(
-            run_evaluation([so], list(cm.depths), cfg, methods, cost_args=workers.cost_args)
+            run_evaluation([so], list(cm.depths), cfg, methods, workers.cost_args, orders)
         )
     summary = merge_summaries(summaries)
     summary["model"] = {
@@ -431,12 +466,15 @@ def _offline_real(
         "jpeg_bytes_mean": round(float(frames.jpeg_bytes.mean()), 1),
         "data": f"recording {rec.path}",
     }
-    summary["recording"] = _recording_block(rec, frames, methods)
+    summary["recording"] = _recording_block(rec, frames, methods, as_recorded)
     return summary
 
 
-def _recording_block(rec: Recording, frames: RecordedFrames, methods: list[str]) -> dict:
-    """What the summary says about the recording it was computed from."""
+def _recording_block(
+    rec: Recording, frames: RecordedFrames, methods: list[str], as_recorded: bool
+) -> dict:
+    """What the summary says about the recording it was computed from (``groups``: frames
+    per recorded distortion, however they were replayed)."""
     groups = frames.groups()
     return {
         "path": str(rec.path),
@@ -447,6 +485,7 @@ def _recording_block(rec: Recording, frames: RecordedFrames, methods: list[str])
         "dropped": frames.dropped,
         "warnings": rec.warnings,
         "policies": methods,
+        "as_recorded": as_recorded,
     }
 
 

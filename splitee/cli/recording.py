@@ -106,6 +106,11 @@ def record(
 @click.option("--policies", default="isplitee,ucb1", show_default=True, help="Offline only.")
 @click.option("--seeds", type=int, default=None, help="Offline: stream orders (eval.runs).")
 @click.option("--seed", type=int, default=None, help="Offline: first seed (policy.seed).")
+@click.option(
+    "--as-recorded",
+    is_flag=True,
+    help="Offline: one stream in the recorded order, one bandit across its distortions.",
+)
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--allow-partial", is_flag=True, help="Read what is readable of a damaged file.")
@@ -122,6 +127,7 @@ def replay(
     policies: str,
     seeds: int | None,
     seed: int | None,
+    as_recorded: bool,
     model_path: Path | None,
     out_dir: Path | None,
     allow_partial: bool,
@@ -143,12 +149,20 @@ def replay(
                 from splitee.evaluate.runner import write_outputs
 
                 summary = offline_ab(
-                    s, recording, policies.split(","), seeds or s.eval.runs, seed, model_path
+                    s,
+                    recording,
+                    policies.split(","),
+                    seeds or s.eval.runs,
+                    seed,
+                    model_path,
+                    as_recorded,
                 )
                 write_outputs(summary, out_dir)
                 click.echo((out_dir / "table.md").read_text())
                 click.echo(f"wrote {out_dir}/summary.json, table.md and plots")
                 return
+            if as_recorded:
+                raise click.UsageError("--as-recorded is for --offline replays")
             stats = replay_to_kafka(
                 s,
                 recording,

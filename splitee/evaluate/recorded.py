@@ -63,20 +63,21 @@ class RecordedWorkers:
     def outputs(
         self,
         name: str,
+        distortion: Distortion,
         images: np.ndarray,
         jpeg_bytes: np.ndarray,
         labels: np.ndarray,
         seed: int,
         cache_dir: Path | None,
     ) -> SettingOutputs:
-        """One distortion group's outputs: the edge's exits (with arm 0 in front when the
-        frame is an arm), the cloud's answer per offloaded arm, and each offload's bytes."""
+        """One group's outputs (setting ``name``, recorded under ``distortion``): the edge's
+        exits (with arm 0 in front when the frame is an arm), the cloud's answer per offloaded
+        arm, and each offload's bytes."""
         s = self.settings
         # the recorded pixels already carry the distortion: run them through as they are
         out = exit_outputs(self.model, images, Distortion(), seed, cache_dir, self.digest)
-        dist = Distortion.parse(name)
         if not self.send:
-            return SettingOutputs(dist, out, labels)
+            return SettingOutputs(distortion, out, labels, name=name)
         n = len(images)
         edge = ExitOutputs(
             np.concatenate([np.zeros((n, 1), out.confidence.dtype), out.confidence], axis=1),
@@ -86,7 +87,7 @@ class RecordedWorkers:
         if self.codec is None:
             split = [b[s.edge.codec] for b in self.facts.split_bytes]
             sent = np.concatenate([jpeg, np.tile(np.asarray([*split, 0.0]), (n, 1))], axis=1)
-            return SettingOutputs(dist, edge, labels, offload_bytes=sent)
+            return SettingOutputs(distortion, edge, labels, offload_bytes=sent, name=name)
         from splitee.evaluate.bottleneck import cloud_outputs
 
         cloud, size = cloud_outputs(
@@ -104,4 +105,4 @@ class RecordedWorkers:
             np.concatenate([out.prediction[:, -1:], cloud.prediction], axis=1),
         )
         sent = np.concatenate([jpeg, size], axis=1)
-        return SettingOutputs(dist, edge, labels, cloud=cl, offload_bytes=sent)
+        return SettingOutputs(distortion, edge, labels, cloud=cl, offload_bytes=sent, name=name)

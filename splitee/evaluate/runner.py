@@ -86,6 +86,7 @@ class SettingOutputs:
     labels: np.ndarray
     cloud: ExitOutputs | None = None  # the cloud's answer per offloaded arm (a codec)
     offload_bytes: np.ndarray | None = None  # (N, L) bytes of an offload at each arm
+    name: str | None = None  # the setting's name in the tables (default: the distortion's)
 
 
 def model_outputs(
@@ -143,19 +144,23 @@ def run_evaluation(
     cfg: EvalConfig,
     bandits: list[str] | None = None,
     cost_args: dict | None = None,
+    orders: np.ndarray | None = None,
 ) -> dict:
     """Replay and score every method; returns the summary dict (plus curves for plotting).
 
     ``bandits`` names the bandit methods of :data:`BANDITS` to replay (default: all), for an
     A/B of chosen policies (``splitee replay --offline``); the baselines are always scored.
     ``cost_args``: further CostModel fields (measured ``relative_cost``, ``offload_scale``).
+    ``orders``: the (runs, N) stream orders to replay (default: ``cfg.runs`` random ones), e.g.
+    a recording's own order.
     """
     known = [name for name, _, _ in BANDITS]
     unknown = set(bandits or ()) - set(known)
     if unknown:
         raise ValueError(f"unknown bandit methods {sorted(unknown)}; known: {known}")
     n = len(settings_outputs[0].labels)
-    orders = random_orders(n, cfg.runs, cfg.seed)
+    if orders is None:
+        orders = random_orders(n, cfg.runs, cfg.seed)
     rows: list[dict] = []
     curves: dict[str, dict[str, list[float]]] = {}
     arm_use: dict[str, dict[str, list[float]]] = {}
@@ -164,7 +169,7 @@ def run_evaluation(
         cm = CostModel(depths, cfg.gamma, cfg.mu, cfg.alpha, o, **(cost_args or {}))
         settings = [
             Setting(
-                str(so.distortion),
+                so.name or str(so.distortion),
                 so.distortion.level,
                 so.outputs,
                 so.labels,

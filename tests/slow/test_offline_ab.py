@@ -130,3 +130,28 @@ def test_a_real_size_recording_replays_as_the_workers_price_and_answer_it(tmp_pa
         # arm 1 (the bottleneck after exit 1) sends coded latents, a fraction of the JPEG
         fixed = a[(group, "fixed-2")]
         assert 0 < fixed["offload_bytes"] < cloud["offload_bytes"] / 3
+
+
+def test_as_recorded_replays_one_stream_in_the_recorded_order(tmp_path, frames):
+    """--as-recorded: every frame in the recording's own order, one bandit across its
+    distortion changes (what a live run learned from); fixed arms score as the groups do."""
+    rec = tmp_path / "rec"
+    camera_recording(rec, frames, 240, schedule=("pristine@120f", "noise:0.1"), order="random")
+    cache = tmp_path / "cache"
+    base = ["replay", str(rec), "--offline", "--policies", "isplitee", "--model", str(CHECKPOINT)]
+    cli(*base, "--as-recorded", "--out", str(tmp_path / "a"), cache=cache)
+    cli(*base, "--as-recorded", "--seeds", "5", "--out", str(tmp_path / "b"), cache=cache)
+    cli(*base, "--seeds", "2", "--out", str(tmp_path / "g"), cache=cache)
+    a, sa = rows(tmp_path / "a")
+    b, _ = rows(tmp_path / "b")
+    g, _ = rows(tmp_path / "g")
+    assert sa["recording"]["groups"] == {"pristine": 120, "noise:0.1": 120}
+    assert sa["recording"]["as_recorded"] and {d for d, _ in a} == {"as-recorded"}
+    assert a == b  # one order, the recording's: --seeds changes nothing
+    assert a[("as-recorded", "isplitee-online")]["runs"] == 1
+    for k in range(1, 4):  # a fixed arm does not learn: the stream's mean of the groups'
+        whole = a[("as-recorded", f"fixed-{k}")]["accuracy"]
+        parts = [g[(d, f"fixed-{k}")]["accuracy"] for d in ("pristine", "noise:0.1")]
+        assert whole == pytest.approx(sum(parts) / 2, abs=1e-6)
+    res = CliRunner().invoke(main, ["replay", str(rec), "--as-recorded"])
+    assert res.exit_code != 0 and "--as-recorded is for --offline" in res.output
