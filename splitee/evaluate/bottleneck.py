@@ -125,18 +125,10 @@ def evaluate_bottleneck(
         )
         if so.distortion.kind == "pristine" or arm_bytes is None:
             arm_bytes = np.median(size[:, :-1], axis=0)
-        o = so.outputs
-        n = len(o.confidence)
         # arm 0 sends the frame: nothing at the edge (C_0 = 0), the final exit answers in
         # the cloud, and the offload is the camera's JPEG
-        edge = ExitOutputs(
-            np.concatenate([np.zeros((n, 1), o.confidence.dtype), o.confidence], axis=1),
-            np.concatenate([np.full((n, 1), -1, o.prediction.dtype), o.prediction], axis=1),
-        )
-        cl = ExitOutputs(
-            np.concatenate([o.confidence[:, -1:], cloud.confidence], axis=1),
-            np.concatenate([o.prediction[:, -1:], cloud.prediction], axis=1),
-        )
+        edge = so.outputs.with_frame_arm()
+        cl = so.outputs.cloud_with_frame_arm(cloud)
         sent = np.concatenate([jpeg_bytes[:, None].astype(np.float64), size], axis=1)
         settings.append(
             SettingOutputs(so.distortion, edge, so.labels, cloud=cl, offload_bytes=sent)

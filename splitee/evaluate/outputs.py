@@ -28,6 +28,23 @@ class ExitOutputs:
     def correct(self, labels: np.ndarray) -> np.ndarray:
         return self.prediction == labels[:, None]
 
+    def with_frame_arm(self) -> ExitOutputs:
+        """These exits with arm 0, "send the frame", in front: nothing runs at the edge, so
+        its confidence is 0 (< any α: always offloaded) and it has no edge prediction."""
+        n = len(self.confidence)
+        return ExitOutputs(
+            np.concatenate([np.zeros((n, 1), self.confidence.dtype), self.confidence], axis=1),
+            np.concatenate([np.full((n, 1), -1, self.prediction.dtype), self.prediction], axis=1),
+        )
+
+    def cloud_with_frame_arm(self, cloud: ExitOutputs) -> ExitOutputs:
+        """The cloud's answer per arm, arm 0 in front: for a frame sent whole, the final exit
+        (these exits' last column); for arm k, ``cloud``'s (after a codec)."""
+        return ExitOutputs(
+            np.concatenate([self.confidence[:, -1:], cloud.confidence], axis=1),
+            np.concatenate([self.prediction[:, -1:], cloud.prediction], axis=1),
+        )
+
 
 @torch.inference_mode()
 def compute_outputs(

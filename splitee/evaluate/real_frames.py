@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from splitee.data import Dataset
-from splitee.evaluate.outputs import ExitOutputs
 from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation, write_outputs
 
 
@@ -45,16 +44,10 @@ def with_send_frame(
     n = len(jpeg_bytes)
     sent = np.zeros((n, len(arm_bytes) + 2))
     sent[:, 0], sent[:, 1:-1] = jpeg_bytes, arm_bytes
-    out = []
-    for so in outputs:
-        o = so.outputs
-        n = len(o.confidence)
-        conf = np.concatenate([np.zeros((n, 1), o.confidence.dtype), o.confidence], axis=1)
-        pred = np.concatenate([np.full((n, 1), -1, o.prediction.dtype), o.prediction], axis=1)
-        out.append(
-            SettingOutputs(so.distortion, ExitOutputs(conf, pred), so.labels, offload_bytes=sent)
-        )
-    return out
+    return [
+        SettingOutputs(so.distortion, so.outputs.with_frame_arm(), so.labels, offload_bytes=sent)
+        for so in outputs
+    ]
 
 
 def evaluate_real(

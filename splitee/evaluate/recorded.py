@@ -19,7 +19,7 @@ import numpy as np
 from policy_store.rewards import CostModel
 from splitee import policy_setup
 from splitee.distortions import Distortion
-from splitee.evaluate.outputs import ExitOutputs, exit_outputs
+from splitee.evaluate.outputs import exit_outputs
 from splitee.evaluate.runner import SettingOutputs
 from splitee.settings import Settings
 
@@ -79,10 +79,7 @@ class RecordedWorkers:
         if not self.send:
             return SettingOutputs(distortion, out, labels, name=name)
         n = len(images)
-        edge = ExitOutputs(
-            np.concatenate([np.zeros((n, 1), out.confidence.dtype), out.confidence], axis=1),
-            np.concatenate([np.full((n, 1), -1, out.prediction.dtype), out.prediction], axis=1),
-        )
+        edge = out.with_frame_arm()
         jpeg = np.asarray(jpeg_bytes, np.float64)[:, None]
         if self.codec is None:
             split = [b[s.edge.codec] for b in self.facts.split_bytes]
@@ -100,9 +97,6 @@ class RecordedWorkers:
             cache_dir,
             self._key,
         )
-        cl = ExitOutputs(
-            np.concatenate([out.confidence[:, -1:], cloud.confidence], axis=1),
-            np.concatenate([out.prediction[:, -1:], cloud.prediction], axis=1),
-        )
         sent = np.concatenate([jpeg, size], axis=1)
+        cl = out.cloud_with_frame_arm(cloud)
         return SettingOutputs(distortion, edge, labels, cloud=cl, offload_bytes=sent, name=name)
