@@ -294,14 +294,18 @@ def setting_distortion(name: str):
 
 
 def recorded_frames(
-    rec: Recording, fit: int | None = None, max_aspect: float | None = None
+    rec: Recording,
+    fit: int | None = None,
+    max_aspect: float | None = None,
+    max_bytes: int | None = None,
 ) -> RecordedFrames:
     """Decode the recorded frames and join their labels and distortions from the truth topic.
 
     Order: frames merged by timestamp across partitions, each camera (partition) in offset
     order — the order the pipeline saw them. Frames without a valid frame id or a valid truth
     record (:func:`splitee.wire.decode_truth`), or not decodable (the live edge would
-    dead-letter them), are dropped and counted. ``fit``: real-size frames, each fitted to
+    dead-letter them), are dropped and counted, as are frames over ``max_bytes`` (the edge's
+    ``max_frame_bytes``: ``oversized``). ``fit``: real-size frames, each fitted to
     ``fit``×``fit`` as the edge does (:func:`splitee.images.decode_fit`, ``max_aspect`` its
     bound); None: frames of one fixed size (CIFAR), decoded as they are.
     """
@@ -316,7 +320,7 @@ def recorded_frames(
         except WireError:
             continue  # the frame it labels is counted as no_truth
     images, labels, dists, ids, sizes = [], [], [], [], []
-    dropped = {"no_truth": 0, "corrupt": 0, "no_frame_id": 0}
+    dropped = {"no_truth": 0, "corrupt": 0, "no_frame_id": 0, "oversized": 0}
     for _, r in rec.merged(["frames"]):
         try:
             fid = decode_frame_id(r.header("frame_id"), "bad_header")
@@ -327,8 +331,11 @@ def recorded_frames(
         if t is None:
             dropped["no_truth"] += 1
             continue
+        data = r.value or b""
+        if max_bytes is not None and len(data) > max_bytes:
+            dropped["oversized"] += 1  # never decoded: the edge refuses it by its size
+            continue
         try:
-            data = r.value or b""
             img = decode_jpeg(data) if fit is None else decode_fit(data, fit, max_aspect=max_aspect)
             dist = str(Distortion.parse(str(t.get("distortion", "pristine"))))
         except (CorruptFrameError, ValueError):
@@ -381,7 +388,7 @@ def offline_ab(
         seeds = 1  # one order, the recording's
     if "backbone" in checkpoint_metadata(model_path):  # real-size: the workers' arms and prices
         return _offline_real(s, rec, methods, seeds, seed, model_path, as_recorded)
-    frames = recorded_frames(rec)
+    frames = recorded_frames(rec, max_bytes=s.edge.max_frame_bytes)
     groups = frames.groups(as_recorded)
     p = s.policy
     cfg = EvalConfig.from_settings(
@@ -431,7 +438,7 @@ def _offline_real(
     from splitee.files import checkpoint_metadata
 
     size = int(checkpoint_metadata(path)["input_size"])
-    frames = recorded_frames(rec, fit=size, max_aspect=s.edge.max_aspect)
+    frames = recorded_frames(rec, size, s.edge.max_aspect, s.edge.max_frame_bytes)
     groups = frames.groups(as_recorded)
     workers = RecordedWorkers(s, path)
     cm = workers.cost_model

@@ -155,3 +155,20 @@ def test_as_recorded_replays_one_stream_in_the_recorded_order(tmp_path, frames):
         assert whole == pytest.approx(sum(parts) / 2, abs=1e-6)
     res = CliRunner().invoke(main, ["replay", str(rec), "--as-recorded"])
     assert res.exit_code != 0 and "--as-recorded is for --offline" in res.output
+
+
+def test_recorded_frames_drop_what_the_edge_would_refuse(tmp_path, frames):
+    """Frames over the edge's max_frame_bytes are counted as oversized, never decoded; the
+    others keep their recorded JPEG sizes, in recorded order."""
+    from splitee.recording import open_recording
+    from splitee.replay import recorded_frames
+
+    rec = tmp_path / "rec"
+    camera_recording(rec, frames[:30], 30)
+    sizes = [len(f.jpeg) for f in frames[:30]]
+    limit = sorted(sizes)[20]  # ten frames are larger
+    got = recorded_frames(open_recording(rec), max_bytes=limit)
+    assert got.dropped["oversized"] == sum(n > limit for n in sizes) > 0
+    assert got.jpeg_bytes.tolist() == [n for n in sizes if n <= limit]
+    whole = recorded_frames(open_recording(rec))
+    assert whole.dropped["oversized"] == 0 and len(whole.labels) == 30
