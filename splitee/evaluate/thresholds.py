@@ -31,6 +31,7 @@ class PairSetting:
     costs: np.ndarray
     correct: np.ndarray
     cost_model: CostModel
+    offload_bytes: np.ndarray | None = None  # (N, pairs) bytes of an offload at each pair
 
 
 def pair_setting(setting: Setting, grid: list[float]) -> PairSetting:
@@ -45,6 +46,7 @@ def pair_setting(setting: Setting, grid: list[float]) -> PairSetting:
         cat("costs"),
         cat("correct"),
         setting.cost_model,
+        None if setting.offload_bytes is None else np.tile(setting.offload_bytes, len(grid)),
     )
 
 

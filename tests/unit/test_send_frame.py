@@ -201,3 +201,26 @@ def test_the_offline_evaluation_prices_each_offload_by_its_bytes() -> None:
     assert s.rewards[0, 1] == pytest.approx(0.9 - lam[1] - 0.5 * 0.2)
     assert s.rewards[2, 1] == pytest.approx(0.95 - lam[1])  # exits at the edge: no offload
     assert s.costs[:, 1] == pytest.approx(lam[1] + np.array([0.1, 0.05, 0.0]))
+
+
+def test_threshold_pairs_keep_the_clouds_answers_and_bytes() -> None:
+    """--alpha-grid over a bytes-priced setting with a codec: the (arm, α) pairs carry each
+    offload's bytes and the cloud's answer after the codec, like the arms they copy."""
+    from policy_store.offline import random_orders
+    from splitee.evaluate.methods import Setting
+    from splitee.evaluate.outputs import ExitOutputs
+    from splitee.evaluate.thresholds import pair_setting, threshold_methods
+
+    cm = CostModel((0, 3, 9), relative_cost=(0.0, 0.3, 1.0), bytes_ref=1000)
+    conf = np.array([[0.0, 0.6, 0.9], [0.0, 0.85, 0.8], [0.0, 0.95, 0.9]])
+    pred = np.array([[-1, 1, 1], [-1, 2, 2], [-1, 0, 0]])
+    cloud_pred = np.array([[1, 0, 1], [2, 0, 2], [0, 0, 0]])
+    cloud = ExitOutputs(np.array([[0.9, 0.7, 0.9]] * 3), cloud_pred)
+    sent = np.array([[1000.0, 200, 0], [3000, 100, 0], [500, 300, 0]])
+    s = Setting("pristine", 0.0, ExitOutputs(conf, pred), np.array([1, 2, 0]), cm, cloud, sent)
+    p = pair_setting(s, [0.5, 0.9])
+    assert p.offload_bytes.shape == (3, 6) and (p.offload_bytes[:, 3:] == sent).all()
+    # arm 1 at α 0.9 offloads frame 1 (C 0.85) and the cloud's codec answer (class 0) is wrong
+    assert p.correct[1, 1] and not p.correct[1, 4]
+    learned, fixed = threshold_methods([s], [0.5, 0.9], random_orders(3, 2, 0), 1.0)[0]
+    assert learned.offload_bytes is not None and fixed.offload_bytes is not None
