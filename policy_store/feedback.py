@@ -41,28 +41,36 @@ def observations(
     ``c_final`` is the cloud's ``C_L`` for an offloaded frame — when the final arm ran at the
     edge, ``C_L`` is its own confidence. ``offloaded`` overrides the ``C ≥ α`` rule for the
     pulled arm when another mechanism (a transmission decision) chose whether the frame left
-    the edge; side observations are then off, as they are for (arm, α) pairs and when ``side``
-    is False. A shallower arm whose reward needs an unknown ``C_L`` is not revealed.
+    the edge; side observations are then off, as they are when ``side`` is False. With (arm, α)
+    pairs they reach every threshold of the pulled split arm and of the shallower ones. A
+    shallower arm whose reward needs an unknown ``C_L`` is not revealed.
     """
     arm = int(space.split_arm(pick))
-    cm = cost_model.with_alpha(space.alpha(pick, cost_model.alpha)) if space.pairs else cost_model
     conf = np.array([np.nan if c is None else float(c) for c in confidences], dtype=np.float64)
-    final = cm.num_arms - 1
+    final = cost_model.num_arms - 1
     if c_final is None and arm == final:
         c_final = float(conf[final])
     known = ~np.isnan(conf)
-    exits = cm.exits_at(np.where(known, conf, 0.0))
+    # every bandit arm's exit rule: one α, or each (split arm, α) pair's own
+    alphas = space.alpha_grid or (cost_model.alpha,)
+    models = [cost_model.with_alpha(a) for a in alphas]
+    exits = np.concatenate([cm.exits_at(np.where(known, conf, 0.0)) for cm in models])
     if offloaded is not None:
-        exits[arm] = not offloaded
-    if c_final is None and not exits[arm]:
+        exits[pick] = not offloaded
+    if c_final is None and not exits[pick]:
         raise ValueError(f"arm {arm} offloaded (C={conf[arm]:.3f} < α): its reward needs C_L")
-    side = side and offloaded is None and not space.pairs
-    if side:
-        mask = policy.observe(np.array(arm), known, exits, np.array(c_final is not None))
-    else:
-        mask = np.arange(cm.num_arms) == arm
     c_l = np.nan if c_final is None else float(c_final)
-    rewards = cm.rewards(conf, exits, c_l)
-    out = [(int(pick), float(rewards[arm]))]
-    out += [(int(j), float(rewards[j])) for j in np.flatnonzero(mask) if j != arm]
+    n = cost_model.num_arms
+    rewards = np.concatenate(
+        [cm.rewards(conf, exits[t * n : (t + 1) * n], c_l) for t, cm in enumerate(models)]
+    )
+    if side and offloaded is None:
+        split = n if space.pairs else None
+        mask = policy.observe(
+            np.array(pick), np.tile(known, len(alphas)), exits, np.array(c_final is not None), split
+        )
+    else:
+        mask = np.arange(space.num_arms) == pick
+    out = [(int(pick), float(rewards[pick]))]
+    out += [(int(j), float(rewards[j])) for j in np.flatnonzero(mask) if j != pick]
     return out

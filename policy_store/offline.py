@@ -48,11 +48,14 @@ def replay(
     exits: np.ndarray,
     orders: np.ndarray,
     side: str = "online",
+    split_arms: int | None = None,
 ) -> ReplayResult:
     """Replay ``policy`` over every (setting, order) pair.
 
     ``rewards`` and ``exits`` are (S, N, L): each setting's reward matrix and ``C_k ≥ α`` mask
-    (final arm always True). ``orders`` is (R, T) frame indices. Returns arms (S, R, T).
+    (final arm always True). ``orders`` is (R, T) frame indices. ``split_arms``: the L arms
+    are (split arm, α) pairs over this many split arms (:meth:`Policy.observe`). Returns arms
+    (S, R, T).
     """
     if side not in ("online", "full"):
         raise ValueError(f"side must be 'online' or 'full', not {side!r}")
@@ -65,13 +68,14 @@ def replay(
     conf_known = np.ones((B, L), dtype=bool)  # offline, every exit up to the arm is computed
     rows = np.arange(B)
     full = side == "full"
+    last = (split_arms or L) - 1  # the final split arm: C_L known wherever it is pulled
     for t in range(T):
         frames = np.tile(orders[:, t], S)
         r = rewards[s_idx, frames]
         ex = exits[s_idx, frames]
         a = policy.pull(stats)
-        final_known = True if full else (~ex[rows, a]) | (a == L - 1)
-        mask = policy.observe(a, conf_known, ex, final_known)
+        final_known = True if full else (~ex[rows, a]) | (a % (split_arms or L) == last)
+        mask = policy.observe(a, conf_known, ex, final_known, split_arms)
         policy.update(stats, mask, r, pulled=a)
         arms_out[:, t] = a
     return ReplayResult(arms_out.reshape(S, R, T))

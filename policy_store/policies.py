@@ -75,6 +75,7 @@ class Policy:
         conf_known: np.ndarray,
         exits: np.ndarray,
         final_known: np.ndarray,
+        split_arms: int | None = None,
     ) -> np.ndarray:
         """(…, L) mask of arms whose reward this frame reveals — offline and live alike.
 
@@ -83,15 +84,26 @@ class Policy:
         ``final_known`` (…,) whether ``C_L`` is known (the frame reached the final exit, at the
         edge or in the cloud). Without side observations only the pulled arm is updated; with
         them also every shallower computed arm whose reward is known: it exits there, or ``C_L``
-        is known.
+        is known. ``split_arms``: the arms are (split arm, α) pairs over this many split arms
+        (:class:`~policy_store.arms.ArmSpace`; bandit arm ``t·split_arms + k``); then every
+        threshold of the pulled split arm and of each shallower one is a side observation
+        too — the frame's confidences say where it would have exited under any α.
+
+        Pulling (arm 1, α 0.9) with C = (0.3, 0.8): offloaded, so ``C_L`` is known, and arm 0
+        and arm 1 at α 0.5 are revealed too; the final arm was not computed:
+
+        >>> exits = np.array([[False, True, True, False, False, True]])  # α 0.5 | 0.9, 3 arms
+        >>> ISplitEE().observe(np.array([4]), np.ones((1, 6), bool), exits, np.array([True]), 3)
+        array([[ True,  True, False,  True,  True, False]])
         """
         arms = np.arange(conf_known.shape[-1])
         pulled = arms == np.asarray(arm)[..., None]
         if not self.side_observations:
             return pulled
-        below = arms < np.asarray(arm)[..., None]
+        split = arms % (split_arms or len(arms))
+        k = (np.asarray(arm) % (split_arms or len(arms)))[..., None]
         computable = exits | np.asarray(final_known)[..., None]
-        return pulled | (below & conf_known & computable)
+        return pulled | ((split <= k) & conf_known & computable)
 
     def delta(self, num_arms: int) -> Delta:
         """An empty change to this policy's statistics (a live batch adds frames to it)."""

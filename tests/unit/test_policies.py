@@ -163,3 +163,52 @@ def test_make_policy():
     assert isinstance(make_policy("isplitee"), ISplitEE)
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("nope")
+
+
+def test_side_observations_reach_every_threshold_of_the_computed_arms():
+    """(arm, α) pairs: a frame's confidences say where it would have exited under any α, so
+    I-SplitEE learns the pairs of the pulled arm and the shallower ones together — live and in
+    the offline replay alike; UCB1 (no side observations) only the pulled pair."""
+    space = ArmSpace(CM.num_arms, alpha_grid=(0.5, 0.9))
+    conf = [0.3, 0.7, float("nan"), float("nan")]
+    # pulled (arm 1, α 0.9): C_1 = 0.7 < 0.9, offloaded, the cloud's C_L = 0.95 is known
+    pick = space.encode(1, 1)
+    obs = dict(observations(ISplitEE(), CM, space, pick, conf, 0.95, None, True))
+    lam, o = CM.compute_cost, CM.offload_cost
+    assert obs == pytest.approx(
+        {
+            pick: 0.95 - lam[1] - o,  # the pulled pair
+            space.encode(1, 0): 0.7 - lam[1],  # α 0.5: exits at arm 1
+            space.encode(0, 0): 0.95 - lam[0] - o,  # C_0 = 0.3 < α: offloads, C_L known
+            space.encode(0, 1): 0.95 - lam[0] - o,
+        }
+    )
+    assert list(dict(observations(UCB1(), CM, space, pick, conf, 0.95, None, True))) == [pick]
+    # pulled (arm 1, α 0.5): exits, C_L unknown — the α 0.9 pair (an offload) is not revealed
+    exited = dict(observations(ISplitEE(), CM, space, space.encode(1, 0), conf, None, None, True))
+    assert set(exited) == {space.encode(1, 0)}
+    # the offline replay reveals the same pairs from the same frame
+    exits = np.concatenate([CM.with_alpha(a).exits_at(np.nan_to_num(conf)) for a in (0.5, 0.9)])
+    known = np.tile(~np.isnan(conf), 2)
+    mask = ISplitEE().observe(np.array(pick), known, exits, np.array(True), CM.num_arms)
+    assert set(np.flatnonzero(mask)) == set(obs)
+
+
+def test_isplitee_over_pairs_finds_the_best_pair_with_fewer_pulls_of_the_rest():
+    """On a synthetic stream whose best pair is a deep threshold, I-SplitEE's side
+    observations across thresholds reach it with less regret than UCB1 over the pairs."""
+    rng = np.random.default_rng(0)
+    n, grid = 3000, (0.5, 0.7, 0.9)
+    conf = np.clip(rng.beta(5, 2, size=(n, CM.num_arms)), 0, 1)
+    conf[:, -1] = np.clip(conf[:, -1] + 0.2, 0, 1)
+    cms = [CM.with_alpha(a) for a in grid]
+    rewards = np.concatenate([cm.reward_matrix(conf) for cm in cms], axis=1)[None]
+    exits = np.concatenate([cm.exits_at(conf) for cm in cms], axis=1)[None]
+    orders = random_orders(n, 4, 0)
+    best = rewards[0].mean(axis=0).max()
+
+    def regret(policy, split):
+        arms = replay(policy, rewards, exits, orders, split_arms=split).arms[0]
+        return float((best - rewards[0].mean(axis=0)[arms]).sum(axis=1).mean())
+
+    assert regret(ISplitEE(), CM.num_arms) < regret(UCB1(), None)

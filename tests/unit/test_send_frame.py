@@ -222,5 +222,10 @@ def test_threshold_pairs_keep_the_clouds_answers_and_bytes() -> None:
     assert p.offload_bytes.shape == (3, 6) and (p.offload_bytes[:, 3:] == sent).all()
     # arm 1 at α 0.9 offloads frame 1 (C 0.85) and the cloud's codec answer (class 0) is wrong
     assert p.correct[1, 1] and not p.correct[1, 4]
-    learned, fixed = threshold_methods([s], [0.5, 0.9], random_orders(3, 2, 0), 1.0)[0]
-    assert learned.offload_bytes is not None and fixed.offload_bytes is not None
+    results = threshold_methods([s], [0.5, 0.9], random_orders(3, 2, 0), 1.0)[0]
+    assert [r.method for r in results] == [
+        "ucb1-arm-alpha",
+        "isplitee-arm-alpha",
+        "best-fixed-arm-alpha",
+    ]
+    assert all(r.offload_bytes is not None for r in results)
