@@ -42,7 +42,7 @@ RAW_CODECS: tuple[str, ...] = ("float16", "int8", "int8+zstd")
 #: zstd level for the raw int8 tensors: a high level, so the raw split is not understated.
 ZSTD_LEVEL = 19
 #: Policies whose operating points the figure shows (from bottleneck/summary.json).
-POLICIES: tuple[str, ...] = ("isplitee-online", "splitee-ucb1", "cloud-only")
+POLICIES: tuple[str, ...] = ("isplitee-online", "isplitee-arm-alpha", "splitee-ucb1", "cloud-only")
 #: Cached measurements are named by this, so a change of what they hold never reuses one.
 CACHE_VERSION = 1
 
@@ -422,7 +422,12 @@ def plot(result: dict, path: Path) -> None:
         if pts:
             style = "--o" if kinds[a] == "scalar" else "-o"
             ax.plot(*zip(*pts, strict=True), style, color=colour[a], lw=1.8, ms=4, zorder=5)
-    star = {"isplitee-online": "tab:red", "splitee-ucb1": "tab:orange", "cloud-only": "tab:blue"}
+    star = {
+        "isplitee-online": "tab:red",
+        "isplitee-arm-alpha": "tab:pink",
+        "splitee-ucb1": "tab:orange",
+        "cloud-only": "tab:blue",
+    }
     for p in result["policies"]:
         ax.plot(
             max(p["offload_bytes"], 1),

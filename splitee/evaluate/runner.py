@@ -58,7 +58,8 @@ class EvalConfig:
     @classmethod
     def from_settings(cls, s: Settings, checkpoint: Path | None = None, **given: Any) -> EvalConfig:
         """The policy and eval settings, overridden by ``given`` (what the user gave); α is
-        the checkpoint's own unless policy.alpha or ``given`` sets it."""
+        the checkpoint's own unless policy.alpha or ``given`` sets it; policy.alpha_grid adds
+        the (arm, α) pair methods, as the workers would learn them."""
         from splitee import policy_setup
 
         p = s.policy
@@ -70,6 +71,7 @@ class EvalConfig:
             "runs": s.eval.runs,
             "seed": p.seed,
             "distortions": list(s.eval.distortions),
+            "alpha_grid": list(p.alpha_grid),  # the workers' (arm, α) pairs, when they learn α
             **given,
         }
         if "alpha" not in values:
