@@ -189,7 +189,8 @@ class PolicySettings(Section):
     alpha_grid: list[float] = Field(
         default=[],
         description="Threshold adaptation: when set, the bandit chooses (split arm, α) pairs "
-        "from this grid instead of the arm alone (no side observations).",
+        "from this grid instead of the arm alone; I-SplitEE's side observations then reach every "
+        "threshold of the arms a frame computed.",
     )
     side_observations: bool = Field(
         default=False, description="ducb/swucb: also update shallower arms (as I-SplitEE)."
