@@ -62,7 +62,7 @@ MODEL = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = REPO / "assets" / "efficientnet-lite0-caltech101-bottleneck.safetensors"
 JPEG_BYTES = 12844  # median JPEG of the Caltech-101 test split (the model card)
 TICK = os.sysconf("SC_CLK_TCK")
-LEARNING = ("b", "c", "c1")  # policies that learn online: measured cold, then warm
+LEARNING = ("b", "c", "c1", "c2")  # policies that learn online: measured cold, then warm
 CLOUD_METRICS_PORT = 9391  # on the data centre's own address, inside its namespace
 POLICIES = {
     "a": "cloud-only: the camera's JPEG",
@@ -70,7 +70,9 @@ POLICIES = {
     "b": "I-SplitEE over raw split tensors (float16)",
     "c": "I-SplitEE with the bottleneck arms and the JPEG arm",
     "c1": "c with every bottleneck arm at its most accurate rate point",
+    "c2": "c learning α with the arm (policy.alpha_grid)",
 }
+ALPHA_GRID = "[0.7, 0.8, 0.9, 0.95]"  # c2's thresholds (deploy/demo-caltech.toml's)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -214,8 +216,10 @@ def policy_env(pol: str, mbit: float, quality: int | None, **extra: str) -> dict
     }
     if pol == "a2":
         env["SPLITEE_EDGE__FRAME_QUALITY"] = str(quality)
-    if pol in ("c", "c1", "ducb", "swucb"):
+    if pol in ("c", "c1", "c2", "ducb", "swucb"):
         env["SPLITEE_MODEL__BOTTLENECK"] = str(BOTTLENECK)
+    if pol == "c2":
+        env["SPLITEE_POLICY__ALPHA_GRID"] = ALPHA_GRID
     if pol == "c1":  # no rate point is within 0 of the unsplit model: each arm's best
         env["SPLITEE_MODEL__BOTTLENECK_MAX_DROP"] = "0"
     return {**env, **extra}
