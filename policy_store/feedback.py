@@ -53,7 +53,7 @@ def observations(
     known = ~np.isnan(conf)
     # every bandit arm's exit rule: one α, or each (split arm, α) pair's own
     alphas = space.alpha_grid or (cost_model.alpha,)
-    models = [cost_model.with_alpha(a) for a in alphas]
+    models = [cost_model.with_alpha(a) for a in alphas] if space.pairs else [cost_model]
     exits = np.concatenate([cm.exits_at(np.where(known, conf, 0.0)) for cm in models])
     if offloaded is not None:
         exits[pick] = not offloaded
