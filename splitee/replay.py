@@ -386,8 +386,10 @@ def offline_ab(
     model_path = Path(model_path or s.model.checkpoint)
     if as_recorded:
         seeds = 1  # one order, the recording's
-    if "backbone" in checkpoint_metadata(model_path):  # real-size: the workers' arms and prices
-        return _offline_real(s, rec, methods, seeds, seed, model_path, as_recorded)
+    meta = checkpoint_metadata(model_path)
+    if "backbone" in meta:  # real-size: the workers' arms and prices, its input size
+        size = int(meta["input_size"])
+        return _offline_real(s, rec, methods, seeds, seed, model_path, size, as_recorded)
     frames = recorded_frames(rec, max_bytes=s.edge.max_frame_bytes)
     groups = frames.groups(as_recorded)
     p = s.policy
@@ -425,19 +427,18 @@ def _offline_real(
     seeds: int,
     seed: int | None,
     path: Path,
+    size: int,
     as_recorded: bool,
 ) -> dict:
-    """:func:`offline_ab` for a real-size backbone: frames fitted as the edge fits them, the
-    workers' own arms, α and prices (the send-frame arm at each frame's recorded JPEG size),
-    the cloud's answers after the bottleneck (``model.bottleneck``) — so a live run and this
-    replay of its own recording can be compared frame for frame."""
+    """:func:`offline_ab` for a real-size backbone: frames fitted to ``size`` as the edge fits
+    them, the workers' own arms, α and prices (the send-frame arm at each frame's recorded JPEG
+    size), the cloud's answers after the bottleneck (``model.bottleneck``) — so a live run and
+    this replay of its own recording can be compared frame for frame."""
     from dataclasses import replace
 
     from splitee.evaluate.recorded import RecordedWorkers
     from splitee.evaluate.runner import EvalConfig, run_evaluation
-    from splitee.files import checkpoint_metadata
 
-    size = int(checkpoint_metadata(path)["input_size"])
     frames = recorded_frames(rec, size, s.edge.max_aspect, s.edge.max_frame_bytes)
     groups = frames.groups(as_recorded)
     workers = RecordedWorkers(s, path)
