@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from splitee.settings import CameraSettings, Settings
 
@@ -57,6 +58,21 @@ def free_port_block(count: int) -> int:
         if all(_bindable(base + i) for i in range(1, count + 1)):
             return base
     raise RuntimeError(f"no block of {count} free ports below {low_ephemeral}")
+
+
+def settled_stats(store: Any, key: str, since_t: float, expect: int, timeout_s: float = 30.0):
+    """The policy statistics under ``key`` once ``expect`` decisions past ``since_t`` are in.
+
+    A worker applies a batch's policy delta after the broker acknowledged its results
+    (at-least-once), so a reader that has every result may still be a moment ahead of the last
+    batches' updates. Returns the statistics read at the deadline if they never settle.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = store.read_fresh(key)
+        if float(stats.t) - since_t >= expect or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
 
 
 def _bindable(port: int) -> bool:

@@ -35,7 +35,7 @@ from splitee.kafka_io import consumer, dlq
 from splitee.observability import dashboards as D
 from splitee.observability.promapi import PromClient
 from splitee.results import ResultsView, collect_results, collect_truth, read_topic
-from splitee.testing import REPO, Pipeline, free_port_block
+from splitee.testing import REPO, Pipeline, free_port_block, settled_stats
 from splitee.wire import FrameMeta, encode_tensor
 
 CHECKPOINT = REPO / "assets" / "efficientnet-lite0-caltech101.safetensors"
@@ -151,7 +151,7 @@ def run(servers, tmp_path_factory):
             "view": view,
             "again": again,
             "dlq": dlq_records(p),
-            "stats": store.read_fresh(s.policy.key),
+            "stats": settled_stats(store, s.policy.key, 0.0, len(sent)),
             "metrics": scrape(port),
         }
     finally:
