@@ -41,7 +41,7 @@ from splitee.models import load_checkpoint  # noqa: E402
 from splitee.models.bottleneck_checkpoint import load_bottlenecks  # noqa: E402
 from splitee.models.inputs import to_input  # noqa: E402
 from splitee.settings import load_settings  # noqa: E402
-from splitee.training.bottleneck import code_through  # noqa: E402
+from splitee.training.bottleneck import code_symbols  # noqa: E402
 
 BASE = ROOT / "assets/efficientnet-lite0-caltech101.safetensors"
 BOTTLENECK = ROOT / "assets/efficientnet-lite0-caltech101-bottleneck.safetensors"
@@ -87,13 +87,13 @@ def measure(
             for k in arms:
                 codec = bn.codecs[k]
                 for r, coder in enumerate(coders[k]):
-                    n_bytes, pred = code_through(model, k, codec, coder, r, feats[k])
+                    q = codec.quantize(feats[k], r).numpy()  # once: both coders take it
+                    n_bytes, pred = code_symbols(model, k, codec, coder, r, q)
                     sizes[k, r] += n_bytes
                     preds[k, r].append(pred)
                     if factorized[k]:
                         fcoder = factorized[k][r]
-                        for q in codec.quantize(feats[k], r).numpy():
-                            fsizes[k, r].append(len(fcoder.encode(q)))
+                        fsizes[k, r] += [len(fcoder.encode(qi)) for qi in q]
     u = np.concatenate(unsplit)
     u_top1 = float((u == y).mean())
     jpeg = float(np.median(jpeg_sizes(src)))

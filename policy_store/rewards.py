@@ -14,7 +14,7 @@ Confidence stands in for accuracy, so no reward ever needs a label.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -81,6 +81,19 @@ class CostModel:
             raise ValueError(f"a latency pricing of {n} arms for {len(d)}")
         if self.bytes_ref is not None and not self.bytes_ref > 0:
             raise ValueError(f"bytes_ref must be > 0, got {self.bytes_ref}")
+
+    #: the papers' constants; every other field is measured or priced (beyond_papers)
+    PAPERS_FIELDS = ("depths", "gamma", "mu", "alpha", "offload_cost")
+
+    def beyond_papers(self) -> dict:
+        """The fields beyond the papers' constants (measured costs, bytes and latency pricing)
+        as keyword arguments: a CostModel rebuilt from them at another o or α prices the arms
+        as this one does, whatever field is added later (no caller copies them by name)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.init and f.name not in self.PAPERS_FIELDS
+        }
 
     @property
     def num_arms(self) -> int:

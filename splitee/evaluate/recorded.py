@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from policy_store.rewards import CostModel
 from splitee import policy_setup
 from splitee.distortions import Distortion
 from splitee.evaluate.outputs import exit_outputs
@@ -52,13 +51,7 @@ class RecordedWorkers:
     @property
     def cost_args(self) -> dict:
         """The CostModel fields beyond the papers' constants (``run_evaluation``'s cost_args)."""
-        cm: CostModel = self.cost_model
-        return {
-            "relative_cost": cm.relative_cost,
-            "offload_scale": cm.offload_scale,
-            "bytes_ref": cm.bytes_ref,
-            "latency": cm.latency,
-        }
+        return self.cost_model.beyond_papers()
 
     def outputs(
         self,

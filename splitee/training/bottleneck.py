@@ -523,8 +523,16 @@ def code_through(
     """A batch of arm ``k``'s prefix tensors the way the wire carries them: quantized, each
     frame coded to real bytes and decoded, dequantized, through the suffix → (payload sizes,
     the cloud's predictions)."""
+    return code_symbols(model, k, codec, coder, rate, codec.quantize(h, rate).numpy())
+
+
+def code_symbols(
+    model, k: int, codec: ArmCodec, coder: Coder, rate: int, q: np.ndarray
+) -> tuple[list[int], np.ndarray]:
+    """:func:`code_through` from the batch's quantized latents ``q`` (for a caller that also
+    codes the same symbols another way and need not run the encoder twice)."""
     sizes, dec = [], []
-    for qi in codec.quantize(h, rate).numpy():
+    for qi in q:
         payload = coder.encode(qi)
         sizes.append(len(payload))
         dec.append(coder.decode(payload, qi.shape))

@@ -57,6 +57,18 @@ def test_the_arm_order_flips_between_a_fast_and_a_slow_link() -> None:
     assert cm.at_rate(2e6) is cm  # no latency pricing: a rate changes nothing
 
 
+def test_a_model_rebuilt_from_what_is_beyond_the_papers_prices_as_the_original() -> None:
+    """The offline replay rebuilds the workers' CostModel at each o of a sweep from
+    ``beyond_papers()``: every measured field must come along (rate, bytes, latency)."""
+    cm = replace_latency(CostModel((0, 3, 9), gamma=0.1, relative_cost=(0.0, 0.5, 1.0)), 2e6)
+    cm = dataclasses.replace(cm, bytes_ref=float(JPEG))
+    args = cm.beyond_papers()
+    assert set(args).isdisjoint(CostModel.PAPERS_FIELDS)
+    again = CostModel(cm.depths, cm.gamma, cm.mu, cm.alpha, cm.offload_cost, **args)
+    assert again.offload_costs.tolist() == cm.offload_costs.tolist()
+    assert again.rate_bps == 2e6 and again.bytes_ref == JPEG and again.latency == PRICING
+
+
 def replace_latency(cm: CostModel, rate_bps: float) -> CostModel:
     return dataclasses.replace(cm, latency=PRICING).at_rate(rate_bps)
 
