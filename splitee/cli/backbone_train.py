@@ -87,14 +87,9 @@ def evaluate_backbone(
         keep = np.sort(np.random.default_rng(0).permutation(len(dataset))[:limit])
         dataset = dataset.subset(limit)
         sizes = sizes[keep]
-    outputs, info = model_outputs(
-        model_path, dataset, cfg.distortions, cfg.seed, settings.data.cache_dir
-    )
-    model = load_checkpoint(model_path)
-    results = evaluate_real(outputs, info, model, sizes, cfg, out_dir, settings.edge.codec)
-    subs = {"split-arms": out_dir, "send-frame": out_dir / "send-frame"}
+    cache = settings.data.cache_dir
     if bottleneck is not None:
-        from splitee.evaluate.bottleneck import evaluate_bottleneck
+        from splitee.evaluate.bottleneck import evaluate_bottleneck, shared_pass
         from splitee.files import sha256_file
         from splitee.models.bottleneck_checkpoint import load_bottlenecks
         from splitee.models.latent_codec import choose_rates
@@ -102,6 +97,14 @@ def evaluate_backbone(
         bundle = load_bottlenecks(bottleneck, base_path=model_path)
         rates = choose_rates(bundle, settings.model.bottleneck_max_drop)
         fused = load_checkpoint(model_path, fuse=True)
+        bn_sha = sha256_file(bottleneck)
+        # one pass through the trunk per setting fills the edge's and the codec's caches
+        shared_pass(fused, bundle, rates, dataset.images, cfg, cache, model_path, bn_sha)
+    outputs, info = model_outputs(model_path, dataset, cfg.distortions, cfg.seed, cache)
+    model = load_checkpoint(model_path)
+    results = evaluate_real(outputs, info, model, sizes, cfg, out_dir, settings.edge.codec)
+    subs = {"split-arms": out_dir, "send-frame": out_dir / "send-frame"}
+    if bottleneck is not None:
         results["bottleneck"] = evaluate_bottleneck(
             outputs,
             info,
@@ -112,8 +115,8 @@ def evaluate_backbone(
             sizes,
             cfg,
             out_dir / "bottleneck",
-            settings.data.cache_dir,
-            sha256_file(bottleneck),
+            cache,
+            bn_sha,
         )
         subs["bottleneck"] = out_dir / "bottleneck"
     for name in results:

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from splitee.distortions import Distortion
-from splitee.evaluate.outputs import ExitOutputs
+from splitee.evaluate.outputs import ExitOutputs, save_outputs
 from splitee.evaluate.runner import EvalConfig, SettingOutputs, run_evaluation, write_outputs
 from splitee.models.bottleneck_checkpoint import BottleneckBundle
 from splitee.models.inputs import to_input
@@ -30,37 +30,46 @@ from splitee.wire import LATENT_HEADER_BYTES
 @torch.inference_mode()
 def compute_cloud_outputs(
     model, bundle: BottleneckBundle, rates: dict[int, int], images: np.ndarray, bs: int = 32
-) -> tuple[ExitOutputs, np.ndarray]:
-    """Per frame and split arm k: the cloud's (confidence, prediction) after the codec, and the
-    offload's bytes (coded latent + header; float16 tensor bytes for an arm without codec).
-    The final column is the final exit itself (never offloaded: 0 bytes)."""
+) -> tuple[ExitOutputs, ExitOutputs, np.ndarray]:
+    """Per frame and split arm k: the edge's exit k (confidence, prediction), the cloud's after
+    the codec, and the offload's bytes (coded latent + header; float16 tensor bytes for an arm
+    without codec). The cloud's final column is the final exit itself (never offloaded: 0
+    bytes). The edge's exits come from the same pass through the trunk the codec needs (the
+    exit heads are small), so a cold evaluation runs the trunk once per setting, not twice."""
     L = model.num_exits
     live = LatentCodec(bundle, rates)  # the workers' own encode, checked decode, reconstruct
-    conf = np.zeros((len(images), L), np.float32)
-    pred = np.zeros((len(images), L), np.int16)
-    size = np.zeros((len(images), L), np.float64)
-    for s in tqdm(range(0, len(images), bs), desc="codec outputs", mininterval=30):
+    n = len(images)
+    edge_conf, edge_pred = np.zeros((n, L), np.float32), np.zeros((n, L), np.int16)
+    conf, pred = np.zeros((n, L), np.float32), np.zeros((n, L), np.int16)
+    size = np.zeros((n, L), np.float64)
+
+    def answer(logits: torch.Tensor, c_out: np.ndarray, p_out: np.ndarray, rows: slice, k: int):
+        c, p = logits.float().softmax(dim=1).max(dim=1)
+        c_out[rows, k], p_out[rows, k] = c.numpy(), p.numpy()
+
+    for s in tqdm(range(0, n, bs), desc="codec outputs", mininterval=30):
         x = to_input(images[s : s + bs])
+        rows = slice(s, s + len(x))
         h = x
         for k in range(L):
             h = model.segment(h, k)
+            exit_logits = model.exit_logits(h, k)
+            answer(exit_logits, edge_conf, edge_pred, rows, k)
             if k == L - 1:
-                logits = model.exit_logits(h, k)
+                answer(exit_logits, conf, pred, rows, k)
             elif live.handles(k):
                 messages = live.encode(h, k)  # what goes on the wire, header included
-                size[s : s + len(x), k] = [len(m) for m in messages]
+                size[rows, k] = [len(m) for m in messages]
                 q = np.stack([live.symbols(m, k) for m in messages])
-                logits = model.suffix(live.reconstruct(torch.from_numpy(q), k), k)
+                answer(
+                    model.suffix(live.reconstruct(torch.from_numpy(q), k), k), conf, pred, rows, k
+                )
             else:
-                size[s : s + len(x), k] = 2 * h[0].numel()
-                continue
-            c, p = logits.float().softmax(dim=1).max(dim=1)
-            conf[s : s + len(x), k] = c.numpy()
-            pred[s : s + len(x), k] = p.numpy()
+                size[rows, k] = 2 * h[0].numel()
     for k in range(L - 1):  # arms without a codec: the final exit answers
         if not live.handles(k):
             conf[:, k], pred[:, k] = conf[:, -1], pred[:, -1]
-    return ExitOutputs(conf, pred), size
+    return ExitOutputs(edge_conf, edge_pred), ExitOutputs(conf, pred), size
 
 
 def cloud_outputs(
@@ -72,9 +81,15 @@ def cloud_outputs(
     seed: int,
     cache_dir: Path | None,
     key: str,
+    edge_path: Path | None = None,
 ) -> tuple[ExitOutputs, np.ndarray]:
     """:func:`compute_cloud_outputs` under ``distortion``, through an .npz cache keyed by the
-    model and bottleneck digests (``key``), the rates, the frames and the distortion."""
+    model and bottleneck digests (``key``), the rates, the frames and the distortion.
+
+    ``edge_path``: where :func:`~splitee.evaluate.outputs.exit_outputs` caches the edge's exit
+    outputs of these frames; on a miss the pass writes them there too (where absent), so the
+    edge's evaluation that follows reads them instead of running the trunk again. Only for a
+    ``model`` that computes exactly what exit_outputs would (the same fused model)."""
     path = None
     if cache_dir is not None:
         spec = f"{key}|{sorted(rates.items())}|{distortion}|{seed}|h{LATENT_HEADER_BYTES}"
@@ -84,13 +99,48 @@ def cloud_outputs(
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
                 return ExitOutputs(z["confidence"], z["prediction"]), z["bytes"]
-    out, size = compute_cloud_outputs(model, bundle, rates, distortion.apply(images, seed=seed))
+    edge, out, size = compute_cloud_outputs(
+        model, bundle, rates, distortion.apply(images, seed=seed)
+    )
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, confidence=out.confidence, prediction=out.prediction, bytes=size)
-        tmp.replace(path)
+        save_outputs(path, out, bytes=size)
+    if edge_path is not None and not edge_path.exists():
+        save_outputs(edge_path, edge)
     return out, size
+
+
+def codec_key(model_sha: str, bottleneck_sha: str) -> str:
+    """The codec cache's key of a (base model, bottleneck) pair."""
+    return f"{model_sha}|{bottleneck_sha}"
+
+
+def shared_pass(
+    fused,
+    bundle: BottleneckBundle,
+    rates: dict[int, int],
+    images: np.ndarray,
+    cfg: EvalConfig,
+    cache_dir: Path | None,
+    model_path: Path,
+    bottleneck_sha: str,
+) -> None:
+    """Fill both caches of a cold evaluation with one pass through the trunk per setting: the
+    codec's cloud outputs and the edge's exit outputs (what
+    :func:`~splitee.evaluate.runner.model_outputs` then reads, instead of running the trunk a
+    second time). Nothing to share without a cache, or on frames ``model_outputs`` runs
+    unfused (its numbers must not depend on which evaluation filled the cache)."""
+    from splitee.evaluate.outputs import outputs_path
+    from splitee.evaluate.runner import runs_fused
+    from splitee.files import sha256_file
+
+    if cache_dir is None or not runs_fused(images):
+        return
+    digest = sha256_file(model_path)
+    key = codec_key(digest, bottleneck_sha)
+    for spec in tqdm(cfg.distortions, desc="exit and codec outputs", unit="setting"):
+        d = Distortion.parse(spec)
+        edge_path = outputs_path(cache_dir, digest, images, d, cfg.seed)
+        cloud_outputs(fused, bundle, rates, images, d, cfg.seed, cache_dir, key, edge_path)
 
 
 def evaluate_bottleneck(
@@ -116,7 +166,7 @@ def evaluate_bottleneck(
     for k, f in encoder_flops(bundle, list(rates)).items():
         rel[k] += f / total
     median = float(np.median(jpeg_bytes))
-    key = f"{info['sha256']}|{bottleneck_sha}"
+    key = codec_key(info["sha256"], bottleneck_sha)
     settings = []
     arm_bytes = None
     for so in tqdm(outputs, desc="codec outputs", unit="setting"):

@@ -60,6 +60,27 @@ def compute_outputs(
     return ExitOutputs(np.concatenate(confs), np.concatenate(preds))
 
 
+def outputs_path(
+    cache_dir: Path | None, model_digest: str, images: np.ndarray, distortion: Distortion, seed: int
+) -> Path | None:
+    """Where :func:`exit_outputs` caches these frames' outputs (None: no cache)."""
+    if cache_dir is None:
+        return None
+    h = hashlib.sha256()
+    h.update(model_digest.encode())
+    h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())
+    h.update(f"{distortion}|{seed}".encode())
+    return Path(cache_dir) / "outputs" / f"{h.hexdigest()[:24]}.npz"
+
+
+def save_outputs(path: Path, out: ExitOutputs, **extra: np.ndarray) -> None:
+    """Write ``out`` (and ``extra`` arrays) as .npz atomically: a reader sees all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, confidence=out.confidence, prediction=out.prediction, **extra)
+    tmp.replace(path)
+
+
 def exit_outputs(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -70,20 +91,11 @@ def exit_outputs(
     batch_size: int = 500,
 ) -> ExitOutputs:
     """Outputs for ``images`` under ``distortion``, through an .npz cache (no pickle)."""
-    path = None
-    if cache_dir is not None:
-        h = hashlib.sha256()
-        h.update(model_digest.encode())
-        h.update(hashlib.sha256(np.ascontiguousarray(images).data).digest())
-        h.update(f"{distortion}|{seed}".encode())
-        path = Path(cache_dir) / "outputs" / f"{h.hexdigest()[:24]}.npz"
-        if path.exists():
-            with np.load(path, allow_pickle=False) as z:
-                return ExitOutputs(z["confidence"], z["prediction"])
+    path = outputs_path(cache_dir, model_digest, images, distortion, seed)
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return ExitOutputs(z["confidence"], z["prediction"])
     out = compute_outputs(model, distortion.apply(images, seed=seed), batch_size)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, confidence=out.confidence, prediction=out.prediction)
-        tmp.replace(path)
+        save_outputs(path, out)
     return out

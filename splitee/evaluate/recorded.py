@@ -46,7 +46,9 @@ class RecordedWorkers:
         self._key = None
         if self.codec is not None:
             self._fused = load_checkpoint(model_path, fuse=True)
-            self._key = f"{self.digest}|{sha256_file(Path(s.model.bottleneck))}"
+            from splitee.evaluate.bottleneck import codec_key
+
+            self._key = codec_key(self.digest, sha256_file(Path(s.model.bottleneck)))
 
     @property
     def cost_args(self) -> dict:

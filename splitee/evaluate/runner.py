@@ -91,6 +91,12 @@ class SettingOutputs:
     name: str | None = None  # the setting's name in the tables (default: the distortion's)
 
 
+def runs_fused(images: np.ndarray) -> bool:
+    """Whether :func:`model_outputs` runs these frames with BatchNorm folded (as the workers
+    do) in batches of 32: real-size frames; small ones unfused in batches of 500."""
+    return images.shape[1] > 64
+
+
 def model_outputs(
     model_path: Path, dataset: Dataset, distortions: list[str], seed: int, cache_dir: Path | None
 ) -> tuple[list[SettingOutputs], dict]:
@@ -100,8 +106,7 @@ def model_outputs(
 
     model = load_checkpoint(model_path)
     digest = sha256_file(model_path)
-    # real-size frames: BatchNorm folded (as the workers run it), small batches
-    big = dataset.images.shape[1] > 64
+    big = runs_fused(dataset.images)
     if big:
         model.fuse_for_inference()
     out = []
