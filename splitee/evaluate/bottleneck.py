@@ -169,10 +169,12 @@ def evaluate_bottleneck(
     key = codec_key(info["sha256"], bottleneck_sha)
     settings = []
     arm_bytes = None
+    codec_top1 = {}
     for so in tqdm(outputs, desc="codec outputs", unit="setting"):
         cloud, size = cloud_outputs(
             model, bundle, rates, images, so.distortion, cfg.seed, cache_dir, key
         )
+        codec_top1[so.name or str(so.distortion)] = top1_after_codec(so, cloud)
         if so.distortion.kind == "pristine" or arm_bytes is None:
             arm_bytes = np.median(size[:, :-1], axis=0)
         # arm 0 sends the frame: nothing at the edge (C_0 = 0), the final exit answers in
@@ -201,5 +203,18 @@ def evaluate_bottleneck(
         "jpeg_bytes_median": int(median),
     }
     summary["offload_scale"] = [round(x, 4) for x in scale]
+    summary["codec_top1"] = codec_top1
     write_outputs(summary, out_dir)
     return summary
+
+
+def top1_after_codec(so: SettingOutputs, cloud: ExitOutputs) -> dict:
+    """Top-1 of the cloud's answer were every frame offloaded at split arm k (after the codec;
+    keyed 1-based as the summary's ``rates``: "1" is the first split, the tables' ``fixed-2``)
+    beside the unsplit model's, on one setting's frames: what each codec itself costs under
+    that distortion, apart from the exits' mistakes."""
+    right = cloud.prediction[:, :-1] == so.labels[:, None]
+    return {
+        "unsplit": round(float((so.outputs.prediction[:, -1] == so.labels).mean()), 4),
+        "arms": {str(k + 1): round(float(right[:, k].mean()), 4) for k in range(right.shape[1])},
+    }
