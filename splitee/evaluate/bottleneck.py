@@ -53,11 +53,10 @@ def compute_cloud_outputs(
         h = x
         for k in range(L):
             h = model.segment(h, k)
-            exit_logits = model.exit_logits(h, k)
-            answer(exit_logits, edge_conf, edge_pred, rows, k)
+            answer(model.exit_logits(h, k), edge_conf, edge_pred, rows, k)
             if k == L - 1:
-                answer(exit_logits, conf, pred, rows, k)
-            elif live.handles(k):
+                break
+            if live.handles(k):
                 messages = live.encode(h, k)  # what goes on the wire, header included
                 size[rows, k] = [len(m) for m in messages]
                 q = np.stack([live.symbols(m, k) for m in messages])
@@ -66,6 +65,7 @@ def compute_cloud_outputs(
                 )
             else:
                 size[rows, k] = 2 * h[0].numel()
+    conf[:, -1], pred[:, -1] = edge_conf[:, -1], edge_pred[:, -1]  # the final exit itself
     for k in range(L - 1):  # arms without a codec: the final exit answers
         if not live.handles(k):
             conf[:, k], pred[:, k] = conf[:, -1], pred[:, -1]

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from splitee.checkerboard import fit_context_tables
 from splitee.distortions import Distortion
 from splitee.evaluate.bottleneck import cloud_outputs, compute_cloud_outputs
 from splitee.evaluate.outputs import compute_outputs, exit_outputs, outputs_path
-from splitee.files import sha256_file
-from splitee.models.bottleneck import Bottlenecks, default_spec
-from splitee.models.bottleneck_checkpoint import load_bottlenecks, save_bottlenecks
+from tests.unit.test_latent_codec import bundle_on_first_arm
 
 
 def _bundle(model, tmp_path):
-    """A random-weight bottleneck on the model's first split arm (tables from its latents)."""
-    torch.manual_seed(0)
-    base = tmp_path / "base.safetensors"
-    base.write_bytes(b"stand-in")
-    shapes = [model.feature_shape(k) for k in range(model.num_exits - 1)]
-    bn = Bottlenecks([default_spec(s) for s in shapes], [0.5, 1.0])
-    h = torch.randn(64, *shapes[0])
-    tables = {0: [fit_context_tables(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
-    save_bottlenecks(bn, tables, tmp_path / "bn.safetensors", base, sha256_file(base))
-    return load_bottlenecks(tmp_path / "bn.safetensors")
+    """A random-weight bottleneck on the model's first split arm (checkerboard tables)."""
+    return bundle_on_first_arm(model, tmp_path, fit=fit_context_tables)
 
 
 def _frames(n: int = 40) -> np.ndarray:

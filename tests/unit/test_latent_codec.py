@@ -205,6 +205,23 @@ def test_a_latent_encoded_in_one_process_decodes_identically_in_another(tmp_path
         assert (codec.symbols(m, 0) == coder.clamp(qi)).all()
 
 
+def bundle_on_first_arm(model, tmp_path: Path, fit=tables_for):
+    """A random-weight bottleneck for ``model`` (a codec per split arm, steps 0.5 and 1) with
+    tables for its first split arm only, fitted by ``fit`` on the latents of random tensors; on
+    a stand-in base model."""
+    from splitee.files import sha256_file
+
+    torch.manual_seed(0)
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"stand-in")
+    shapes = [model.feature_shape(k) for k in range(model.num_exits - 1)]
+    bn = Bottlenecks([default_spec(s) for s in shapes], [0.5, 1.0])
+    h = torch.randn(64, *shapes[0])
+    tables = {0: [fit(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
+    save_bottlenecks(bn, tables, tmp_path / "bn.safetensors", base, sha256_file(base))
+    return load_bottlenecks(tmp_path / "bn.safetensors")
+
+
 def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp_path):
     """The send-frame model with a bottleneck on its first split arm: the edge offloads a
     latent message, the cloud answers with suffix(decode(q)) — the same numbers as running
@@ -213,7 +230,6 @@ def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp
     from edge_workers.processor import EdgeProcessor
     from policy_store import CostModel, MemoryStore
     from policy_store.policies import make_policy
-    from splitee.files import sha256_file
     from splitee.images import decode_fit
     from splitee.models import to_input
     from splitee.models.frame_arm import FrameArmNet
@@ -222,15 +238,7 @@ def test_edge_encodes_and_cloud_decodes_latents_through_the_steps(tiny_real, tmp
     from tests.bandits import bandit
     from tests.unit.test_send_frame import _jpeg, _record
 
-    torch.manual_seed(0)
-    base = tmp_path / "base.safetensors"
-    base.write_bytes(b"stand-in")
-    shapes = [tiny_real.feature_shape(k) for k in range(tiny_real.num_exits - 1)]
-    bn = Bottlenecks([default_spec(s) for s in shapes], [0.5, 1.0])
-    h = torch.randn(64, *shapes[0])
-    tables = {0: [tables_for(bn.codecs[0].quantize(h, r).numpy()) for r in range(2)]}
-    save_bottlenecks(bn, tables, tmp_path / "bn.safetensors", base, sha256_file(base))
-    bundle = load_bottlenecks(tmp_path / "bn.safetensors")
+    bundle = bundle_on_first_arm(tiny_real, tmp_path)
     model = FrameArmNet(tiny_real)
     latent = LatentCodec(bundle, {0: 1}, arm_offset=1)
     cm = CostModel(model.exit_depths, alpha=0.99)  # offload everything but the final exit
