@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from splitee.testing import free_port
+from splitee.testing import free_ports
 from tests.conftest import REPO
 
 PINNED = (
@@ -33,11 +33,12 @@ def deploy(script: str, timeout: float = 600) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def deploy_env(tmp_path_factory) -> dict[str, str]:
     """Free ports and a private var dir, in os.environ for the session (see the module doc)."""
+    kafka, controller, redis_port, prometheus = free_ports(4)
     env = {
-        "SPLITEE_KAFKA_PORT": str(free_port()),
-        "SPLITEE_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "SPLITEE_REDIS_PORT": str(free_port()),
-        "SPLITEE_PROMETHEUS_PORT": str(free_port()),
+        "SPLITEE_KAFKA_PORT": str(kafka),
+        "SPLITEE_KAFKA_CONTROLLER_PORT": str(controller),
+        "SPLITEE_REDIS_PORT": str(redis_port),
+        "SPLITEE_PROMETHEUS_PORT": str(prometheus),
         "SPLITEE_VAR_DIR": str(tmp_path_factory.mktemp("var")),
     }
     with pytest.MonkeyPatch.context() as mp:

@@ -24,7 +24,7 @@ from splitee.jpeg import encode_jpeg
 from splitee.kafka_io import create_topics, producer
 from splitee.results import collect_results, collect_truth, read_topic
 from splitee.settings import KafkaSettings
-from splitee.testing import free_port
+from splitee.testing import free_ports
 from splitee.wire import Result, header_map
 from tests.conftest import REPO
 
@@ -32,10 +32,11 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory):
     """(KafkaSettings, start(), stop()) of a broker of this module's own."""
+    kafka_port, controller_port = free_ports(2)
     env = {
         **os.environ,
-        "SPLITEE_KAFKA_PORT": str(free_port()),
-        "SPLITEE_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "SPLITEE_KAFKA_PORT": str(kafka_port),
+        "SPLITEE_KAFKA_CONTROLLER_PORT": str(controller_port),
         "SPLITEE_VAR_DIR": str(tmp_path_factory.mktemp("kafka-var")),
     }
 

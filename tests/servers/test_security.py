@@ -28,7 +28,7 @@ from policy_store.stats import Delta
 from splitee import kafka_io, policy_setup, redis_io
 from splitee.recorder import record
 from splitee.settings import KafkaSettings, RedisSettings, Settings
-from splitee.testing import free_port
+from splitee.testing import free_port, free_ports
 from tests.conftest import REPO
 
 USER = "splitee-test"
@@ -46,13 +46,14 @@ def deploy(script: str, env: dict[str, str]) -> None:
 def secure(tmp_path_factory):
     """Kafka and Redis in secure mode (deploy/secure.sh), stopped by their stop scripts."""
     var = tmp_path_factory.mktemp("secure-var")
+    kafka_port, controller_port, redis_port = free_ports(3)
     env = {
         **os.environ,
         "SPLITEE_SECURE": "1",
         "SPLITEE_VAR_DIR": str(var),
-        "SPLITEE_KAFKA_PORT": str(free_port()),
-        "SPLITEE_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "SPLITEE_REDIS_PORT": str(free_port()),
+        "SPLITEE_KAFKA_PORT": str(kafka_port),
+        "SPLITEE_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "SPLITEE_REDIS_PORT": str(redis_port),
         "SPLITEE_KAFKA__SASL_USERNAME": USER,
         "SPLITEE_KAFKA__SASL_PASSWORD": KAFKA_PASSWORD,
         "SPLITEE_REDIS__USERNAME": USER,
