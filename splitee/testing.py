@@ -39,9 +39,7 @@ def run_checked(cmd: list[str], env: dict[str, str], timeout: float, what: str =
 def free_port() -> int:
     """A port nothing listens on now (the kernel's pick for port 0 on 127.0.0.1), so servers
     and metrics endpoints started for a test never collide with a running deployment."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:
