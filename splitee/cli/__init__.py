@@ -70,6 +70,7 @@ main.add_command(observability.report)
 
 main.add_command(offline.train)
 main.add_command(bottleneck.train_bottleneck)
+main.add_command(bottleneck.tune_bottleneck)
 main.add_command(offline.evaluate)
 main.add_command(offline.evaluate_shift)
 main.add_command(rate_accuracy.rate_accuracy)

@@ -134,3 +134,93 @@ def train_bottleneck(
         best = [f"{r['bytes_median']} B → {r['top1']:.4f}" for r in arm["rates"]]
         click.echo(f"arm {arm['arm']}: " + ", ".join(best))
     click.echo(f"took {card['training']['total_seconds']:.0f} s; wrote {out}")
+
+
+@click.command("tune-bottleneck")
+@click.option(
+    "--bottleneck",
+    "bottleneck_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The bottleneck checkpoint whose decoders to tune (its base model beside it).",
+)
+@click.option("--data", default=None, help="'caltech101' (data.images) or a folder/zip.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--arms", default="1", show_default=True, help="1-based learned arms, e.g. 1,2.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1, 86400),
+    default=None,
+    help="Training time per arm (DecoderTuneConfig.seconds, default 1,800).",
+)
+@click.option(
+    "--distorted-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of each batch given a random noise or blur (default 0.6).",
+)
+@click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.pass_context
+def tune_bottleneck(
+    ctx: click.Context,
+    bottleneck_path: Path,
+    data: str | None,
+    out: Path,
+    arms: str,
+    seconds: float | None,
+    distorted_share: float | None,
+    threads: int | None,
+) -> None:
+    """Tune the cloud-side decoders of a bottleneck on distorted frames (docs/bottleneck.md).
+
+    The encoders, integer latents and coding tables stay byte-identical, so the edge and the
+    bytes per frame do not change; the decoder learns to give the suffix the clean frame's
+    tensor. Resumable: run the same command again to continue where it stopped.
+    """
+    import copy
+
+    import torch
+
+    from splitee.cli.backbone_train import resolve_images
+    from splitee.images import load_images, open_source
+    from splitee.models import load_checkpoint
+    from splitee.models.backbones import register_from_settings
+    from splitee.models.bottleneck_checkpoint import load_bottlenecks
+    from splitee.training.decoder_tune import DecoderTuneConfig, tune_decoders
+
+    s = settings_of(ctx)
+    register_from_settings(s)
+    bundle = load_bottlenecks(bottleneck_path)
+    model = copy.deepcopy(load_checkpoint(bundle.base_path)).fuse_for_inference()
+    model.backbone.to(memory_format=torch.channels_last)
+    size = int(model.input_size)
+    path = resolve_images(s, data)
+    cache = s.data.cache_dir / "images"
+    given = {
+        k: v
+        for k, v in {
+            "seconds": seconds,
+            "distorted_share": distorted_share,
+            "threads": threads,
+        }.items()
+        if v is not None
+    }
+    cfg = DecoderTuneConfig(**given)
+    train = load_images(open_source(path, "train"), size, cache)
+    test = load_images(open_source(path, "test"), size, cache)
+    card = tune_decoders(
+        model,
+        bundle,
+        bottleneck_path,
+        [int(a) - 1 for a in arms.split(",")],
+        train.images,
+        test.images,
+        test.labels,
+        cfg,
+        out,
+        s.data.cache_dir / "bottleneck-tune",
+    )
+    for arm in card["arms"]:
+        best = [f"{r['bytes_median']} B → {r['top1']:.4f}" for r in arm["rates"]]
+        click.echo(f"arm {arm['arm']}: " + ", ".join(best))
+    click.echo(f"wrote {out}")

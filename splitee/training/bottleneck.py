@@ -133,25 +133,30 @@ def _extract(model, images: np.ndarray, bs: int, desc: str) -> tuple[list[np.nda
 AUGMENT_RECIPE = "rc1"  # what views 2… hold (part of the cache's key): change it with _augment
 
 
+def random_crop_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random resized crop of one HWC frame (25–100 % of the area, aspect 3:4–4:3) back to
+    its size, flipped horizontally half the time."""
+    h, w, _ = image.shape
+    area = rng.uniform(0.25, 1.0) * h * w
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    ch = int(min(h, round(np.sqrt(area / aspect))))
+    cw = int(min(w, round(np.sqrt(area * aspect))))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = torch.from_numpy(np.ascontiguousarray(image[y : y + ch, x : x + cw]))
+    crop = crop.permute(2, 0, 1)[None].float()
+    big = F.interpolate(crop, size=(h, w), mode="bilinear", antialias=True)
+    img = big[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return img[:, ::-1] if rng.random() < 0.5 else img
+
+
 def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random resized crop (25–100 % of the area, aspect 3:4–4:3) back to the frame's size,
-    a horizontal flip half the time, and on a third of the chunks a random noise or blur (with
-    its own random flips)."""
+    """:func:`random_crop_flip` on every frame, and on a third of the chunks a random noise or
+    blur (with its own random flips)."""
     from splitee.training.train_backbone import _random_distort
 
-    n, h, w, _ = images.shape
     out = np.empty_like(images)
-    for i in range(n):
-        area = rng.uniform(0.25, 1.0) * h * w
-        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        ch = int(min(h, round(np.sqrt(area / aspect))))
-        cw = int(min(w, round(np.sqrt(area * aspect))))
-        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        crop = torch.from_numpy(np.ascontiguousarray(images[i, y : y + ch, x : x + cw]))
-        crop = crop.permute(2, 0, 1)[None].float()
-        big = F.interpolate(crop, size=(h, w), mode="bilinear", antialias=True)
-        img = big[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-        out[i] = img[:, ::-1] if rng.random() < 0.5 else img
+    for i in range(len(images)):
+        out[i] = random_crop_flip(images[i], rng)
     if rng.random() < 1 / 3:
         out = _random_distort(out, rng)
     return out
