@@ -234,6 +234,7 @@ def tune_decoders(
         }
         _progress(f"arm {k + 1}: {json.dumps(measured)}")
     card["decoder_tuned_from"] = Path(bundle_path).name
+    card["decoder_tuned_from_sha256"] = sha256_file(bundle_path)
     save_bottlenecks(
         bundle.bottlenecks, bundle.tables, out, bundle.base_path, bundle.base_sha256, card
     )

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from splitee.files import sha256_file
 from splitee.models.bottleneck_checkpoint import load_bottlenecks
 from splitee.training.decoder_tune import DecoderTuneConfig, distort_some, tune_decoders
 from tests.unit.test_latent_codec import bundle_on_first_arm
@@ -53,6 +54,7 @@ def test_tuning_trains_the_decoder_only_and_resumes(tiny_real, tmp_path):
     )
     info = card["decoder_tuned_from"], card["arms"][0]["training"]["decoder_tune"]
     assert info[0] == "bn.safetensors" and info[1]["steps"] > 0
+    assert card["decoder_tuned_from_sha256"] == sha256_file(src)
     assert len(card["arms"][0]["rates"]) == 2  # re-measured at both rate points
 
     first = info[1]["steps"]
