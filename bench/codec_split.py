@@ -10,7 +10,11 @@ also codes the same symbols with each channel's anchor table alone (a factorized
 channel's marginal) and reports those bytes beside: what the contexts save, in the same run.
 
 Usage: python bench/codec_split.py [--bottleneck CKPT] [--images ZIP] [--limit N] [--arms 1,2]
-       [--out JSON]
+       [--distortion noise:0.2] [--out JSON]
+
+``--distortion``: the frames distorted as ``splitee evaluate`` distorts them (its default seed,
+0), so a codec's top-1 under noise or blur at every rate point, beside the unsplit model's on
+the same distorted frames.
 Frames: ``SPLITEE_DATA__IMAGES`` (Caltech-101's zip) or ``--images``.
 """
 
@@ -34,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from splitee.checkerboard import ContextTables  # noqa: E402
 from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
 from splitee.coding_tables import coder_for  # noqa: E402
+from splitee.distortions import Distortion  # noqa: E402
 from splitee.entropy import LatentCoder  # noqa: E402
 from splitee.images import load_images, open_source  # noqa: E402
 from splitee.machine import machine_description  # noqa: E402
@@ -53,6 +58,7 @@ def measure(
     limit: int | None,
     only: list[int] | None = None,
     bs: int = 32,
+    distortion: Distortion | None = None,
 ) -> dict:
     bundle = load_bottlenecks(bottleneck, BASE)
     model = copy.deepcopy(load_checkpoint(BASE)).fuse_for_inference()
@@ -63,6 +69,8 @@ def measure(
     if limit and limit < len(y):
         idx = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
         x_all, y = x_all[idx], y[idx]
+    if distortion is not None:
+        x_all = distortion.apply(x_all, seed=0)
     bn, arms = bundle.bottlenecks, bundle.arms
     if only is not None:
         arms = [k for k in arms if k + 1 in only]
@@ -131,6 +139,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=os.environ.get("SPLITEE_DATA__IMAGES"))
     ap.add_argument("--limit", type=int, default=None, help="a seeded random N test frames")
     ap.add_argument("--arms", default=None, help="1-based split arms to measure (default all)")
+    ap.add_argument("--distortion", default=None, help="e.g. noise:0.2 (default: pristine)")
     ap.add_argument("--out", type=Path, default=None, help="also write the line here")
     a = ap.parse_args()
     if a.images is None:
@@ -138,10 +147,12 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
     only = None if a.arms is None else [int(v) for v in a.arms.split(",")]
-    out = measure(a.bottleneck, a.images, a.limit, only)
+    distortion = None if a.distortion is None else Distortion.parse(a.distortion)
+    out = measure(a.bottleneck, a.images, a.limit, only, distortion=distortion)
     out = {
         "bench": "codec_split",
         "bottleneck": a.bottleneck.name,
+        "distortion": str(distortion or "pristine"),
         **out,
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": machine_description(),
