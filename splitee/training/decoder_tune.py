@@ -42,6 +42,7 @@ from splitee.training.bottleneck import (
     decoder_cpu_ms,
     evaluate_arm,
     random_crop_flip,
+    suffix_distill,
 )
 
 
@@ -147,14 +148,7 @@ def tune_arm(
         h = (rec_std * codec.decoder.std + codec.decoder.mean).contiguous(
             memory_format=torch.channels_last
         )
-        deep = torch.zeros(())
-        for j in range(k + 1, L):
-            h = model.segment(h, j)
-            if j in keep:
-                deep = deep + F.mse_loss(h / deep_std[j], targets[j] / deep_std[j])
-        logits = model.exit_logits(h, L - 1)
-        kd = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(t / T, 1), reduction="batchmean")
-        kd = kd * T * T
+        kd, deep = suffix_distill(model, k, h, targets, deep_std, t, T)
         loss = kd + cfg.deep * deep + cfg.anchor * F.mse_loss(rec_std, clean_std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
