@@ -39,6 +39,7 @@ from splitee.training.bottleneck import (
     _progress,
     _save_state,
     _subset,
+    _teach,
     decoder_cpu_ms,
     evaluate_arm,
     random_crop_flip,
@@ -93,16 +94,6 @@ def _forward_to(model, x: torch.Tensor, k: int) -> torch.Tensor:
     return h
 
 
-@torch.no_grad()
-def _teacher(model, h: torch.Tensor, k: int, keep: set[int]) -> tuple[dict, torch.Tensor]:
-    deep = {}
-    for j in range(k + 1, model.num_exits):
-        h = model.segment(h, j)
-        if j in keep:
-            deep[j] = h
-    return deep, model.exit_logits(h, model.num_exits - 1)
-
-
 def tune_arm(
     model,
     bundle: BottleneckBundle,
@@ -138,7 +129,7 @@ def tune_arm(
         clean = np.stack([random_crop_flip(images[i], rng) for i in idx])
         noisy = distort_some(clean, cfg.distorted_share, cfg, rng)
         h_clean = _forward_to(model, to_input(clean), k)
-        targets, t = _teacher(model, h_clean, k, keep)
+        targets, t = _teach(model, k, h_clean, keep)
         h_in = _forward_to(model, to_input(noisy), k)
         r = int(rng.integers(steps_n))
         with torch.no_grad():
