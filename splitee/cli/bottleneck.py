@@ -136,6 +136,16 @@ def train_bottleneck(
     click.echo(f"took {card['training']['total_seconds']:.0f} s; wrote {out}")
 
 
+def _steps(text: str | None) -> tuple[float, ...] | None:
+    """``--steps 4,6`` as the rate points' steps (a usage error for anything but numbers)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: steps Δ as numbers, e.g. 6 or 4,6") from None
+
+
 @click.command("tune-bottleneck")
 @click.option(
     "--bottleneck",
@@ -159,6 +169,18 @@ def train_bottleneck(
     default=None,
     help="Share of each batch given a random noise or blur (default 0.6).",
 )
+@click.option(
+    "--steps",
+    default=None,
+    help="Rate points (their steps Δ, e.g. 6) that train; default all. The decoder is shared "
+    "by every rate: a tune for the deployed rate spends every step there.",
+)
+@click.option(
+    "--log-levels",
+    is_flag=True,
+    default=None,
+    help="Draw noise and blur levels log-uniformly (as many mild ones as heavy ones).",
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=None)
 @click.pass_context
 def tune_bottleneck(
@@ -169,6 +191,8 @@ def tune_bottleneck(
     arms: str,
     seconds: float | None,
     distorted_share: float | None,
+    steps: str | None,
+    log_levels: bool | None,
     threads: int | None,
 ) -> None:
     """Tune the cloud-side decoders of a bottleneck on distorted frames (docs/bottleneck.md).
@@ -186,7 +210,7 @@ def tune_bottleneck(
     from splitee.models import load_checkpoint
     from splitee.models.backbones import register_from_settings
     from splitee.models.bottleneck_checkpoint import load_bottlenecks
-    from splitee.training.decoder_tune import DecoderTuneConfig, tune_decoders
+    from splitee.training.decoder_tune import DecoderTuneConfig, trained_rates, tune_decoders
 
     s = settings_of(ctx)
     register_from_settings(s)
@@ -201,11 +225,17 @@ def tune_bottleneck(
         for k, v in {
             "seconds": seconds,
             "distorted_share": distorted_share,
+            "steps": _steps(steps),
+            "log_levels": log_levels or None,
             "threads": threads,
         }.items()
         if v is not None
     }
     cfg = DecoderTuneConfig(**given)
+    try:
+        trained_rates(bundle.bottlenecks.steps, cfg.steps)  # every codec has the same
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     train = load_images(open_source(path, "train"), size, cache)
     test = load_images(open_source(path, "test"), size, cache)
     card = tune_decoders(

@@ -56,6 +56,12 @@ class DecoderTuneConfig:
     distorted_share: float = 0.6
     noise: tuple[float, float] = (0.02, 0.25)  # σ range of the random noise (× 255)
     blur: tuple[float, float] = (0.3, 2.0)  # σ range of the random blur (pixels)
+    # levels drawn log-uniformly: as many mild distortions as heavy ones (uniform draws spend
+    # most steps on heavy ones, where the codec had the most to win back first)
+    log_levels: bool = False
+    # the rate points (their steps Δ) that train; None: all. The decoder is shared by every
+    # rate, so a tune for the one rate a deployment codes at spends every step there
+    steps: tuple[float, ...] | None = None
     deep: float = 1.0  # weight of the deeper split tensors' standardised MSE
     anchor: float = 0.1  # weight of the MSE to the clean view's prefix tensor (standardised)
     kd_temperature: float = 2.0
@@ -78,12 +84,24 @@ def distort_some(
     blur at a random level (the clean ones unchanged)."""
     out = images.copy()
     for i in np.flatnonzero(rng.random(len(images)) < share):
-        if rng.random() < 0.5:
-            d = Distortion("noise", float(rng.uniform(*cfg.noise)))
-        else:
-            d = Distortion("blur", float(rng.uniform(*cfg.blur)))
+        name, (lo, hi) = ("noise", cfg.noise) if rng.random() < 0.5 else ("blur", cfg.blur)
+        level = (
+            np.exp(rng.uniform(np.log(lo), np.log(hi))) if cfg.log_levels else rng.uniform(lo, hi)
+        )
+        d = Distortion(name, float(level))
         out[i] = d.apply(images[i], seed=int(rng.integers(1 << 31)))
     return out
+
+
+def trained_rates(steps: list[float], chosen: tuple[float, ...] | None) -> list[int]:
+    """The rate indices of the steps ``chosen`` (all of them for None); a step the codec does
+    not have is a ValueError naming the ones it has."""
+    if chosen is None:
+        return list(range(len(steps)))
+    missing = [s for s in chosen if s not in steps]
+    if missing or not chosen:
+        raise ValueError(f"steps {list(chosen)}: this codec's rate points are Δ = {steps}")
+    return [steps.index(s) for s in chosen]
 
 
 @torch.no_grad()
@@ -118,7 +136,7 @@ def tune_arm(
     keep = {j for j in range(k + 1, L - 1) if j in bundle.tables}
     deep_std = {j: bundle.bottlenecks.codecs[j].encoder.std.clamp_min(1e-3) for j in keep}
     rng = np.random.default_rng(cfg.seed + 7919 * info["steps"])
-    T, steps_n = cfg.kd_temperature, len(codec.steps)
+    T, rates = cfg.kd_temperature, trained_rates(codec.steps, cfg.steps)
     codec.decoder.train()
     t_block, kd_sum, n = time.perf_counter(), 0.0, 0
     while info["seconds"] < cfg.seconds:
@@ -131,7 +149,7 @@ def tune_arm(
         h_clean = _forward_to(model, to_input(clean), k)
         targets, t = _teach(model, k, h_clean, keep)
         h_in = _forward_to(model, to_input(noisy), k)
-        r = int(rng.integers(steps_n))
+        r = int(rates[rng.integers(len(rates))])
         with torch.no_grad():
             z = codec.quantize(h_in, r).float() * codec.steps[r]
         rec_std = codec.decoder.forward_std(z)
@@ -211,7 +229,10 @@ def tune_decoders(
         row = rows[k]
         row["rates"] = measured
         row["decoder_cpu_ms"] = decoder_cpu_ms(codec)
-        row.setdefault("training", {})["decoder_tune"] = {
+        training = row.setdefault("training", {})
+        if "decoder_tune" in training:  # a tune of a tuned checkpoint keeps the earlier one
+            training.setdefault("decoder_tune_history", []).append(training["decoder_tune"])
+        training["decoder_tune"] = {
             "config": asdict(cfg),
             "seconds": round(info["seconds"], 1),
             "steps": info["steps"],

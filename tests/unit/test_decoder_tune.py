@@ -9,7 +9,12 @@ from safetensors.torch import load_file
 
 from splitee.files import sha256_file
 from splitee.models.bottleneck_checkpoint import load_bottlenecks
-from splitee.training.decoder_tune import DecoderTuneConfig, distort_some, tune_decoders
+from splitee.training.decoder_tune import (
+    DecoderTuneConfig,
+    distort_some,
+    trained_rates,
+    tune_decoders,
+)
 from tests.unit.test_latent_codec import bundle_on_first_arm
 
 
@@ -22,6 +27,25 @@ def test_distort_some_distorts_the_share_it_draws_and_no_other():
     assert all((every[i] != frames[i]).any() for i in range(len(frames)))
     again = distort_some(frames, 1.0, cfg, np.random.default_rng(1))
     assert (again == every).all()  # seeded: a resumed run draws what it would have
+
+
+def test_log_levels_draw_seeded_distortions_too():
+    frames = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    cfg = DecoderTuneConfig(log_levels=True)
+    every = distort_some(frames, 1.0, cfg, np.random.default_rng(1))
+    assert all((every[i] != frames[i]).any() for i in range(len(frames)))
+    assert (distort_some(frames, 1.0, cfg, np.random.default_rng(1)) == every).all()
+    uniform = distort_some(frames, 1.0, DecoderTuneConfig(), np.random.default_rng(1))
+    assert (uniform != every).any()  # another draw of the levels
+
+
+def test_trained_rates_are_the_steps_named_and_only_the_codecs_own():
+    assert trained_rates([1.0, 2.0, 4.0, 6.0], None) == [0, 1, 2, 3]
+    assert trained_rates([1.0, 2.0, 4.0, 6.0], (6.0,)) == [3]
+    with pytest.raises(ValueError, match="rate points are"):
+        trained_rates([1.0, 2.0, 4.0, 6.0], (5.0,))
+    with pytest.raises(ValueError, match="rate points are"):
+        trained_rates([1.0, 2.0], ())
 
 
 def _frames(n: int, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,3 +116,25 @@ def test_a_scalar_arm_has_no_decoder_to_tune(tiny_real, tmp_path):
             tmp_path / "o.safetensors",
             tmp_path / "w",
         )
+
+
+def test_a_tuned_checkpoint_tuned_again_at_one_rate_keeps_its_history(tiny_real, tmp_path):
+    """Tuning at one rate point moves the decoder (shared by every rate) and the card keeps
+    the earlier tune under ``decoder_tune_history``."""
+    bundle = bundle_on_first_arm(tiny_real, tmp_path)
+    src = tmp_path / "bn.safetensors"
+    train_x, _ = _frames(24, tiny_real.input_size, 0)
+    test_x, test_y = _frames(8, tiny_real.input_size, 1)
+    first, second = tmp_path / "t1.safetensors", tmp_path / "t2.safetensors"
+    cfg = DecoderTuneConfig(seconds=1.0, batch=4, lr=1e-2, test_limit=8)
+    tune_decoders(tiny_real, bundle, src, [0], train_x, test_x, test_y, cfg, first, tmp_path)
+    again = DecoderTuneConfig(seconds=1.0, batch=4, lr=1e-2, test_limit=8, steps=(1.0,))
+    tuned = load_bottlenecks(first, tmp_path / "base.safetensors")
+    card = tune_decoders(
+        tiny_real, tuned, first, [0], train_x, test_x, test_y, again, second, tmp_path
+    )
+    training = card["arms"][0]["training"]
+    assert tuple(training["decoder_tune"]["config"]["steps"]) == (1.0,)
+    assert [t["config"]["steps"] for t in training["decoder_tune_history"]] == [None]
+    a, b = load_file(str(first)), load_file(str(second))
+    assert any(not torch.equal(a[n], b[n]) for n in a if n.startswith("arm0.decoder.net"))
