@@ -53,14 +53,19 @@ def _frames(n: int, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8), rng.integers(0, 5, n)
 
 
+def _bundle_and_frames(model, tmp_path):
+    """A random bottleneck on the model's first arm (its file), 24 training and 8 test frames."""
+    bundle = bundle_on_first_arm(model, tmp_path)
+    train_x, _ = _frames(24, model.input_size, 0)
+    test_x, test_y = _frames(8, model.input_size, 1)
+    return bundle, tmp_path / "bn.safetensors", train_x, test_x, test_y
+
+
 def test_tuning_trains_the_decoder_only_and_resumes(tiny_real, tmp_path):
     """The tuned checkpoint keeps the encoder and the coding tables byte-identical (the edge
     and its bytes do not change) and has another decoder; its card records the tuning; a run
     with more time resumes the saved state instead of starting again."""
-    bundle = bundle_on_first_arm(tiny_real, tmp_path)
-    src = tmp_path / "bn.safetensors"
-    train_x, _ = _frames(24, tiny_real.input_size, 0)
-    test_x, test_y = _frames(8, tiny_real.input_size, 1)
+    bundle, src, train_x, test_x, test_y = _bundle_and_frames(tiny_real, tmp_path)
     out, work = tmp_path / "tuned.safetensors", tmp_path / "work"
     cfg = DecoderTuneConfig(seconds=2.0, batch=4, lr=1e-2, test_limit=8)
     card = tune_decoders(tiny_real, bundle, src, [0], train_x, test_x, test_y, cfg, out, work)
@@ -121,10 +126,7 @@ def test_a_scalar_arm_has_no_decoder_to_tune(tiny_real, tmp_path):
 def test_a_tuned_checkpoint_tuned_again_at_one_rate_keeps_its_history(tiny_real, tmp_path):
     """Tuning at one rate point moves the decoder (shared by every rate) and the card keeps
     the earlier tune under ``decoder_tune_history``."""
-    bundle = bundle_on_first_arm(tiny_real, tmp_path)
-    src = tmp_path / "bn.safetensors"
-    train_x, _ = _frames(24, tiny_real.input_size, 0)
-    test_x, test_y = _frames(8, tiny_real.input_size, 1)
+    bundle, src, train_x, test_x, test_y = _bundle_and_frames(tiny_real, tmp_path)
     first, second = tmp_path / "t1.safetensors", tmp_path / "t2.safetensors"
     cfg = DecoderTuneConfig(seconds=1.0, batch=4, lr=1e-2, test_limit=8)
     tune_decoders(tiny_real, bundle, src, [0], train_x, test_x, test_y, cfg, first, tmp_path)
