@@ -74,6 +74,9 @@ class DecoderTuneConfig:
         d = asdict(self)
         for k in ("seconds", "threads", "test_limit"):
             d.pop(k)
+        for k, default in (("log_levels", False), ("steps", None)):  # added later: at their
+            if d[k] == default:  # defaults they leave the key (and so older states) as it was
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -140,3 +140,11 @@ def test_a_tuned_checkpoint_tuned_again_at_one_rate_keeps_its_history(tiny_real,
     assert [t["config"]["steps"] for t in training["decoder_tune_history"]] == [None]
     a, b = load_file(str(first)), load_file(str(second))
     assert any(not torch.equal(a[n], b[n]) for n in a if n.startswith("arm0.decoder.net"))
+
+
+def test_the_recipe_key_tells_recipes_apart_but_not_time_budgets():
+    base = DecoderTuneConfig()
+    assert base.key() == DecoderTuneConfig(seconds=60.0, threads=1).key()
+    keys = {base.key(), DecoderTuneConfig(log_levels=True).key()}
+    keys.add(DecoderTuneConfig(steps=(6.0,)).key())
+    assert len(keys) == 3  # a state of one recipe is never resumed by another
