@@ -40,6 +40,7 @@ from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
 from splitee.coding_tables import coder_for  # noqa: E402
 from splitee.distortions import Distortion  # noqa: E402
 from splitee.entropy import LatentCoder  # noqa: E402
+from splitee.evaluate.rate_accuracy import subset_indices  # noqa: E402
 from splitee.images import load_images, open_source  # noqa: E402
 from splitee.machine import machine_description  # noqa: E402
 from splitee.models import load_checkpoint  # noqa: E402
@@ -67,7 +68,7 @@ def measure(
     frames = load_images(src, 224, s.data.cache_dir / "images")
     x_all, y = frames.images, frames.labels
     if limit and limit < len(y):
-        idx = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
+        idx = subset_indices(len(y), limit)  # the frames `--limit` keeps everywhere
         x_all, y = x_all[idx], y[idx]
     if distortion is not None:
         x_all = distortion.apply(x_all, seed=0)

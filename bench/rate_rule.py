@@ -40,6 +40,7 @@ from policy_store import CostModel  # noqa: E402
 from splitee.cli.backbone_train import jpeg_sizes  # noqa: E402
 from splitee.context import frame_context  # noqa: E402
 from splitee.distortions import Distortion  # noqa: E402
+from splitee.evaluate.rate_accuracy import subset_indices  # noqa: E402
 from splitee.files import sha256_file  # noqa: E402
 from splitee.images import load_images, open_source  # noqa: E402
 from splitee.machine import machine_description  # noqa: E402
@@ -113,7 +114,7 @@ def main() -> None:
     x_all, y = frames.images, frames.labels
     jpeg = np.asarray(jpeg_sizes(src), dtype=np.float64)
     if a.limit and a.limit < len(y):
-        idx = np.sort(np.random.default_rng(0).permutation(len(y))[: a.limit])
+        idx = subset_indices(len(y), a.limit)  # the frames `--limit` keeps everywhere
         x_all, y, jpeg = x_all[idx], y[idx], jpeg[idx]
     # λ₁ as `splitee evaluate` prices it: the prefix's and the encoder's FLOPs
     rel = relative_costs(model)
